@@ -1,0 +1,180 @@
+"""Argument checks shared by the functional code, the modules and the trainers.
+
+Each check raises ``ValueError`` (or ``TypeError``) with a message that names the
+parameter, what it must be and what was given, in scikit-learn's message shape.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+__all__ = [
+    "check_choice",
+    "check_scalar",
+    "check_int",
+    "check_probability",
+    "check_data_tensor",
+    "check_finite_parameters",
+    "per_layer",
+    "DivergenceError",
+]
+
+
+class DivergenceError(FloatingPointError, ValueError):
+    """Raised when training produces NaN or infinite values.
+
+    It subclasses both ``FloatingPointError`` and ``ValueError`` so that callers can catch
+    it either way.
+
+    Examples
+    --------
+    >>> issubclass(DivergenceError, ValueError)
+    True
+    """
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """Check that ``value`` is one of ``choices``.
+
+    Examples
+    --------
+    >>> check_choice("visible", "gaussian", ("bernoulli", "gaussian"))
+    'gaussian'
+    """
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"The {name!r} parameter must be one of {tuple(choices)}. Got {value!r} instead."
+        )
+    return value
+
+
+def check_scalar(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Check that ``value`` is a finite real number in the given interval.
+
+    Examples
+    --------
+    >>> check_scalar("learning_rate", 0.1, low=0, low_inclusive=False)
+    0.1
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"The {name!r} parameter must be a finite real number. Got {value!r} instead.")
+    lo = "-inf" if low is None else low
+    hi = "inf" if high is None else high
+    interval = f"{'[' if low_inclusive and low is not None else '('}{lo}, {hi}{']' if high_inclusive and high is not None else ')'}"
+    bad_low = low is not None and (value < low or (value == low and not low_inclusive))
+    bad_high = high is not None and (value > high or (value == high and not high_inclusive))
+    if bad_low or bad_high:
+        raise ValueError(f"The {name!r} parameter must be a float in {interval}. Got {value!r} instead.")
+    return float(value)
+
+
+def check_int(name: str, value: Any, *, low: int | None = None) -> int:
+    """Check that ``value`` is an integer no smaller than ``low``.
+
+    Examples
+    --------
+    >>> check_int("k", 1, low=1)
+    1
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"The {name!r} parameter must be an int. Got {value!r} instead.")
+    if low is not None and value < low:
+        raise ValueError(
+            f"The {name!r} parameter must be an int in the range [{low}, inf). Got {value!r} instead."
+        )
+    return int(value)
+
+
+def check_probability(name: str, value: Any, *, open_interval: bool = False) -> float:
+    """Check that ``value`` lies in [0, 1] (or (0, 1) when ``open_interval``).
+
+    Examples
+    --------
+    >>> check_probability("sparsity_target", 0.1, open_interval=True)
+    0.1
+    """
+    return check_scalar(
+        name, value, low=0.0, high=1.0, low_inclusive=not open_interval, high_inclusive=not open_interval
+    )
+
+
+def check_data_tensor(
+    X: torch.Tensor, *, name: str = "X", n_features: int | None = None, unit_interval: bool = False
+) -> torch.Tensor:
+    """Check a 2-D float data tensor: non-empty, finite, right width, optionally in [0, 1].
+
+    Examples
+    --------
+    >>> check_data_tensor(torch.zeros(2, 3), n_features=3).shape
+    torch.Size([2, 3])
+    """
+    if not isinstance(X, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor. Got {type(X).__name__} instead.")
+    if X.dim() != 2:
+        raise ValueError(
+            f"{name} must be 2-D of shape (n_samples, n_features). Got shape {tuple(X.shape)}."
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(X.shape)}. At least one sample and one feature are required.")
+    if not X.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor. Got dtype {X.dtype}.")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features, but the model expects {n_features} "
+            f"(shape {tuple(X.shape)} vs (n_samples, {n_features}))."
+        )
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{name} contains NaN or infinity. Remove or impute those values first.")
+    if unit_interval and (bool((X < 0).any()) or bool((X > 1).any())):
+        raise ValueError(
+            f"{name} has values outside [0, 1], which Bernoulli visible units cannot model. "
+            "Scale the data to [0, 1] (e.g. MinMaxScaler) or use visible='gaussian' on standardised data."
+        )
+    return X
+
+
+def check_finite_parameters(module: torch.nn.Module, *, where: str, hint: str) -> None:
+    """Raise :class:`DivergenceError` if any parameter of ``module`` is NaN or infinite.
+
+    Examples
+    --------
+    >>> check_finite_parameters(torch.nn.Linear(2, 2), where="epoch 1", hint="")
+    """
+    for pname, p in module.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise DivergenceError(
+                f"Training diverged at {where}: parameter {pname!r} has NaN or infinite values. {hint}"
+            )
+
+
+def per_layer(name: str, value: Any, n_layers: int) -> list:
+    """Broadcast a single setting to ``n_layers`` layers, or check a per-layer sequence.
+
+    Examples
+    --------
+    >>> per_layer("learning_rate", 0.1, 3)
+    [0.1, 0.1, 0.1]
+    >>> per_layer("learning_rate", (0.1, 0.05), 2)
+    [0.1, 0.05]
+    """
+    if isinstance(value, (list, tuple)):
+        if len(value) != n_layers:
+            raise ValueError(
+                f"The {name!r} parameter has {len(value)} entries but there are {n_layers} layers. "
+                "Give one value per layer or a single value for all."
+            )
+        return list(value)
+    return [value] * n_layers
