@@ -1,0 +1,563 @@
+"""Restricted Boltzmann machines and their contrastive-divergence trainer.
+
+:class:`RBM` is a ``torch.nn.Module`` holding ``weight`` ``(n_hidden, n_visible)``,
+``visible_bias`` and ``hidden_bias``; its maths lives in :mod:`dbn.functional`.
+:class:`CDTrainer` updates an RBM by CD-k or persistent CD (PCD) with momentum, weight decay,
+a sparsity target and a learning-rate schedule, and keeps a per-epoch history;
+:func:`train_rbm` is the one-call front end.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from . import functional as Fn
+from ._random import make_generator, resolve_device
+from ._validation import (
+    DivergenceError,
+    check_choice,
+    check_data_tensor,
+    check_int,
+    check_probability,
+    check_scalar,
+)
+from .units import get_units
+
+__all__ = ["RBM", "CDTrainer", "train_rbm", "MomentumSchedule", "momentum_at"]
+
+VisibleType = Literal["bernoulli", "gaussian"]
+HiddenType = Literal["bernoulli"]
+MomentumSchedule = float | Literal["hinton"] | tuple[float, float, int]
+LRSchedule = Literal["constant", "exponential", "inverse"] | Callable[[int], float]
+
+_DIVERGENCE_HINT = (
+    "The learning rate is probably too high for the scale of the data: lower 'learning_rate' "
+    "(and 'momentum'), and for Gaussian visible units standardise each feature to zero mean and "
+    "unit variance."
+)
+
+
+class RBM(nn.Module):
+    """Restricted Boltzmann machine with Bernoulli hidden units.
+
+    Parameters
+    ----------
+    n_visible : int
+        Number of visible units.
+    n_hidden : int
+        Number of hidden units.
+    visible : {"bernoulli", "gaussian"}, default="bernoulli"
+        Visible unit type: binary units for data in [0, 1], or unit-variance Gaussian units for
+        standardised real-valued data.
+    hidden : {"bernoulli"}, default="bernoulli"
+        Hidden unit type.
+    weight_std : float, default=0.01
+        Standard deviation of the initial weights, drawn from N(0, weight_std^2) as in Hinton's
+        practical guide. Biases start at zero.
+    generator : torch.Generator, optional
+        Random source of the initial weights (on ``device``).
+    device, dtype : optional
+        Where the parameters live and their type (float32 by default).
+
+    Attributes
+    ----------
+    weight : Parameter of shape (n_hidden, n_visible)
+    visible_bias : Parameter of shape (n_visible,)
+    hidden_bias : Parameter of shape (n_hidden,)
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> rbm = RBM(6, 4, generator=g)
+    >>> v = torch.rand(5, 6, generator=g)
+    >>> rbm.hidden_probs(v).shape
+    torch.Size([5, 4])
+    >>> rbm.free_energy(v).shape
+    torch.Size([5])
+    """
+
+    def __init__(
+        self,
+        n_visible: int,
+        n_hidden: int,
+        *,
+        visible: VisibleType = "bernoulli",
+        hidden: HiddenType = "bernoulli",
+        weight_std: float = 0.01,
+        generator: torch.Generator | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        n_visible = check_int("n_visible", n_visible, low=1)
+        n_hidden = check_int("n_hidden", n_hidden, low=1)
+        self.visible = get_units(visible, parameter="visible").name
+        self.hidden = check_choice("hidden", hidden, ("bernoulli",))
+        weight_std = check_scalar("weight_std", weight_std, low=0.0)
+        factory = {"device": resolve_device(device) if device is not None else None, "dtype": dtype or torch.float32}
+        w = torch.randn(n_hidden, n_visible, generator=generator, **factory) * weight_std
+        self.weight = nn.Parameter(w)
+        self.visible_bias = nn.Parameter(torch.zeros(n_visible, **factory))
+        self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, **factory))
+
+    @property
+    def n_visible(self) -> int:
+        """Number of visible units."""
+        return self.weight.shape[1]
+
+    @property
+    def n_hidden(self) -> int:
+        """Number of hidden units."""
+        return self.weight.shape[0]
+
+    def extra_repr(self) -> str:
+        return f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, visible={self.visible!r}"
+
+    # -- conditionals --------------------------------------------------------------------
+    def hidden_probs(self, v: torch.Tensor) -> torch.Tensor:
+        """``p(h = 1 | v)``, shape ``(n_samples, n_hidden)``."""
+        return Fn.hidden_probs(v, self.weight, self.hidden_bias)
+
+    def sample_hidden(self, v: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Binary hidden states drawn from ``p(h | v)``."""
+        return Fn.sample_hidden(v, self.weight, self.hidden_bias, generator)[0]
+
+    def visible_mean(self, h: torch.Tensor) -> torch.Tensor:
+        """Conditional mean of the visible units given ``h``."""
+        return Fn.visible_mean(h, self.weight, self.visible_bias, self.visible)
+
+    def sample_visible(self, h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Visible states drawn from ``p(v | h)``."""
+        return Fn.sample_visible(h, self.weight, self.visible_bias, self.visible, generator)[0]
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        """Hidden probabilities: the RBM used as a feature extractor."""
+        return self.hidden_probs(v)
+
+    def reconstruct(self, v: torch.Tensor) -> torch.Tensor:
+        """Deterministic reconstruction ``E[v | h = p(h | v)]`` (mean-field, no sampling)."""
+        return self.visible_mean(self.hidden_probs(v))
+
+    def gibbs(self, v: torch.Tensor, k: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Run ``k`` steps of block Gibbs sampling ``v -> h -> v`` and return the visible sample.
+
+        Examples
+        --------
+        >>> rbm = RBM(6, 4, generator=torch.Generator().manual_seed(0))
+        >>> rbm.gibbs(torch.zeros(3, 6), k=2, generator=torch.Generator().manual_seed(1)).shape
+        torch.Size([3, 6])
+        """
+        k = check_int("k", k, low=1)
+        for _ in range(k):
+            v = self.sample_visible(self.sample_hidden(v, generator), generator)
+        return v
+
+    # -- energies and scores -------------------------------------------------------------
+    def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Energy ``E(v, h)`` of each configuration, shape ``(n_samples,)``."""
+        return Fn.energy(v, h, self.weight, self.visible_bias, self.hidden_bias, self.visible)
+
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        """Free energy ``F(v) = -log sum_h exp(-E(v, h))``, shape ``(n_samples,)``."""
+        return Fn.free_energy(v, self.weight, self.visible_bias, self.hidden_bias, self.visible)
+
+    def pseudo_likelihood(
+        self,
+        v: torch.Tensor,
+        *,
+        exact: bool = False,
+        per_unit: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Log pseudo-likelihood per sample; see :func:`dbn.functional.pseudo_likelihood`.
+
+        Only defined for Bernoulli visible units.
+        """
+        if self.visible != "bernoulli":
+            raise ValueError(
+                "The pseudo-likelihood is defined here for Bernoulli visible units only; for "
+                f"visible={self.visible!r} compare models with the free-energy gap or the reconstruction error."
+            )
+        return Fn.pseudo_likelihood(
+            v, self.weight, self.visible_bias, self.hidden_bias, exact=exact, generator=generator, per_unit=per_unit
+        )
+
+    @torch.no_grad()
+    def init_visible_bias_(self, X: torch.Tensor, eps: float = 1e-3) -> "RBM":
+        """Set the visible bias from the data, in place (Hinton's practical guide).
+
+        Bernoulli units get ``log(p / (1 - p))`` with ``p`` each unit's mean activity (clipped to
+        ``[eps, 1 - eps]``); Gaussian units get the data mean.
+
+        Examples
+        --------
+        >>> rbm = RBM(2, 3).init_visible_bias_(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+        >>> rbm.visible_bias[1].item()
+        0.0
+        """
+        mean = X.mean(dim=0).to(self.visible_bias.dtype)
+        if self.visible == "bernoulli":
+            p = mean.clamp(eps, 1 - eps)
+            self.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
+        else:
+            self.visible_bias.copy_(mean)
+        return self
+
+
+def momentum_at(momentum: MomentumSchedule, epoch: int) -> float:
+    """Momentum for a 0-based ``epoch`` under a schedule.
+
+    ``"hinton"`` is 0.5 for the first five epochs and 0.9 after; ``(start, end, switch)``
+    uses ``start`` before epoch ``switch`` and ``end`` from it on; a float is constant.
+
+    Examples
+    --------
+    >>> momentum_at("hinton", 0), momentum_at("hinton", 5)
+    (0.5, 0.9)
+    """
+    if momentum == "hinton":
+        return 0.5 if epoch < 5 else 0.9
+    if isinstance(momentum, tuple):
+        start, end, switch = momentum
+        return float(start if epoch < switch else end)
+    return float(momentum)
+
+
+def _check_momentum(momentum) -> MomentumSchedule:
+    if momentum == "hinton":
+        return momentum
+    if isinstance(momentum, (tuple, list)):
+        if len(momentum) != 3:
+            raise ValueError(
+                "The 'momentum' parameter as a schedule must be (start, end, switch_epoch). "
+                f"Got {momentum!r} instead."
+            )
+        start = check_scalar("momentum", momentum[0], low=0.0, high=1.0, high_inclusive=False)
+        end = check_scalar("momentum", momentum[1], low=0.0, high=1.0, high_inclusive=False)
+        return (start, end, check_int("momentum switch epoch", momentum[2], low=0))
+    if isinstance(momentum, str):
+        raise ValueError(f"The 'momentum' parameter must be a float in [0, 1), 'hinton' or a tuple. Got {momentum!r}.")
+    return check_scalar("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
+
+
+def _lr_factor(schedule: LRSchedule, decay: float, epoch: int) -> float:
+    if callable(schedule):
+        return float(schedule(epoch))
+    if schedule == "exponential":
+        return decay**epoch
+    if schedule == "inverse":
+        return 1.0 / (1.0 + decay * epoch)
+    return 1.0
+
+
+class CDTrainer:
+    """Contrastive-divergence trainer for an :class:`RBM`, with state kept across calls.
+
+    One call of :meth:`partial_fit` is one pass over the given data in mini-batches; the
+    momentum buffers, the persistent chains, the sparsity estimate and the epoch counter carry
+    over, so repeated calls continue training.
+
+    Parameters
+    ----------
+    rbm : RBM
+        The model to train, in place.
+    learning_rate : float, default=0.1
+    batch_size : int, default=100
+    k : int, default=1
+        Gibbs steps per update (CD-k / PCD-k).
+    persistent : bool, default=False
+        Persistent CD (Tieleman 2008): the negative phase continues chains kept across updates.
+    n_chains : int, optional
+        Number of persistent chains; defaults to ``batch_size``.
+    momentum : float, "hinton" or (start, end, switch_epoch), default=0.0
+        Momentum of the parameter updates; ``"hinton"`` is 0.5 for five epochs then 0.9.
+    weight_decay : float, default=0.0
+        L2 penalty on the weights (not the biases), added to the gradient as ``-weight_decay * W``.
+    sparsity_target : float, optional
+        Target mean activation of each hidden unit, in (0, 1). None turns the penalty off.
+    sparsity_cost : float, default=0.0
+        Weight of the sparsity penalty (Hinton's guide, section 11).
+    sparsity_decay : float, default=0.9
+        Decay of the running estimate of the hidden activations.
+    lr_schedule : {"constant", "exponential", "inverse"} or callable, default="constant"
+        Learning-rate factor per epoch: ``lr_decay ** epoch``, ``1 / (1 + lr_decay * epoch)``, or
+        ``callable(epoch)``.
+    lr_decay : float, default=0.0
+    shuffle : bool, default=True
+        Draw mini-batches by a random permutation each epoch.
+    monitor_size : int, default=1000
+        Number of samples on which the per-epoch monitors are computed.
+    generator : torch.Generator, optional
+        Random source (on the RBM's device).
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = (torch.rand(200, 16, generator=g) < 0.3).float()
+    >>> rbm = RBM(16, 8, generator=g)
+    >>> trainer = CDTrainer(rbm, learning_rate=0.05, batch_size=20, generator=g)
+    >>> record = trainer.partial_fit(X)
+    >>> sorted(record)[:3]
+    ['epoch', 'learning_rate', 'momentum']
+    """
+
+    def __init__(
+        self,
+        rbm: RBM,
+        *,
+        learning_rate: float = 0.1,
+        batch_size: int = 100,
+        k: int = 1,
+        persistent: bool = False,
+        n_chains: int | None = None,
+        momentum: MomentumSchedule = 0.0,
+        weight_decay: float = 0.0,
+        sparsity_target: float | None = None,
+        sparsity_cost: float = 0.0,
+        sparsity_decay: float = 0.9,
+        lr_schedule: LRSchedule = "constant",
+        lr_decay: float = 0.0,
+        shuffle: bool = True,
+        monitor_size: int = 1000,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if not isinstance(rbm, RBM):
+            raise TypeError(f"rbm must be a dbn.RBM. Got {type(rbm).__name__}.")
+        self.rbm = rbm
+        self.learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
+        self.batch_size = check_int("batch_size", batch_size, low=1)
+        self.k = check_int("k", k, low=1)
+        self.persistent = bool(persistent)
+        self.n_chains = self.batch_size if n_chains is None else check_int("n_chains", n_chains, low=1)
+        self.momentum = _check_momentum(momentum)
+        self.weight_decay = check_scalar("weight_decay", weight_decay, low=0.0)
+        self.sparsity_target = (
+            None if sparsity_target is None else check_probability("sparsity_target", sparsity_target, open_interval=True)
+        )
+        self.sparsity_cost = check_scalar("sparsity_cost", sparsity_cost, low=0.0)
+        self.sparsity_decay = check_probability("sparsity_decay", sparsity_decay)
+        if not callable(lr_schedule):
+            check_choice("lr_schedule", lr_schedule, ("constant", "exponential", "inverse"))
+        self.lr_schedule = lr_schedule
+        self.lr_decay = check_scalar("lr_decay", lr_decay, low=0.0)
+        self.shuffle = bool(shuffle)
+        self.monitor_size = check_int("monitor_size", monitor_size, low=1)
+        device = rbm.weight.device
+        self.generator = generator if generator is not None else make_generator(None, device)
+        if self.generator.device.type != device.type:
+            raise ValueError(
+                f"The generator is on {self.generator.device} but the RBM is on {device}; "
+                "create the generator on the model's device."
+            )
+        self.units = get_units(rbm.visible)
+        self.epoch = 0
+        self.history: list[dict] = []
+        zeros = torch.zeros_like
+        self._vel_w = zeros(rbm.weight)
+        self._vel_vb = zeros(rbm.visible_bias)
+        self._vel_hb = zeros(rbm.hidden_bias)
+        self._chain: torch.Tensor | None = None  # persistent hidden states, (n_chains, n_hidden)
+        self._q: torch.Tensor | None = None  # running mean hidden activation (sparsity)
+
+    # ------------------------------------------------------------------------------------
+    def _negative_phase(self, h0_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the Gibbs chain and return the model statistics ``(v_model, h_model)``."""
+        rbm, g, units = self.rbm, self.generator, self.units
+        W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
+        if self.persistent:
+            if self._chain is None:
+                rows = torch.randint(0, h0_probs.shape[0], (self.n_chains,), generator=g, device=W.device)
+                self._chain = Fn.sample_bernoulli(h0_probs[rows], g)
+            h = self._chain
+            for _ in range(self.k):
+                v = units.sample(units.mean(torch.addmm(b, h, W)), g)
+                h_probs = torch.sigmoid(torch.addmm(c, v, W.t()))
+                h = Fn.sample_bernoulli(h_probs, g)
+            self._chain = h
+            return v, h_probs
+        h = Fn.sample_bernoulli(h0_probs, g)
+        for step in range(self.k):
+            v = units.mean(torch.addmm(b, h, W))
+            if step < self.k - 1:
+                v = units.sample(v, g)
+                h = Fn.sample_bernoulli(torch.sigmoid(torch.addmm(c, v, W.t())), g)
+        # last visible update uses means, the last hidden one probabilities (Hinton's guide)
+        return v, torch.sigmoid(torch.addmm(c, v, W.t()))
+
+    def step(self, v0: torch.Tensor, learning_rate: float, momentum: float) -> None:
+        """One CD update on a mini-batch ``v0`` (in place, no autograd)."""
+        rbm = self.rbm
+        W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
+        h0 = torch.sigmoid(torch.addmm(c, v0, W.t()))
+        vk, hk = self._negative_phase(h0)
+        dW, db, dc = Fn.cd_statistics(v0, h0, vk, hk)
+        if self.sparsity_target is not None and self.sparsity_cost > 0:
+            batch_q = h0.mean(dim=0)
+            self._q = batch_q if self._q is None else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * batch_q
+            penalty = self.sparsity_cost * (self.sparsity_target - self._q)
+            dc.add_(penalty)
+            dW.add_(torch.outer(penalty, v0.mean(dim=0)))
+        if self.weight_decay:
+            dW.add_(W, alpha=-self.weight_decay)
+        for param, vel, grad in ((W, self._vel_w, dW), (b, self._vel_vb, db), (c, self._vel_hb, dc)):
+            vel.mul_(momentum).add_(grad, alpha=learning_rate)
+            param.add_(vel)
+
+    # ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def partial_fit(self, X: torch.Tensor, validation_data: torch.Tensor | None = None) -> dict:
+        """One pass over ``X`` in mini-batches; returns and records the epoch's monitors."""
+        rbm = self.rbm
+        W = rbm.weight
+        X = check_data_tensor(X, n_features=rbm.n_visible, unit_interval=self.units.unit_interval)
+        X = X.to(device=W.device, dtype=W.dtype)
+        lr = self.learning_rate * _lr_factor(self.lr_schedule, self.lr_decay, self.epoch)
+        mom = momentum_at(self.momentum, self.epoch)
+        start_time = time.perf_counter()
+        n = X.shape[0]
+        order = torch.randperm(n, generator=self.generator, device=W.device) if self.shuffle else None
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                batch = X[start : start + self.batch_size]
+            else:
+                batch = X.index_select(0, order[start : start + self.batch_size])
+            self.step(batch, lr, mom)
+        record = {"epoch": self.epoch + 1, "learning_rate": lr, "momentum": mom, "time": time.perf_counter() - start_time}
+        record.update(self.monitor(X, validation_data))
+        self.epoch += 1
+        self.history.append(record)
+        self._check_divergence(record)
+        return record
+
+    def _check_divergence(self, record: dict) -> None:
+        bad = [name for name, p in self.rbm.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad or not math.isfinite(record["reconstruction_error"]):
+            what = f"parameters {bad} are NaN or infinite" if bad else "the reconstruction error is not finite"
+            raise DivergenceError(f"RBM training diverged at epoch {record['epoch']}: {what}. {_DIVERGENCE_HINT}")
+
+    @torch.no_grad()
+    def monitor(self, X: torch.Tensor, validation_data: torch.Tensor | None = None) -> dict:
+        """Monitors on a subset of ``X`` of at most ``monitor_size`` samples.
+
+        Returns ``reconstruction_error`` (squared error of the mean-field reconstruction, summed
+        over units, mean over samples), for Bernoulli visible units ``pseudo_likelihood`` (the
+        stochastic one-bit estimate, per sample) and ``pseudo_likelihood_per_unit``, and with
+        ``validation_data`` the ``free_energy_gap``: mean free energy of held-out data minus that
+        of as many training samples. A growing gap means overfitting.
+        """
+        rbm = self.rbm
+        m = min(self.monitor_size, X.shape[0])
+        sub = X[:m] if m == X.shape[0] else X.index_select(
+            0, torch.randperm(X.shape[0], generator=self.generator, device=X.device)[:m]
+        )
+        out = {"reconstruction_error": float(Fn.reconstruction_error(sub, rbm.reconstruct(sub)))}
+        if rbm.visible == "bernoulli":
+            pl = rbm.pseudo_likelihood(sub, generator=self.generator).mean()
+            out["pseudo_likelihood"] = float(pl)
+            out["pseudo_likelihood_per_unit"] = float(pl) / rbm.n_visible
+        if validation_data is not None:
+            V = check_data_tensor(validation_data, name="validation_data", n_features=rbm.n_visible)
+            V = V.to(device=X.device, dtype=X.dtype)
+            mv = min(m, V.shape[0])
+            gap = rbm.free_energy(V[:mv]).mean() - rbm.free_energy(sub[:mv]).mean()
+            out["free_energy_gap"] = float(gap)
+        return out
+
+    def fit(
+        self,
+        X: torch.Tensor,
+        n_epochs: int,
+        *,
+        validation_data: torch.Tensor | None = None,
+        verbose: bool = False,
+        callbacks: Sequence[Callable[[RBM, dict], None]] = (),
+        description: str = "RBM",
+    ) -> list[dict]:
+        """Run ``n_epochs`` passes of :meth:`partial_fit`; returns this call's records."""
+        n_epochs = check_int("n_epochs", n_epochs, low=0)
+        records = []
+        bar = None
+        if verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n_epochs, desc=description, unit="epoch", leave=False)
+        try:
+            for _ in range(n_epochs):
+                record = self.partial_fit(X, validation_data)
+                for callback in callbacks:
+                    callback(self.rbm, record)
+                records.append(record)
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k not in ("epoch", "momentum")})
+                    bar.update()
+        finally:
+            if bar is not None:
+                bar.close()
+        return records
+
+
+def train_rbm(
+    rbm: RBM,
+    X: torch.Tensor,
+    *,
+    n_epochs: int = 10,
+    validation_data: torch.Tensor | None = None,
+    init_visible_bias: bool = True,
+    verbose: bool = False,
+    callbacks: Sequence[Callable[[RBM, dict], None]] = (),
+    **trainer_options,
+) -> list[dict]:
+    """Train an RBM by contrastive divergence and return its per-epoch history.
+
+    Parameters
+    ----------
+    rbm : RBM
+        The model, trained in place.
+    X : Tensor of shape (n_samples, n_visible)
+        Training data (moved to the model's device and dtype; a mismatch copies it once).
+    n_epochs : int, default=10
+    validation_data : Tensor, optional
+        Held-out data for the free-energy gap monitor.
+    init_visible_bias : bool, default=True
+        Set the visible bias from the data first (:meth:`RBM.init_visible_bias_`).
+    verbose : bool, default=False
+        Show a progress bar with the monitors.
+    callbacks : sequence of callables
+        Each is called as ``callback(rbm, record)`` after every epoch.
+    **trainer_options
+        Options of :class:`CDTrainer` (``learning_rate``, ``batch_size``, ``k``, ``persistent``,
+        ``momentum``, ``weight_decay``, ``sparsity_target``, ``sparsity_cost``, ``generator``...).
+
+    Returns
+    -------
+    list of dict
+        One record per epoch: ``epoch``, ``learning_rate``, ``momentum``, ``time``,
+        ``reconstruction_error``, ``pseudo_likelihood`` (Bernoulli visible units),
+        ``free_energy_gap`` (with validation data).
+
+    Raises
+    ------
+    DivergenceError
+        When the parameters or monitors become NaN or infinite.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = (torch.rand(300, 20, generator=g) < 0.2).float()
+    >>> rbm = RBM(20, 10, generator=g)
+    >>> history = train_rbm(rbm, X, n_epochs=3, learning_rate=0.05, batch_size=30, generator=g)
+    >>> len(history)
+    3
+    """
+    trainer = CDTrainer(rbm, **trainer_options)
+    X = check_data_tensor(X, n_features=rbm.n_visible, unit_interval=trainer.units.unit_interval)
+    X = X.to(device=rbm.weight.device, dtype=rbm.weight.dtype)
+    if init_visible_bias:
+        rbm.init_visible_bias_(X)
+    return trainer.fit(X, n_epochs, validation_data=validation_data, verbose=verbose, callbacks=callbacks)
