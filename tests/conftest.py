@@ -19,3 +19,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# Small test problems gain nothing from intra-op threads, and threads spin badly when the
+# machine is shared; one thread keeps the suite fast and its timings stable.
+torch.set_num_threads(1)
+
+try:  # the same for numpy's/scipy's BLAS used by scikit-learn
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+except ImportError:  # pragma: no cover
+    pass
