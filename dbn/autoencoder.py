@@ -1,0 +1,537 @@
+"""Denoising autoencoders (Vincent et al., 2008) and their training loop.
+
+A :class:`DenoisingAutoencoder` corrupts its input, encodes it with sigmoid hidden units,
+decodes the code and is trained to reconstruct the *clean* input. Its parameters are named
+like the RBM's (``weight`` of shape ``(n_hidden, n_visible)``, ``hidden_bias``,
+``visible_bias``), so a trained encoder exports to ``nn.Linear`` + ``nn.Sigmoid`` exactly as
+an RBM does. :func:`train_autoencoder` trains one with a torch optimizer over minibatches.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._random import make_generator, resolve_device
+from ._validation import (
+    DivergenceError,
+    check_choice,
+    check_data_tensor,
+    check_finite_parameters,
+    check_int,
+    check_scalar,
+)
+
+__all__ = [
+    "DenoisingAutoencoder",
+    "train_autoencoder",
+    "corrupt",
+    "CorruptionName",
+    "AEVisibleName",
+    "OptimizerName",
+]
+
+CorruptionName = Literal["mask", "gaussian", "salt_pepper"]
+AEVisibleName = Literal["bernoulli", "gaussian"]
+OptimizerName = Literal["sgd", "adam", "rmsprop", "adagrad"]
+
+_CORRUPTIONS = ("mask", "gaussian", "salt_pepper")
+_VISIBLE = ("bernoulli", "gaussian")
+_OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad")
+
+_DIVERGENCE_HINT = (
+    "Lower the learning rate, scale the data (to [0, 1] for visible='bernoulli', standardise "
+    "it for visible='gaussian'), or use optimizer='adam'."
+)
+
+
+def _check_corruption_level(corruption: str, level: Any) -> float:
+    if corruption == "gaussian":
+        return check_scalar("corruption_level", level, low=0.0)
+    return check_scalar("corruption_level", level, low=0.0, high=1.0)
+
+
+def corrupt(
+    x: torch.Tensor,
+    corruption: CorruptionName = "mask",
+    level: float = 0.2,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Corrupt a batch for a denoising autoencoder (returns a new tensor).
+
+    Parameters
+    ----------
+    x : Tensor of shape (n_samples, n_features)
+        Clean inputs.
+    corruption : {"mask", "gaussian", "salt_pepper"}, default="mask"
+        * ``"mask"``: each value is set to 0 with probability ``level`` (masking noise);
+        * ``"salt_pepper"``: each value is, with probability ``level``, replaced by 0 or 1
+          with equal probability;
+        * ``"gaussian"``: ``x + level * N(0, 1)`` noise (``level`` is the noise std).
+    level : float, default=0.2
+        Fraction of values corrupted (in [0, 1]) or the Gaussian std (>= 0).
+    generator : torch.Generator or None, default=None
+        Source of randomness, on ``x``'s device; ``None`` uses torch's default generator.
+
+    Returns
+    -------
+    Tensor of the same shape, device and dtype as ``x``
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> xc = corrupt(torch.ones(1000, 10), "mask", 0.3, generator=g)
+    >>> round(float((xc == 0).float().mean()), 1)
+    0.3
+    """
+    check_choice("corruption", corruption, _CORRUPTIONS)
+    level = _check_corruption_level(corruption, level)
+    if level == 0.0:
+        return x.clone()
+    if corruption == "gaussian":
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return x + level * noise
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    hit = u < level
+    if corruption == "mask":
+        return x.masked_fill(hit, 0.0)
+    # salt and pepper: among the hit values, u / level is uniform on [0, 1) -> 0 or 1 by halves
+    salt = (u < 0.5 * level).to(x.dtype)
+    return torch.where(hit, salt, x)
+
+
+class DenoisingAutoencoder(nn.Module):
+    """A one-hidden-layer denoising autoencoder with sigmoid hidden units.
+
+    Parameters
+    ----------
+    n_visible : int
+        Number of input (visible) units.
+    n_hidden : int
+        Number of hidden units.
+    tied : bool, default=True
+        Decode with ``weight.T`` (tied weights, as in the Theano SdA tutorial). ``False``
+        adds a separate ``decoder_weight`` of shape ``(n_visible, n_hidden)``.
+    corruption : {"mask", "gaussian", "salt_pepper"}, default="mask"
+        Corruption applied to the input during training; see :func:`corrupt`.
+    corruption_level : float, default=0.2
+        Fraction of inputs corrupted (``"mask"``, ``"salt_pepper"``; in [0, 1]) or the std
+        of the Gaussian noise (``"gaussian"``; >= 0). ``0`` gives a plain autoencoder.
+    visible : {"bernoulli", "gaussian"}, default="bernoulli"
+        ``"bernoulli"``: sigmoid decoder and binary cross-entropy; inputs must lie in
+        [0, 1]. ``"gaussian"``: linear decoder and squared error, for standardised data.
+    device : str, torch.device or None, default=None
+        Device of the parameters (CPU when ``None``).
+    dtype : torch.dtype or None, default=None
+        Floating dtype of the parameters (``torch.float32`` when ``None``).
+    generator : torch.Generator or None, default=None
+        Randomness of the weight initialisation; ``None`` uses torch's default generator.
+
+    Attributes
+    ----------
+    weight : Parameter of shape (n_hidden, n_visible)
+        Encoder weight (like ``nn.Linear.weight`` of the visible-to-hidden map).
+    hidden_bias : Parameter of shape (n_hidden,)
+    visible_bias : Parameter of shape (n_visible,)
+        Decoder bias.
+    decoder_weight : Parameter of shape (n_visible, n_hidden)
+        Only when ``tied=False``.
+
+    Notes
+    -----
+    With corruption ``q``, the loss for a batch of ``n`` samples is
+
+    .. math:: L = \\frac{1}{n} \\sum_i \\ell\\big(x_i, g(f(\\tilde x_i))\\big),
+              \\quad \\tilde x_i \\sim q(\\cdot \\mid x_i),
+
+    with ``f(x) = sigmoid(W x + c)``, ``g(h) = s(W' h + b)`` (``W' = W^T`` when tied) and
+    ``ell`` the cross-entropy summed over features (``s`` = sigmoid, computed stably from
+    the logits) or the squared error summed over features (``s`` = identity). Weights start
+    as ``U(-r, r)``, ``r = 4 sqrt(6 / (n_visible + n_hidden))`` (Glorot for sigmoid units,
+    as in the Theano SdA tutorial), biases at zero.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> dae = DenoisingAutoencoder(64, 16, generator=g)
+    >>> x = torch.rand(5, 64, generator=g)
+    >>> dae.encode(x).shape, dae(x).shape
+    (torch.Size([5, 16]), torch.Size([5, 64]))
+    >>> sorted(name for name, _ in dae.named_parameters())
+    ['hidden_bias', 'visible_bias', 'weight']
+    """
+
+    def __init__(
+        self,
+        n_visible: int,
+        n_hidden: int,
+        *,
+        tied: bool = True,
+        corruption: CorruptionName = "mask",
+        corruption_level: float = 0.2,
+        visible: AEVisibleName = "bernoulli",
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.n_visible = check_int("n_visible", n_visible, low=1)
+        self.n_hidden = check_int("n_hidden", n_hidden, low=1)
+        if not isinstance(tied, (bool, np.bool_)):
+            raise ValueError(f"The 'tied' parameter must be a bool. Got {tied!r} instead.")
+        self.tied = bool(tied)
+        self.corruption = check_choice("corruption", corruption, _CORRUPTIONS)
+        self.corruption_level = _check_corruption_level(corruption, corruption_level)
+        self.visible = check_choice("visible", visible, _VISIBLE)
+        dtype = torch.float32 if dtype is None else dtype
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(
+                f"The 'dtype' parameter must be a floating torch.dtype. Got {dtype!r} instead."
+            )
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(
+                "The 'generator' parameter must be a torch.Generator or None. "
+                f"Got {generator!r} instead."
+            )
+        factory = {"device": resolve_device(device), "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(self.n_hidden, self.n_visible, **factory))
+        self.hidden_bias = nn.Parameter(torch.zeros(self.n_hidden, **factory))
+        self.visible_bias = nn.Parameter(torch.zeros(self.n_visible, **factory))
+        if self.tied:
+            self.register_parameter("decoder_weight", None)
+        else:
+            self.decoder_weight = nn.Parameter(
+                torch.empty(self.n_visible, self.n_hidden, **factory)
+            )
+        self.reset_parameters(generator=generator)
+
+    def reset_parameters(self, *, generator: torch.Generator | None = None) -> None:
+        """Re-draw the weights from ``U(-r, r)``, ``r = 4 sqrt(6 / (n_visible + n_hidden))``,
+        and zero the biases.
+
+        Examples
+        --------
+        >>> dae = DenoisingAutoencoder(4, 2)
+        >>> dae.reset_parameters(generator=torch.Generator().manual_seed(0))
+        >>> bool(dae.weight.abs().max() <= 4 * (6 / 6) ** 0.5)
+        True
+        """
+        bound = 4.0 * math.sqrt(6.0 / (self.n_visible + self.n_hidden))
+        with torch.no_grad():
+            self.weight.uniform_(-bound, bound, generator=generator)
+            if self.decoder_weight is not None:
+                self.decoder_weight.uniform_(-bound, bound, generator=generator)
+            self.hidden_bias.zero_()
+            self.visible_bias.zero_()
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, tied={self.tied}, "
+            f"corruption={self.corruption!r}, corruption_level={self.corruption_level}, "
+            f"visible={self.visible!r}"
+        )
+
+    # -- maths --------------------------------------------------------------------------------
+
+    def _check_input(self, x: torch.Tensor, n_features: int, name: str) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor. Got {type(x).__name__} instead.")
+        if x.dim() != 2 or x.shape[1] != n_features:
+            raise ValueError(
+                f"{name} must have shape (n_samples, {n_features}); got shape {tuple(x.shape)}."
+            )
+
+    def _decoder_matrix(self) -> torch.Tensor:
+        # (n_visible, n_hidden) as F.linear expects
+        return self.weight.t() if self.decoder_weight is None else self.decoder_weight
+
+    def hidden_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-activation of the hidden units, ``x @ weight.T + hidden_bias``.
+
+        Examples
+        --------
+        >>> DenoisingAutoencoder(3, 2).hidden_input(torch.zeros(1, 3))
+        tensor([[0., 0.]], grad_fn=<AddmmBackward0>)
+        """
+        self._check_input(x, self.n_visible, "x")
+        return F.linear(x, self.weight, self.hidden_bias)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code: ``sigmoid(x @ weight.T + hidden_bias)`` of shape (n_samples, n_hidden).
+
+        Examples
+        --------
+        >>> DenoisingAutoencoder(3, 2).encode(torch.zeros(1, 3))
+        tensor([[0.5000, 0.5000]], grad_fn=<SigmoidBackward0>)
+        """
+        return torch.sigmoid(self.hidden_input(x))
+
+    def hidden_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """Alias of :meth:`encode`, named like the RBM's method (for stacking and export).
+
+        Examples
+        --------
+        >>> dae = DenoisingAutoencoder(3, 2)
+        >>> bool(torch.equal(dae.hidden_probs(torch.ones(1, 3)), dae.encode(torch.ones(1, 3))))
+        True
+        """
+        return self.encode(x)
+
+    def visible_input(self, h: torch.Tensor) -> torch.Tensor:
+        """Pre-activation of the decoder, ``h @ W' + visible_bias`` (logits when Bernoulli).
+
+        Examples
+        --------
+        >>> DenoisingAutoencoder(3, 2).visible_input(torch.zeros(1, 2))
+        tensor([[0., 0., 0.]], grad_fn=<AddmmBackward0>)
+        """
+        self._check_input(h, self.n_hidden, "h")
+        return F.linear(h, self._decoder_matrix(), self.visible_bias)
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """Reconstruction from a code: sigmoid (Bernoulli) or identity (Gaussian) of the
+        decoder's pre-activation.
+
+        Examples
+        --------
+        >>> DenoisingAutoencoder(3, 2).decode(torch.zeros(1, 2))
+        tensor([[0.5000, 0.5000, 0.5000]], grad_fn=<SigmoidBackward0>)
+        """
+        a = self.visible_input(h)
+        return torch.sigmoid(a) if self.visible == "bernoulli" else a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction of ``x`` without corruption, ``decode(encode(x))``.
+
+        Examples
+        --------
+        >>> DenoisingAutoencoder(3, 2)(torch.zeros(4, 3)).shape
+        torch.Size([4, 3])
+        """
+        return self.decode(self.encode(x))
+
+    def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Corrupt ``x`` with this model's ``corruption`` and ``corruption_level``.
+
+        See :func:`corrupt`.
+
+        Examples
+        --------
+        >>> dae = DenoisingAutoencoder(10, 2, corruption="mask", corruption_level=0.5)
+        >>> xc = dae.corrupt(torch.ones(3, 10), torch.Generator().manual_seed(0))
+        >>> set(xc.unique().tolist()) <= {0.0, 1.0}
+        True
+        """
+        return corrupt(x, self.corruption, self.corruption_level, generator=generator)
+
+    def _loss(
+        self, x: torch.Tensor, generator: torch.Generator | None, corrupted: bool = True
+    ) -> torch.Tensor:
+        # no data checks here: the training loop checks the whole data set once
+        x_tilde = self.corrupt(x, generator) if corrupted and self.corruption_level > 0 else x
+        a = F.linear(torch.sigmoid(F.linear(x_tilde, self.weight, self.hidden_bias)),
+                     self._decoder_matrix(), self.visible_bias)
+        if self.visible == "bernoulli":
+            total = F.binary_cross_entropy_with_logits(a, x, reduction="sum")
+        else:
+            total = F.mse_loss(a, x, reduction="sum")
+        return total / x.shape[0]
+
+    def reconstruction_loss(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, *, corrupt: bool = True
+    ) -> torch.Tensor:
+        """Mean over samples of the reconstruction loss of the corrupted input vs the clean one.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n_samples, n_visible)
+            Clean inputs, in [0, 1] when ``visible="bernoulli"``.
+        generator : torch.Generator or None, default=None
+            Randomness of the corruption (torch's default generator when ``None``).
+        corrupt : bool, default=True
+            ``False`` measures the plain reconstruction ``forward(x)`` instead.
+
+        Returns
+        -------
+        Tensor
+            A scalar: the cross-entropy (Bernoulli) or squared error (Gaussian), summed over
+            features and averaged over samples. Differentiable.
+
+        Examples
+        --------
+        >>> dae = DenoisingAutoencoder(4, 3)
+        >>> with torch.no_grad():
+        ...     _ = dae.weight.zero_()
+        >>> loss = dae.reconstruction_loss(torch.zeros(2, 4), corrupt=False)
+        >>> round(loss.item(), 4)  # all reconstructions are 0.5: 4 log 2 per sample
+        2.7726
+        """
+        check_data_tensor(
+            x, name="x", n_features=self.n_visible, unit_interval=self.visible == "bernoulli"
+        )
+        if x.dtype != self.weight.dtype or x.device != self.weight.device:
+            raise ValueError(
+                f"x has dtype {x.dtype} on {x.device} but the model has dtype {self.weight.dtype} "
+                f"on {self.weight.device}; convert it with x.to(device, dtype)."
+            )
+        return self._loss(x, generator, corrupted=corrupt)
+
+
+def _make_optimizer(
+    name: str | Callable[..., torch.optim.Optimizer],
+    params: Sequence[nn.Parameter],
+    learning_rate: float,
+    momentum: float,
+    weight_decay: float,
+) -> torch.optim.Optimizer:
+    if callable(name):
+        return name(params)
+    check_choice("optimizer", name, _OPTIMIZERS)
+    if name in ("sgd", "rmsprop"):
+        cls = torch.optim.SGD if name == "sgd" else torch.optim.RMSprop
+        return cls(params, lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
+    if momentum != 0.0:
+        raise ValueError(
+            f"The 'momentum' parameter only applies to optimizer='sgd' or 'rmsprop'; got "
+            f"momentum={momentum} with optimizer={name!r}. Set momentum=0.0."
+        )
+    if name == "adam":
+        return torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay)
+    return torch.optim.Adagrad(params, lr=learning_rate, weight_decay=weight_decay)
+
+
+def train_autoencoder(
+    dae: DenoisingAutoencoder,
+    X: torch.Tensor | np.ndarray,
+    *,
+    n_epochs: int = 10,
+    batch_size: int = 100,
+    learning_rate: float = 0.1,
+    optimizer: OptimizerName | Callable[..., torch.optim.Optimizer] = "sgd",
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    shuffle: bool = True,
+    generator: torch.Generator | int | None = None,
+    verbose: bool = False,
+    callbacks: Sequence[Callable[[DenoisingAutoencoder, dict], Any]] = (),
+) -> list[dict]:
+    """Train a denoising autoencoder by minibatch gradient descent on its reconstruction loss.
+
+    Parameters
+    ----------
+    dae : DenoisingAutoencoder
+        The model, trained in place.
+    X : Tensor or ndarray of shape (n_samples, n_visible)
+        Training data (in [0, 1] for ``visible="bernoulli"``). A tensor must be on the
+        model's device; a numpy array, or a tensor of another floating dtype, is converted
+        once to the model's device and dtype.
+    n_epochs : int, default=10
+        Passes over the data.
+    batch_size : int, default=100
+        Minibatch size (the last batch may be smaller).
+    learning_rate : float, default=0.1
+        Step size of the optimizer.
+    optimizer : {"sgd", "adam", "rmsprop", "adagrad"} or callable, default="sgd"
+        A torch optimizer by name, or a callable ``params -> torch.optim.Optimizer`` (then
+        ``learning_rate``, ``momentum`` and ``weight_decay`` are ignored).
+    momentum : float, default=0.0
+        Momentum of ``"sgd"`` / ``"rmsprop"``.
+    weight_decay : float, default=0.0
+        L2 penalty coefficient, passed to the optimizer (applies to biases too).
+    shuffle : bool, default=True
+        Visit the samples in a new random order each epoch (``torch.randperm`` on the device).
+    generator : torch.Generator, int or None, default=None
+        Randomness of shuffling and corruption; an int seeds a new generator, ``None`` draws
+        a seed from numpy's global state. The same seed gives the same weights on the CPU.
+    verbose : bool, default=False
+        Print one line per epoch.
+    callbacks : sequence of callables, default=()
+        Each is called as ``callback(dae, record)`` after every epoch; if any returns
+        ``True``, training stops after that epoch.
+
+    Returns
+    -------
+    list of dict
+        One record per epoch: ``{"epoch": int (from 1), "loss": float (mean training loss
+        over the epoch's batches, weighted by batch size, on corrupted inputs),
+        "time": float (seconds)}``.
+
+    Raises
+    ------
+    DivergenceError
+        If the loss or a parameter becomes NaN or infinite.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = (torch.rand(200, 20, generator=g) < 0.3).float()
+    >>> dae = DenoisingAutoencoder(20, 8, generator=g)
+    >>> history = train_autoencoder(dae, X, n_epochs=3, batch_size=20, generator=g)
+    >>> [record["epoch"] for record in history]
+    [1, 2, 3]
+    """
+    if not isinstance(dae, DenoisingAutoencoder):
+        raise TypeError(f"dae must be a DenoisingAutoencoder. Got {type(dae).__name__} instead.")
+    n_epochs = check_int("n_epochs", n_epochs, low=1)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
+    momentum = check_scalar("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
+    weight_decay = check_scalar("weight_decay", weight_decay, low=0.0)
+    if not all(callable(cb) for cb in callbacks):
+        raise ValueError(
+            "The 'callbacks' parameter must be a sequence of callables (dae, record) -> bool."
+        )
+    device, dtype = dae.weight.device, dae.weight.dtype
+    if isinstance(X, np.ndarray):
+        X = torch.as_tensor(X, dtype=dtype, device=device)  # the one numpy -> torch crossing
+    elif isinstance(X, torch.Tensor):
+        if X.device != device:
+            raise ValueError(
+                f"X is on {X.device} but the model is on {device}; move one of them "
+                "(e.g. X.to(device)) before training."
+            )
+        if X.is_floating_point() and X.dtype != dtype:
+            X = X.to(dtype)
+    else:
+        raise TypeError(f"X must be a torch.Tensor or numpy array. Got {type(X).__name__} instead.")
+    check_data_tensor(X, n_features=dae.n_visible, unit_interval=dae.visible == "bernoulli")
+    gen = make_generator(generator, device)
+    opt = _make_optimizer(optimizer, list(dae.parameters()), learning_rate, momentum, weight_decay)
+
+    n = X.shape[0]
+    history: list[dict] = []
+    dae.train()
+    for epoch in range(1, n_epochs + 1):
+        start = time.perf_counter()
+        order = torch.randperm(n, generator=gen, device=device) if shuffle else None
+        total = torch.zeros((), device=device, dtype=dtype)
+        for lo in range(0, n, batch_size):
+            xb = X[order[lo:lo + batch_size]] if order is not None else X[lo:lo + batch_size]
+            loss = dae._loss(xb, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * xb.shape[0]
+        mean_loss = float(total) / n  # one host sync per epoch
+        if not math.isfinite(mean_loss):
+            raise DivergenceError(
+                f"Training diverged at epoch {epoch}: the reconstruction loss is {mean_loss}. "
+                f"{_DIVERGENCE_HINT}"
+            )
+        check_finite_parameters(dae, where=f"epoch {epoch}", hint=_DIVERGENCE_HINT)
+        record = {"epoch": epoch, "loss": mean_loss, "time": time.perf_counter() - start}
+        history.append(record)
+        if verbose:
+            print(f"[DenoisingAutoencoder] epoch {epoch:3d}  loss {mean_loss:.4f}  "
+                  f"time {record['time']:.2f}s")
+        if any([cb(dae, record) is True for cb in callbacks]):
+            break
+    return history
