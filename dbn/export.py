@@ -1,0 +1,93 @@
+"""Export of pretrained layers into a plain ``torch.nn.Sequential``.
+
+The exported network depends on PyTorch alone: ``nn.Linear`` layers carrying the stack's
+weights exactly (no transpose: both use ``(out_features, in_features)``), each followed by
+``nn.Sigmoid``, and optionally an output layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ._validation import check_choice, check_int, check_scalar
+from .autoencoder import DenoisingAutoencoder
+from .rbm import RBM
+from .stack import LayerStack
+
+__all__ = ["to_torch", "Head"]
+
+Head = Literal["softmax", "linear"]
+
+
+def to_torch(
+    layers: LayerStack | Sequence[RBM | DenoisingAutoencoder],
+    *,
+    head: Head | None = None,
+    n_outputs: int | None = None,
+    head_std: float = 0.01,
+    generator: torch.Generator | None = None,
+) -> nn.Sequential:
+    """Copy pretrained layers into a ``torch.nn.Sequential`` ready for fine-tuning.
+
+    Parameters
+    ----------
+    layers : LayerStack or sequence of RBM / DenoisingAutoencoder
+        The pretrained stack, bottom layer first.
+    head : {"softmax", "linear"} or None, default=None
+        Output layer: ``"softmax"`` adds an ``nn.Linear`` producing class logits (the softmax
+        itself lives in the loss, ``nn.CrossEntropyLoss``, as is usual in PyTorch);
+        ``"linear"`` adds an ``nn.Linear`` regression output. None exports the feature
+        extractor alone.
+    n_outputs : int, optional
+        Width of the head (number of classes or targets); required with ``head``.
+    head_std : float, default=0.01
+        The head's weights are drawn from N(0, head_std^2); its bias is zero.
+    generator : torch.Generator, optional
+        Random source for the head's weights.
+
+    Returns
+    -------
+    nn.Sequential
+        ``Linear, Sigmoid, Linear, Sigmoid, ..., [Linear]`` with copies of the weights,
+        on the stack's device and dtype, in training mode.
+
+    Examples
+    --------
+    >>> from dbn import RBM
+    >>> net = to_torch([RBM(8, 6), RBM(6, 4)], head="softmax", n_outputs=3)
+    >>> net
+    Sequential(
+      (0): Linear(in_features=8, out_features=6, bias=True)
+      (1): Sigmoid()
+      (2): Linear(in_features=6, out_features=4, bias=True)
+      (3): Sigmoid()
+      (4): Linear(in_features=4, out_features=3, bias=True)
+    )
+    """
+    stack = layers if isinstance(layers, LayerStack) else LayerStack(list(layers))
+    if head is not None:
+        check_choice("head", head, ("softmax", "linear"))
+        if n_outputs is None:
+            raise ValueError(f"The 'n_outputs' parameter is required with head={head!r}.")
+        n_outputs = check_int("n_outputs", n_outputs, low=1)
+    head_std = check_scalar("head_std", head_std, low=0.0)
+    modules: list[nn.Module] = []
+    for layer in stack.layers:
+        w = layer.weight
+        linear = nn.Linear(layer.n_visible, layer.n_hidden, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(w)
+            linear.bias.copy_(layer.hidden_bias)
+        modules += [linear, nn.Sigmoid()]
+    if head is not None:
+        w = stack.layers[-1].weight
+        out = nn.Linear(stack.sizes[-1], n_outputs, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            out.weight.copy_(torch.randn(out.weight.shape, generator=generator, device=w.device, dtype=w.dtype) * head_std)
+            out.bias.zero_()
+        modules.append(out)
+    return nn.Sequential(*modules)

@@ -1,0 +1,233 @@
+"""Greedy layer-wise pretraining: a stack of RBMs (a deep belief network) or of denoising
+autoencoders (a stacked denoising autoencoder).
+
+Each layer is trained on the previous layer's outputs: hidden probabilities by default,
+or binary samples of them. The layer outputs are computed once per layer, in batches, on
+the device; nothing is copied per epoch. No scikit-learn here: see :mod:`dbn.estimators`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ._random import make_generator
+from ._validation import check_choice, check_data_tensor, check_int, per_layer
+from .autoencoder import DenoisingAutoencoder, train_autoencoder
+from .rbm import RBM, CDTrainer
+
+__all__ = ["LayerStack", "pretrain_stack", "PretrainKind", "Propagate"]
+
+PretrainKind = Literal["rbm", "dae"]
+Propagate = Literal["probs", "samples"]
+Layer = RBM | DenoisingAutoencoder
+
+_RBM_OPTIONS = (
+    "learning_rate", "batch_size", "k", "persistent", "momentum", "weight_decay",
+    "sparsity_target", "sparsity_cost", "shuffle",
+)
+_DAE_OPTIONS = ("learning_rate", "batch_size", "momentum", "weight_decay", "shuffle", "optimizer")
+
+
+class LayerStack(nn.Module):
+    """An ordered stack of pretrained layers (RBMs or denoising autoencoders).
+
+    Each layer maps its input to hidden probabilities ``sigmoid(x @ W.T + c)``; the stack's
+    forward pass applies them in turn.
+
+    Parameters
+    ----------
+    layers : sequence of RBM or DenoisingAutoencoder
+        Layers whose sizes chain (``layers[i].n_hidden == layers[i + 1].n_visible``).
+
+    Attributes
+    ----------
+    layers : nn.ModuleList
+    histories : list of list of dict
+        Per-layer training histories (empty lists for layers passed in already trained).
+
+    Examples
+    --------
+    >>> stack = LayerStack([RBM(8, 6), RBM(6, 4)])
+    >>> stack(torch.rand(3, 8)).shape
+    torch.Size([3, 4])
+    >>> stack.sizes
+    (8, 6, 4)
+    """
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        super().__init__()
+        layers = list(layers)
+        if not layers:
+            raise ValueError("A LayerStack needs at least one layer.")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, (RBM, DenoisingAutoencoder)):
+                raise TypeError(f"Layer {i} must be a dbn.RBM or dbn.DenoisingAutoencoder; got {type(layer).__name__}.")
+            if i and layer.n_visible != layers[i - 1].n_hidden:
+                raise ValueError(
+                    f"Layer {i} has {layer.n_visible} visible units but layer {i - 1} has "
+                    f"{layers[i - 1].n_hidden} hidden units; the sizes must chain."
+                )
+        self.layers = nn.ModuleList(layers)
+        self.histories: list[list[dict]] = [[] for _ in layers]
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Layer widths from the input to the top: ``(n_visible, n_hidden_1, ...)``."""
+        return (self.layers[0].n_visible, *(layer.n_hidden for layer in self.layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer.hidden_probs(x)
+        return x
+
+    @torch.no_grad()
+    def transform(self, x: torch.Tensor, *, n_layers: int | None = None, batch_size: int = 4096) -> torch.Tensor:
+        """Features of ``x`` after ``n_layers`` layers (all by default), computed in batches.
+
+        Examples
+        --------
+        >>> stack = LayerStack([RBM(8, 6), RBM(6, 4)])
+        >>> stack.transform(torch.rand(3, 8), n_layers=1).shape
+        torch.Size([3, 6])
+        """
+        n_layers = len(self.layers) if n_layers is None else check_int("n_layers", n_layers, low=0)
+        return _propagate(x, list(self.layers)[:n_layers], batch_size=batch_size)
+
+
+@torch.no_grad()
+def _propagate(
+    x: torch.Tensor,
+    layers: Sequence[Layer],
+    *,
+    batch_size: int = 4096,
+    samples: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    for layer in layers:
+        out = torch.empty(x.shape[0], layer.n_hidden, device=x.device, dtype=x.dtype)
+        for start in range(0, x.shape[0], batch_size):
+            probs = layer.hidden_probs(x[start : start + batch_size])
+            if samples:
+                probs = (torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype) < probs).to(probs.dtype)
+            out[start : start + batch_size] = probs
+        x = out
+    return x
+
+
+def pretrain_stack(
+    X: torch.Tensor,
+    hidden_layer_sizes: Sequence[int],
+    *,
+    pretrain: PretrainKind = "rbm",
+    visible: Literal["bernoulli", "gaussian"] = "bernoulli",
+    n_epochs: int | Sequence[int] = 10,
+    propagate: Propagate = "probs",
+    generator: torch.Generator | None = None,
+    validation_data: torch.Tensor | None = None,
+    verbose: bool = False,
+    callbacks: Sequence[Callable[[int, nn.Module, dict], Any]] = (),
+    corruption: str | Sequence[str] = "mask",
+    corruption_level: float | Sequence[float] = 0.2,
+    **layer_options,
+) -> LayerStack:
+    """Greedy layer-wise pretraining of a stack of RBMs (DBN) or denoising autoencoders (SdA).
+
+    Parameters
+    ----------
+    X : Tensor of shape (n_samples, n_features)
+        Training data, on the device where the stack should live; its dtype is the stack's.
+    hidden_layer_sizes : sequence of int
+        Width of each hidden layer, from the bottom up.
+    pretrain : {"rbm", "dae"}, default="rbm"
+        Layer type.
+    visible : {"bernoulli", "gaussian"}, default="bernoulli"
+        Visible units of the first layer (upper layers see probabilities in [0, 1]).
+    n_epochs : int or sequence of int, default=10
+        Epochs per layer.
+    propagate : {"probs", "samples"}, default="probs"
+        What the next layer is trained on: hidden probabilities, or binary samples of them.
+    generator : torch.Generator, optional
+        Random source (on X's device) for initialisation, batches and sampling.
+    validation_data : Tensor, optional
+        Held-out data, propagated alongside, for the RBMs' free-energy gap monitor.
+    verbose : bool, default=False
+        Progress bars per layer.
+    callbacks : sequence of callables
+        Called as ``callback(layer_index, layer, record)`` after every epoch.
+    corruption, corruption_level : str / float or per-layer sequences
+        Denoising autoencoder corruption (``pretrain="dae"`` only).
+    **layer_options
+        Per-layer training options, each a single value or one value per layer:
+        for RBMs ``learning_rate``, ``batch_size``, ``k``, ``persistent``, ``momentum``,
+        ``weight_decay``, ``sparsity_target``, ``sparsity_cost``, ``shuffle``; for
+        autoencoders ``learning_rate``, ``batch_size``, ``momentum``, ``weight_decay``,
+        ``shuffle``, ``optimizer``.
+
+    Returns
+    -------
+    LayerStack
+        The trained layers, with per-layer histories in ``.histories``.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = (torch.rand(200, 16, generator=g) < 0.3).float()
+    >>> stack = pretrain_stack(X, (12, 8), n_epochs=2, learning_rate=0.05, batch_size=20, generator=g)
+    >>> stack.sizes, len(stack.histories[1])
+    ((16, 12, 8), 2)
+    """
+    pretrain = check_choice("pretrain", pretrain, ("rbm", "dae"))
+    propagate = check_choice("propagate", propagate, ("probs", "samples"))
+    sizes = [check_int("hidden_layer_sizes", s, low=1) for s in hidden_layer_sizes]
+    if not sizes:
+        raise ValueError("The 'hidden_layer_sizes' parameter must name at least one layer.")
+    allowed = _RBM_OPTIONS if pretrain == "rbm" else _DAE_OPTIONS
+    unknown = sorted(set(layer_options) - set(allowed))
+    if unknown:
+        raise ValueError(f"Unknown options for pretrain={pretrain!r}: {unknown}. Valid options: {list(allowed)}.")
+    X = check_data_tensor(X, unit_interval=visible == "bernoulli")
+    n_layers = len(sizes)
+    epochs = [check_int("n_epochs", e, low=0) for e in per_layer("n_epochs", n_epochs, n_layers)]
+    options = {name: per_layer(name, value, n_layers) for name, value in layer_options.items()}
+    corruptions = per_layer("corruption", corruption, n_layers)
+    levels = per_layer("corruption_level", corruption_level, n_layers)
+    generator = generator if generator is not None else make_generator(None, X.device)
+    factory = {"device": X.device, "dtype": X.dtype}
+
+    layers: list[Layer] = []
+    histories: list[list[dict]] = []
+    inputs, valid = X, validation_data
+    for i, n_hidden in enumerate(sizes):
+        opts = {name: values[i] for name, values in options.items()}
+        units = visible if i == 0 else "bernoulli"
+        hooks = [lambda layer, record, i=i: [cb(i, layer, record) for cb in callbacks]] if callbacks else []
+        if pretrain == "rbm":
+            layer = RBM(inputs.shape[1], n_hidden, visible=units, generator=generator, **factory)
+            layer.init_visible_bias_(inputs)
+            trainer = CDTrainer(layer, generator=generator, **opts)
+            history = trainer.fit(
+                inputs, epochs[i], validation_data=valid, verbose=verbose, callbacks=hooks,
+                description=f"RBM layer {i + 1}/{n_layers}",
+            )
+        else:
+            layer = DenoisingAutoencoder(
+                inputs.shape[1], n_hidden, visible=units, corruption=corruptions[i],
+                corruption_level=levels[i], generator=generator, **factory,
+            )
+            history = train_autoencoder(
+                layer, inputs, n_epochs=epochs[i], generator=generator, verbose=verbose, callbacks=hooks, **opts
+            )
+        layers.append(layer)
+        histories.append(history)
+        if i < n_layers - 1:
+            samples = propagate == "samples"
+            inputs = _propagate(inputs, [layer], samples=samples, generator=generator)
+            if valid is not None:
+                valid = _propagate(valid, [layer])
+    stack = LayerStack(layers)
+    stack.histories = histories
+    return stack
