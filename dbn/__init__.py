@@ -14,7 +14,28 @@ RBM(n_visible=4, n_hidden=3, visible='bernoulli')
 __version__ = "0.1.0"
 
 from ._validation import DivergenceError
-from .estimators import RBMTransformer
+from .autoencoder import DenoisingAutoencoder, train_autoencoder
+from .estimators import DBNClassifier, DBNRegressor, DBNTransformer, RBMTransformer
+from .export import to_torch
 from .rbm import RBM, CDTrainer, train_rbm
+from .stack import LayerStack, pretrain_stack
+from .training import build_mlp, fit_network
 
-__all__ = ["__version__", "RBM", "CDTrainer", "train_rbm", "RBMTransformer", "DivergenceError"]
+__all__ = [
+    "__version__",
+    "RBM",
+    "CDTrainer",
+    "train_rbm",
+    "DenoisingAutoencoder",
+    "train_autoencoder",
+    "LayerStack",
+    "pretrain_stack",
+    "to_torch",
+    "build_mlp",
+    "fit_network",
+    "RBMTransformer",
+    "DBNTransformer",
+    "DBNClassifier",
+    "DBNRegressor",
+    "DivergenceError",
+]

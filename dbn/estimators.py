@@ -12,14 +12,20 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    RegressorMixin,
+    TransformerMixin,
+)
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._random import make_generator, resolve_device
 from .rbm import RBM, CDTrainer
 
-__all__ = ["RBMTransformer"]
+__all__ = ["RBMTransformer", "DBNTransformer", "DBNClassifier", "DBNRegressor"]
 
 
 # -- the numpy <-> torch boundary --------------------------------------------------------------
@@ -392,3 +398,688 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         g = self._generator if random_state is None else make_generator(random_state, self.rbm_.weight.device)
         return _to_numpy(sample_rbm(self.rbm_, n_samples, n_steps=n_steps, generator=g))
+
+
+# ==============================================================================================
+# Deep networks: greedy pretraining, export and fine-tuning
+# ==============================================================================================
+
+_PRETRAIN_CONSTRAINTS: dict = {
+    "hidden_layer_sizes": [tuple, list, Interval(Integral, 1, None, closed="left")],
+    "visible": [StrOptions({"bernoulli", "gaussian"})],
+    "n_iter": [Interval(Integral, 0, None, closed="left"), tuple, list],
+    "k": [Interval(Integral, 1, None, closed="left")],
+    "persistent": ["boolean"],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "sparsity_target": [Interval(Real, 0, 1, closed="neither"), None],
+    "sparsity_cost": [Interval(Real, 0, None, closed="left")],
+    "corruption": [StrOptions({"mask", "gaussian", "salt_pepper"})],
+    "corruption_level": [Interval(Real, 0, None, closed="left")],
+    "propagate": [StrOptions({"probs", "samples"})],
+    "random_state": ["random_state", torch.Generator],
+    "verbose": ["verbose"],
+    "device": [str, torch.device],
+}
+
+
+def _layer_sizes(sizes) -> tuple[int, ...]:
+    sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
+    if not sizes or any(isinstance(s, bool) or not isinstance(s, Integral) or s < 1 for s in sizes):
+        raise ValueError(
+            f"The 'hidden_layer_sizes' parameter must be a non-empty sequence of positive ints. Got {sizes!r}."
+        )
+    return tuple(int(s) for s in sizes)
+
+
+def _pretrain(est, Xt: torch.Tensor, generator: torch.Generator, *, learning_rate, batch_size, momentum):
+    """Greedy pretraining with the estimator's pretraining parameters."""
+    from .stack import pretrain_stack
+
+    kind = getattr(est, "pretrain", "rbm")
+    common = dict(
+        pretrain=kind, visible=est.visible, n_epochs=est.n_iter, propagate=est.propagate, generator=generator,
+        verbose=bool(est.verbose), learning_rate=learning_rate, batch_size=batch_size, weight_decay=est.weight_decay,
+    )
+    if kind == "rbm":
+        extra = dict(k=est.k, persistent=est.persistent, momentum=momentum, sparsity_target=est.sparsity_target,
+                     sparsity_cost=est.sparsity_cost)
+    else:
+        extra = dict(corruption=est.corruption, corruption_level=est.corruption_level,
+                     momentum=0.9 if momentum == "hinton" else momentum)
+    return pretrain_stack(Xt, _layer_sizes(est.hidden_layer_sizes), **common, **extra)
+
+
+class DBNTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Unsupervised deep feature extractor: a greedily pretrained stack of RBMs or autoencoders.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(256, 256)
+        Width of each layer, bottom up.
+    pretrain : {"rbm", "dae"}, default="rbm"
+        Stack RBMs (a deep belief network) or denoising autoencoders (an SdA).
+    visible : {"bernoulli", "gaussian"}, default="bernoulli"
+        Visible units of the first layer.
+    n_iter : int or tuple of int, default=10
+        Training epochs per layer.
+    learning_rate : float, default=0.1
+    batch_size : int, default=100
+    k : int, default=1
+        Gibbs steps of CD-k / PCD-k (RBMs).
+    persistent : bool, default=False
+        Persistent CD (RBMs).
+    momentum : float or "hinton", default="hinton"
+        RBMs: momentum schedule (``"hinton"``: 0.5 then 0.9 after five epochs); autoencoders:
+        SGD momentum (``"hinton"`` means 0.9).
+    weight_decay : float, default=2e-4
+        L2 weight cost (Hinton's code uses 2e-4).
+    sparsity_target : float or None, default=None
+    sparsity_cost : float, default=0.0
+    corruption : {"mask", "gaussian", "salt_pepper"}, default="mask"
+        Denoising autoencoders: input corruption.
+    corruption_level : float, default=0.2
+    propagate : {"probs", "samples"}, default="probs"
+        What each layer passes up to train the next one.
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+    device : str, default="cpu"
+
+    Attributes
+    ----------
+    stack_ : dbn.stack.LayerStack
+        The trained layers.
+    history_ : list of list of dict
+        Per-layer, per-epoch training monitors.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dbn import DBNTransformer
+    >>> X = np.random.RandomState(0).rand(50, 8).astype(np.float32)
+    >>> model = DBNTransformer(hidden_layer_sizes=(6, 3), n_iter=2, random_state=0).fit(X)
+    >>> model.transform(X).shape
+    (50, 3)
+    >>> model.to_torch()[0]
+    Linear(in_features=8, out_features=6, bias=True)
+    """
+
+    _parameter_constraints: dict = {
+        **_PRETRAIN_CONSTRAINTS,
+        "pretrain": [StrOptions({"rbm", "dae"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), tuple, list],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "momentum": _MOMENTUM_CONSTRAINTS,
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(256, 256),
+        *,
+        pretrain: str = "rbm",
+        visible: str = "bernoulli",
+        n_iter=10,
+        learning_rate=0.1,
+        batch_size: int = 100,
+        k: int = 1,
+        persistent: bool = False,
+        momentum="hinton",
+        weight_decay: float = 2e-4,
+        sparsity_target: float | None = None,
+        sparsity_cost: float = 0.0,
+        corruption: str = "mask",
+        corruption_level: float = 0.2,
+        propagate: str = "probs",
+        random_state=None,
+        verbose: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.pretrain = pretrain
+        self.visible = visible
+        self.n_iter = n_iter
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.k = k
+        self.persistent = persistent
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.sparsity_target = sparsity_target
+        self.sparsity_cost = sparsity_cost
+        self.corruption = corruption
+        self.corruption_level = corruption_level
+        self.propagate = propagate
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = self.visible == "bernoulli"
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.stack_.sizes[-1]
+
+    def fit(self, X, y=None):
+        """Pretrain the stack greedily on ``X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self : DBNTransformer
+        """
+        self._validate_params()
+        X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=(np.float64, np.float32))
+        _check_unit_interval(X, self.visible, type(self).__name__)
+        device = resolve_device(self.device)
+        Xt = _to_tensor(X, device=device)
+        generator = make_generator(self.random_state, device)
+        self.stack_ = _pretrain(self, Xt, generator, learning_rate=self.learning_rate, batch_size=self.batch_size,
+                                momentum=self.momentum)
+        self.history_ = self.stack_.histories
+        return self
+
+    @torch.no_grad()
+    def transform(self, X):
+        """Top-layer features (hidden probabilities of the last layer).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, hidden_layer_sizes[-1])
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=(np.float64, np.float32), reset=False)
+        _check_unit_interval(X, self.visible, type(self).__name__)
+        dtype = self.stack_.layers[0].weight.dtype
+        return _to_numpy(self.stack_.transform(_to_tensor(X, device=resolve_device(self.device), dtype=dtype)))
+
+    def to_torch(self, *, head: str | None = None, n_outputs: int | None = None, **kwargs) -> torch.nn.Sequential:
+        """Export the pretrained stack as a ``torch.nn.Sequential``; see :func:`dbn.export.to_torch`."""
+        from .export import to_torch
+
+        check_is_fitted(self)
+        return to_torch(self.stack_, head=head, n_outputs=n_outputs, **kwargs)
+
+
+class _DeepNetwork(BaseEstimator):
+    """Shared machinery of :class:`DBNClassifier` and :class:`DBNRegressor`."""
+
+    _loss = "cross_entropy"
+
+    _parameter_constraints: dict = {
+        **_PRETRAIN_CONSTRAINTS,
+        "pretrain": [StrOptions({"rbm", "dae"}), None],
+        "pretrained": [None, list, tuple, BaseEstimator, torch.nn.Module],
+        "activation": [StrOptions({"sigmoid", "tanh", "relu", "leaky_relu", "maxout"})],
+        "init": [StrOptions({"normal", "xavier", "he"})],
+        "pretrain_learning_rate": [Interval(Real, 0, None, closed="neither"), tuple, list],
+        "pretrain_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "pretrain_momentum": _MOMENTUM_CONSTRAINTS,
+        "solver": [StrOptions({"sgd", "adam", "rmsprop", "adagrad", "adadelta"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "lr_schedule": [StrOptions({"constant", "step", "exponential", "cosine"}), None],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "nesterovs_momentum": ["boolean"],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "l1": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "input_dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_norm": ["boolean"],
+        "maxout_pieces": [Interval(Integral, 2, None, closed="left")],
+        "clip_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "max_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "freeze_epochs": [Interval(Integral, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "shuffle": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(256, 256),
+        *,
+        pretrain: str | None = "rbm",
+        pretrained=None,
+        activation: str = "sigmoid",
+        init: str = "normal",
+        visible: str = "bernoulli",
+        n_iter=10,
+        pretrain_learning_rate=0.1,
+        pretrain_batch_size: int | None = None,
+        k: int = 1,
+        persistent: bool = False,
+        pretrain_momentum="hinton",
+        weight_decay: float = 2e-4,
+        sparsity_target: float | None = None,
+        sparsity_cost: float = 0.0,
+        corruption: str = "mask",
+        corruption_level: float = 0.2,
+        propagate: str = "probs",
+        solver: str = "sgd",
+        learning_rate_init: float = 0.1,
+        lr_schedule: str | None = None,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = False,
+        alpha: float = 0.0,
+        l1: float = 0.0,
+        batch_size: int = 100,
+        max_iter: int = 50,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        batch_norm: bool = False,
+        maxout_pieces: int = 2,
+        clip_grad_norm: float | None = None,
+        max_norm: float | None = None,
+        freeze_epochs: int = 0,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        shuffle: bool = True,
+        random_state=None,
+        verbose: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.pretrain = pretrain
+        self.pretrained = pretrained
+        self.activation = activation
+        self.init = init
+        self.visible = visible
+        self.n_iter = n_iter
+        self.pretrain_learning_rate = pretrain_learning_rate
+        self.pretrain_batch_size = pretrain_batch_size
+        self.k = k
+        self.persistent = persistent
+        self.pretrain_momentum = pretrain_momentum
+        self.weight_decay = weight_decay
+        self.sparsity_target = sparsity_target
+        self.sparsity_cost = sparsity_cost
+        self.corruption = corruption
+        self.corruption_level = corruption_level
+        self.propagate = propagate
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.lr_schedule = lr_schedule
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.alpha = alpha
+        self.l1 = l1
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.dropout = dropout
+        self.input_dropout = input_dropout
+        self.batch_norm = batch_norm
+        self.maxout_pieces = maxout_pieces
+        self.clip_grad_norm = clip_grad_norm
+        self.max_norm = max_norm
+        self.freeze_epochs = freeze_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = self._uses_bernoulli_visible()
+        return tags
+
+    def _uses_bernoulli_visible(self) -> bool:
+        return self.pretrain is not None and self.pretrained is None and self.visible == "bernoulli"
+
+    # -- hooks for the subclasses ---------------------------------------------------------------
+    def _encode_targets(self, y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- fitting --------------------------------------------------------------------------------
+    def _validate_X(self, X, *, reset: bool):
+        X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=(np.float32, np.float64), reset=reset)
+        if self._uses_bernoulli_visible():
+            _check_unit_interval(X, self.visible, type(self).__name__)
+        return X
+
+    def _pretrained_stack(self, n_features: int):
+        from .stack import LayerStack
+
+        source = self.pretrained
+        if isinstance(source, DBNTransformer):
+            check_is_fitted(source)
+            stack = source.stack_
+        elif isinstance(source, LayerStack):
+            stack = source
+        else:
+            stack = LayerStack(list(source))
+        if stack.sizes[0] != n_features:
+            raise ValueError(
+                f"The 'pretrained' stack expects {stack.sizes[0]} input features but X has {n_features}."
+            )
+        return stack
+
+    def _build_network(self, Xt, Xp, n_outputs: int, generator: torch.Generator) -> torch.nn.Sequential:
+        from .export import to_torch
+        from .training import build_mlp
+
+        if self.pretrained is not None or self.pretrain is not None:
+            if self.activation != "sigmoid" or self.batch_norm:
+                raise ValueError(
+                    "Pretrained layers are sigmoid layers: use activation='sigmoid' and batch_norm=False "
+                    "with pretrain='rbm'/'dae' or 'pretrained', or set pretrain=None for a random-init network."
+                )
+            if self.pretrained is not None:
+                stack = self._pretrained_stack(Xt.shape[1])
+            else:
+                batch = self.pretrain_batch_size or self.batch_size
+                stack = _pretrain(self, Xp, generator, learning_rate=self.pretrain_learning_rate, batch_size=batch,
+                                  momentum=self.pretrain_momentum)
+            self.stack_ = stack
+            self.pretrain_history_ = stack.histories
+            net = to_torch(stack, head="softmax" if self._loss == "cross_entropy" else "linear", n_outputs=n_outputs,
+                           dropout=self.dropout, input_dropout=self.input_dropout, generator=generator)
+            return net.to(device=Xt.device, dtype=Xt.dtype)
+        self.stack_ = None
+        self.pretrain_history_ = []
+        return build_mlp(
+            Xt.shape[1], _layer_sizes(self.hidden_layer_sizes), n_outputs, activation=self.activation, init=self.init,
+            dropout=self.dropout, input_dropout=self.input_dropout, batch_norm=self.batch_norm,
+            maxout_pieces=self.maxout_pieces, generator=generator, device=Xt.device, dtype=Xt.dtype,
+        )
+
+    def fit(self, X, y, *, X_pretrain=None):
+        """Pretrain (unless ``pretrain=None``), export and fine-tune on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        X_pretrain : {array-like, sparse matrix} of shape (n_unlabelled, n_features), optional
+            Data for the unsupervised pretraining (e.g. a larger unlabelled set, or another
+            dataset); defaults to ``X``.
+
+        Returns
+        -------
+        self
+        """
+        import time
+
+        from .training import fit_network
+
+        self._validate_params()
+        X, y = validate_data(
+            self, X, y, accept_sparse=("csr", "csc", "coo"), dtype=(np.float32, np.float64),
+            multi_output=self._loss == "mse", y_numeric=self._loss == "mse",
+        )
+        if self._uses_bernoulli_visible():
+            _check_unit_interval(X, self.visible, type(self).__name__)
+        yt_np, n_outputs = self._encode_targets(y)
+        device = resolve_device(self.device)
+        Xt = _to_tensor(X, device=device, dtype=torch.float32)
+        yt = torch.as_tensor(yt_np, device=device)
+        if X_pretrain is None:
+            Xp = Xt
+        else:
+            Xp_np = self._validate_X(X_pretrain, reset=False)
+            Xp = _to_tensor(Xp_np, device=device, dtype=torch.float32)
+        generator = make_generator(self.random_state, device)
+        start = time.perf_counter()
+        self.network_ = self._build_network(Xt, Xp, n_outputs, generator)
+        self.pretrain_time_ = time.perf_counter() - start
+        freeze = ()
+        if self.freeze_epochs and self.stack_ is not None:
+            # Hinton & Salakhutdinov: the first epochs train only the output layer
+            from .training import linear_layers
+
+            n_linear = len(linear_layers(self.network_))
+            freeze_history = fit_network(
+                self.network_, Xt, yt, **self._fit_options(generator, max_iter=self.freeze_epochs,
+                                                          freeze=tuple(range(n_linear - 1)))
+            )
+        else:
+            freeze_history = []
+        start = time.perf_counter()
+        self.history_ = fit_network(self.network_, Xt, yt, **self._fit_options(generator, freeze=freeze))
+        self.finetune_time_ = time.perf_counter() - start
+        if freeze_history:
+            self.history_[:0] = freeze_history
+        self.n_iter_ = len(self.history_)
+        return self
+
+    def _fit_options(self, generator, *, max_iter=None, freeze=()):
+        return dict(
+            loss=self._loss, optimizer=self.solver, learning_rate=self.learning_rate_init,
+            momentum=self.momentum if self.solver in ("sgd", "rmsprop") else 0.0,
+            nesterov=self.nesterovs_momentum and self.solver == "sgd", weight_decay=self.alpha, l1=self.l1,
+            max_iter=max_iter or self.max_iter, batch_size=self.batch_size, lr_schedule=self.lr_schedule,
+            clip_grad_norm=self.clip_grad_norm, max_norm=self.max_norm, freeze=freeze,
+            early_stopping=self.early_stopping, validation_fraction=self.validation_fraction,
+            n_iter_no_change=self.n_iter_no_change, tol=self.tol, shuffle=self.shuffle, generator=generator,
+            verbose=bool(self.verbose),
+        )
+
+    def _forward(self, X) -> torch.Tensor:
+        from .training import predict_logits
+
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return predict_logits(self.network_, _to_tensor(X, device=resolve_device(self.device), dtype=torch.float32))
+
+    def to_torch(self) -> torch.nn.Sequential:
+        """The fine-tuned network, a plain ``torch.nn.Sequential`` (a deep copy)."""
+        import copy
+
+        check_is_fitted(self)
+        return copy.deepcopy(self.network_)
+
+
+class DBNClassifier(ClassifierMixin, _DeepNetwork):
+    """Deep network classifier: greedy pretraining (or random init), then backprop fine-tuning.
+
+    A pretrained sigmoid DBN and a random-init ReLU network are the same estimator with
+    different parameters (``pretrain="rbm"`` vs ``pretrain=None, activation="relu",
+    init="he"``). Fine-tuning parameter names follow :class:`sklearn.neural_network.MLPClassifier`
+    where the meaning is the same (``solver``, ``learning_rate_init``, ``alpha`` = L2 penalty,
+    ``batch_size``, ``max_iter`` = fine-tuning epochs, ``momentum``, ``nesterovs_momentum``,
+    ``early_stopping``, ``validation_fraction``, ``n_iter_no_change``, ``tol``, ``shuffle``);
+    pretraining parameters follow :class:`RBMTransformer` (``n_iter`` = epochs per layer,
+    ``weight_decay`` = the RBMs' weight cost).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(256, 256)
+    pretrain : {"rbm", "dae"} or None, default="rbm"
+        Layer-wise pretraining by RBMs (a DBN), denoising autoencoders, or none (random init).
+    pretrained : DBNTransformer, LayerStack or list of layers, optional
+        Fine-tune layers pretrained elsewhere (e.g. on another dataset) instead of pretraining.
+    activation : {"sigmoid", "tanh", "relu", "leaky_relu", "maxout"}, default="sigmoid"
+        Hidden units of a random-init network (pretrained networks are sigmoid).
+    init : {"normal", "xavier", "he"}, default="normal"
+        Random initialisation: N(0, 0.01), Glorot uniform, He normal.
+    visible : {"bernoulli", "gaussian"}, default="bernoulli"
+        First-layer visible units for pretraining.
+    n_iter : int or tuple of int, default=10
+        Pretraining epochs per layer.
+    pretrain_learning_rate : float or tuple, default=0.1
+    pretrain_batch_size : int or None, default=None
+        Defaults to ``batch_size``.
+    k, persistent, pretrain_momentum, weight_decay, sparsity_target, sparsity_cost
+        RBM training options (see :class:`RBMTransformer`); ``pretrain_momentum`` defaults to
+        ``"hinton"`` and ``weight_decay`` to 2e-4.
+    corruption, corruption_level
+        Denoising-autoencoder options.
+    propagate : {"probs", "samples"}, default="probs"
+    solver : {"sgd", "adam", "rmsprop", "adagrad", "adadelta"}, default="sgd"
+    learning_rate_init : float, default=0.1
+    lr_schedule : {"constant", "step", "exponential", "cosine"} or None, default=None
+    momentum : float, default=0.9
+        SGD / RMSprop momentum.
+    nesterovs_momentum : bool, default=False
+    alpha : float, default=0.0
+        L2 penalty of fine-tuning.
+    l1 : float, default=0.0
+        L1 penalty of fine-tuning.
+    batch_size : int, default=100
+    max_iter : int, default=50
+        Fine-tuning epochs.
+    dropout, input_dropout : float, default=0.0
+        Dropout on hidden layers and on the input during fine-tuning.
+    batch_norm : bool, default=False
+        Batch normalisation after each hidden linear layer (random-init networks).
+    maxout_pieces : int, default=2
+    clip_grad_norm, max_norm : float or None
+        Gradient-norm clipping; max-norm constraint on hidden weights.
+    freeze_epochs : int, default=0
+        Epochs that first train only the output layer of a pretrained network.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data and stop after ``n_iter_no_change``
+        epochs without improvement, restoring the best weights.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=10
+    tol : float, default=1e-4
+    shuffle : bool, default=True
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+    device : str, default="cpu"
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    network_ : torch.nn.Sequential
+        The fine-tuned network (outputs logits).
+    stack_ : LayerStack or None
+        The pretrained layers (before fine-tuning); None for random init.
+    history_ : dbn.training.History
+        Fine-tuning records per epoch.
+    pretrain_history_ : list of list of dict
+    pretrain_time_, finetune_time_ : float
+        Seconds spent pretraining (and building) and fine-tuning.
+    n_iter_ : int
+        Fine-tuning epochs run.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from dbn import DBNClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = DBNClassifier((32,), n_iter=2, max_iter=5, random_state=0).fit(X[:500] / 16, y[:500])
+    >>> clf.predict(X[:3] / 16).shape
+    (3,)
+    """
+
+    _loss = "cross_entropy"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        return tags
+
+    def _encode_targets(self, y):
+        from sklearn.utils.multiclass import check_classification_targets
+
+        check_classification_targets(y)
+        self.classes_, encoded = np.unique(y, return_inverse=True)
+        return encoded.astype(np.int64), len(self.classes_)
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the network's outputs).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        return _to_numpy(torch.softmax(self._forward(X), dim=1)).astype(np.float64)
+
+    def predict_log_proba(self, X):
+        """Log class probabilities."""
+        return _to_numpy(torch.log_softmax(self._forward(X), dim=1)).astype(np.float64)
+
+    def predict(self, X):
+        """Predicted class labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        logits = self._forward(X)  # checks that the model is fitted
+        return self.classes_[_to_numpy(logits.argmax(dim=1))]
+
+
+class DBNRegressor(RegressorMixin, _DeepNetwork):
+    """Deep network regressor: greedy pretraining (or random init), then fine-tuning on squared error.
+
+    Takes the parameters of :class:`DBNClassifier`; the output layer is linear and the loss
+    the mean squared error. Targets of shape ``(n_samples,)`` or ``(n_samples, n_targets)``.
+
+    Attributes
+    ----------
+    network_ : torch.nn.Sequential
+    stack_ : LayerStack or None
+    history_ : dbn.training.History
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dbn import DBNRegressor
+    >>> X = np.random.RandomState(0).rand(200, 4)
+    >>> y = X.sum(axis=1)
+    >>> reg = DBNRegressor((16,), pretrain=None, activation="relu", init="he", max_iter=20,
+    ...                    learning_rate_init=0.01, random_state=0).fit(X, y)
+    >>> reg.predict(X[:2]).shape
+    (2,)
+    """
+
+    _loss = "mse"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _encode_targets(self, y):
+        y = np.asarray(y, dtype=np.float32)
+        self._y_1d = y.ndim == 1
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        return y2, y2.shape[1]
+
+    def predict(self, X):
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_targets)
+        """
+        out = _to_numpy(self._forward(X)).astype(np.float64)
+        return out.ravel() if self._y_1d else out

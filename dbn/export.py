@@ -29,6 +29,8 @@ def to_torch(
     head: Head | None = None,
     n_outputs: int | None = None,
     head_std: float = 0.01,
+    dropout: float = 0.0,
+    input_dropout: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> nn.Sequential:
     """Copy pretrained layers into a ``torch.nn.Sequential`` ready for fine-tuning.
@@ -46,13 +48,18 @@ def to_torch(
         Width of the head (number of classes or targets); required with ``head``.
     head_std : float, default=0.01
         The head's weights are drawn from N(0, head_std^2); its bias is zero.
+    dropout : float, default=0.0
+        If positive, an ``nn.Dropout(dropout)`` follows each hidden ``Sigmoid`` (for dropout
+        fine-tuning; inactive in eval mode, so activations are unchanged at inference).
+    input_dropout : float, default=0.0
+        If positive, an ``nn.Dropout(input_dropout)`` comes first.
     generator : torch.Generator, optional
         Random source for the head's weights.
 
     Returns
     -------
     nn.Sequential
-        ``Linear, Sigmoid, Linear, Sigmoid, ..., [Linear]`` with copies of the weights,
+        ``[Dropout], Linear, Sigmoid, [Dropout], ..., [Linear]`` with copies of the weights,
         on the stack's device and dtype, in training mode.
 
     Examples
@@ -75,7 +82,9 @@ def to_torch(
             raise ValueError(f"The 'n_outputs' parameter is required with head={head!r}.")
         n_outputs = check_int("n_outputs", n_outputs, low=1)
     head_std = check_scalar("head_std", head_std, low=0.0)
-    modules: list[nn.Module] = []
+    dropout = check_scalar("dropout", dropout, low=0.0, high=1.0, high_inclusive=False)
+    input_dropout = check_scalar("input_dropout", input_dropout, low=0.0, high=1.0, high_inclusive=False)
+    modules: list[nn.Module] = [nn.Dropout(input_dropout)] if input_dropout else []
     for layer in stack.layers:
         w = layer.weight
         linear = nn.Linear(layer.n_visible, layer.n_hidden, device=w.device, dtype=w.dtype)
@@ -83,6 +92,8 @@ def to_torch(
             linear.weight.copy_(w)
             linear.bias.copy_(layer.hidden_bias)
         modules += [linear, nn.Sigmoid()]
+        if dropout:
+            modules.append(nn.Dropout(dropout))
     if head is not None:
         w = stack.layers[-1].weight
         out = nn.Linear(stack.sizes[-1], n_outputs, device=w.device, dtype=w.dtype)

@@ -1,0 +1,1280 @@
+"""Supervised training: building plain PyTorch networks and the fine-tuning loop.
+
+The same loop trains a network whose hidden layers were pretrained (and exported to an
+``nn.Sequential``) and a randomly initialised one, so that the two start from the same code.
+
+Building
+    :func:`build_mlp` returns an ``nn.Sequential`` of standard torch modules (plus
+    :class:`Maxout`). :func:`linear_layers` and :func:`hidden_linear_layers` find its affine
+    layers in forward order, whatever the extras (dropout, batch norm) around them.
+
+Training
+    :func:`fit_network` -> ``_run_epoch`` -> ``_train_step``, as in skorch's
+    ``fit_loop -> run_single_epoch -> train_step``. Batching, autograd and the optimizers are
+    torch's own; the loop adds validation, early stopping with restoration of the best weights,
+    learning-rate schedules, L1/L2 penalties, gradient clipping, max-norm constraints, frozen
+    layers, callbacks and a :class:`History` of per-epoch records.
+
+Inference
+    :func:`predict_logits` (batched, no autograd, eval mode) and :func:`evaluate`
+    (loss and score on a labelled set).
+
+This module depends on torch and tqdm only; conversion from numpy lives in the estimators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import numbers
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._random import resolve_device
+from ._validation import (
+    DivergenceError,
+    check_choice,
+    check_data_tensor,
+    check_finite_parameters,
+    check_int,
+    check_probability,
+    check_scalar,
+    per_layer,
+)
+
+__all__ = [
+    "Activation",
+    "Init",
+    "Loss",
+    "OptimizerName",
+    "LRSchedule",
+    "Monitor",
+    "EpochCallback",
+    "BatchCallback",
+    "Maxout",
+    "build_mlp",
+    "linear_layers",
+    "hidden_linear_layers",
+    "History",
+    "fit_network",
+    "predict_logits",
+    "evaluate",
+    "DivergenceError",
+]
+
+Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu", "maxout"]
+Init = Literal["normal", "xavier", "he"]
+Loss = Literal["cross_entropy", "mse"]
+OptimizerName = Literal["sgd", "adam", "rmsprop", "adagrad", "adadelta"]
+LRSchedule = Literal["constant", "step", "exponential", "cosine"]
+Monitor = Literal["valid_loss", "valid_score"]
+
+#: ``callback(net, record)`` after every epoch; may add keys to ``record``; returning ``True``
+#: stops training after this epoch.
+EpochCallback = Callable[[nn.Module, dict], Any]
+#: ``callback(net, batch_record)`` after every optimizer step (gradients still in ``.grad``).
+BatchCallback = Callable[[nn.Module, dict], Any]
+
+ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu", "leaky_relu", "maxout")
+INITS: tuple[str, ...] = ("normal", "xavier", "he")
+LOSSES: tuple[str, ...] = ("cross_entropy", "mse")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "rmsprop", "adagrad", "adadelta")
+LR_SCHEDULES: tuple[str, ...] = ("constant", "step", "exponential", "cosine")
+MONITORS: tuple[str, ...] = ("valid_loss", "valid_score")
+
+_LEAKY_SLOPE = 0.01
+_NORMAL_INIT_STD = 0.01
+_DIVERGENCE_HINT = (
+    "Lower the learning rate, scale or standardise the inputs, or set clip_grad_norm."
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building networks
+# ---------------------------------------------------------------------------------------------
+
+
+class Maxout(nn.Module):
+    """Maxout units (Goodfellow et al., 2013): the maximum of ``pieces`` affine functions.
+
+    ``y_j = max_k (W x + b)_{j * pieces + k}`` for ``k = 0 .. pieces - 1``: one ``nn.Linear``
+    with ``out_features * pieces`` outputs, whose rows ``j * pieces`` to
+    ``(j + 1) * pieces - 1`` are the pieces of unit ``j``, followed by a max over the pieces.
+
+    Parameters
+    ----------
+    in_features : int
+        Size of each input sample.
+    out_features : int
+        Number of maxout units.
+    pieces : int, default=2
+        Number of affine pieces per unit (at least 1; ``pieces=1`` is a plain linear layer).
+    bias : bool, default=True
+        Whether the inner linear layer has a bias.
+    device, dtype : optional
+        Passed to the inner ``nn.Linear``.
+
+    Attributes
+    ----------
+    linear : nn.Linear
+        The affine map, ``weight`` of shape ``(out_features * pieces, in_features)``.
+
+    Examples
+    --------
+    >>> m = Maxout(3, 2, pieces=4)
+    >>> m.linear.weight.shape
+    torch.Size([8, 3])
+    >>> m(torch.zeros(5, 3)).shape
+    torch.Size([5, 2])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        pieces: int = 2,
+        *,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = check_int("in_features", in_features, low=1)
+        self.out_features = check_int("out_features", out_features, low=1)
+        self.pieces = check_int("pieces", pieces, low=1)
+        self.linear = nn.Linear(
+            self.in_features, self.out_features * self.pieces, bias=bias, device=device, dtype=dtype
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.linear(x)
+        return z.view(*z.shape[:-1], self.out_features, self.pieces).amax(dim=-1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"pieces={self.pieces}"
+        )
+
+
+def _activation_module(activation: str) -> nn.Module:
+    if activation == "sigmoid":
+        return nn.Sigmoid()
+    if activation == "tanh":
+        return nn.Tanh()
+    if activation == "relu":
+        return nn.ReLU()
+    return nn.LeakyReLU(_LEAKY_SLOPE)
+
+
+def _gain_nonlinearity(activation: str) -> tuple[str, float | None]:
+    """The ``nn.init.calculate_gain`` arguments used for ``activation``."""
+    if activation == "leaky_relu":
+        return "leaky_relu", _LEAKY_SLOPE
+    if activation == "maxout":
+        # A max of two pieces passes about half of its input through, like a ReLU.
+        return "relu", None
+    return activation, None
+
+
+def _init_linear_(
+    layer: nn.Linear, init: str, activation: str | None, generator: torch.Generator | None
+) -> None:
+    """Initialise ``layer`` in place; ``activation=None`` means a linear (output) layer."""
+    nonlinearity, param = ("linear", None) if activation is None else _gain_nonlinearity(activation)
+    with torch.no_grad():
+        if init == "normal":
+            nn.init.normal_(layer.weight, 0.0, _NORMAL_INIT_STD, generator=generator)
+        elif init == "xavier":
+            gain = nn.init.calculate_gain(nonlinearity, param)  # type: ignore[arg-type]
+            nn.init.xavier_uniform_(layer.weight, gain=gain, generator=generator)
+        else:
+            nn.init.kaiming_normal_(
+                layer.weight,
+                a=0.0 if param is None else param,
+                mode="fan_in",
+                nonlinearity=nonlinearity,  # type: ignore[arg-type]
+                generator=generator,
+            )
+        if layer.bias is not None:
+            layer.bias.zero_()
+
+
+def build_mlp(
+    n_inputs: int,
+    hidden_layer_sizes: Sequence[int] = (100,),
+    n_outputs: int | None = None,
+    *,
+    activation: Activation = "sigmoid",
+    init: Init = "normal",
+    dropout: float | Sequence[float] = 0.0,
+    input_dropout: float = 0.0,
+    batch_norm: bool = False,
+    maxout_pieces: int = 2,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Sequential:
+    """Build a feed-forward network as an ``nn.Sequential`` of plain torch modules.
+
+    Layer order, for each hidden layer ``i`` (bracketed modules only when enabled)::
+
+        [Dropout(input_dropout)]            # once, before the first layer
+        Linear  | Maxout                    # the affine map of layer i
+        [BatchNorm1d]
+        Sigmoid | Tanh | ReLU | LeakyReLU   # absent for maxout (the max is the nonlinearity)
+        [Dropout(dropout[i])]
+
+    then, when ``n_outputs`` is given, a final ``Linear`` to ``n_outputs`` *without* softmax:
+    the losses of :func:`fit_network` take logits. Use :func:`linear_layers` or
+    :func:`hidden_linear_layers` rather than positions to find the affine layers.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Number of input features.
+    hidden_layer_sizes : sequence of int, default=(100,)
+        Units per hidden layer; may be empty (a linear model) when ``n_outputs`` is given.
+    n_outputs : int or None, default=None
+        Width of the output layer; ``None`` builds the hidden layers only (a feature extractor).
+    activation : {"sigmoid", "tanh", "relu", "leaky_relu", "maxout"}, default="sigmoid"
+        Hidden nonlinearity; ``"leaky_relu"`` has negative slope 0.01.
+    init : {"normal", "xavier", "he"}, default="normal"
+        Weight initialisation; biases start at zero in every scheme.
+
+        - ``"normal"``: N(0, 0.01^2), as in Hinton's RBM and fine-tuning code.
+        - ``"xavier"``: Glorot & Bengio's U(-a, a), ``a = gain * sqrt(6 / (fan_in + fan_out))``
+          with ``gain = nn.init.calculate_gain(activation)`` (1 for sigmoid, 5/3 for tanh).
+        - ``"he"``: He et al.'s N(0, gain^2 / fan_in) (``kaiming_normal_``, fan-in mode), with
+          the activation's gain (sqrt(2) for relu and maxout).
+
+        The output layer uses the same scheme with the gain of a linear layer (1).
+    dropout : float or sequence of float, default=0.0
+        Dropout probability after each hidden layer (one value, or one per hidden layer).
+    input_dropout : float, default=0.0
+        Dropout probability on the inputs.
+    batch_norm : bool, default=False
+        Insert ``BatchNorm1d`` after each hidden affine map.
+    maxout_pieces : int, default=2
+        Pieces per maxout unit (``activation="maxout"`` only).
+    generator : torch.Generator or None, default=None
+        Source of the initial weights (on ``device``); ``None`` uses torch's global generator.
+    device, dtype : optional
+        Device and dtype of the parameters (default: CPU, torch's default dtype, float32).
+
+    Returns
+    -------
+    nn.Sequential
+
+    Examples
+    --------
+    >>> net = build_mlp(4, (3,), 2, activation="relu", init="he",
+    ...                 generator=torch.Generator().manual_seed(0))
+    >>> net
+    Sequential(
+      (0): Linear(in_features=4, out_features=3, bias=True)
+      (1): ReLU()
+      (2): Linear(in_features=3, out_features=2, bias=True)
+    )
+    >>> net(torch.zeros(5, 4)).shape
+    torch.Size([5, 2])
+    """
+    n_inputs = check_int("n_inputs", n_inputs, low=1)
+    if isinstance(hidden_layer_sizes, numbers.Integral) and not isinstance(
+        hidden_layer_sizes, bool
+    ):
+        hidden_layer_sizes = (int(hidden_layer_sizes),)
+    if not isinstance(hidden_layer_sizes, Sequence) or isinstance(hidden_layer_sizes, str):
+        raise ValueError(
+            "The 'hidden_layer_sizes' parameter must be a sequence of positive ints such as "
+            f"(500, 500). Got {hidden_layer_sizes!r} instead."
+        )
+    sizes = [check_int("hidden_layer_sizes", s, low=1) for s in hidden_layer_sizes]
+    if n_outputs is not None:
+        n_outputs = check_int("n_outputs", n_outputs, low=1)
+    elif not sizes:
+        raise ValueError(
+            "The network would be empty: give at least one hidden layer in 'hidden_layer_sizes' "
+            "or set 'n_outputs'."
+        )
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("init", init, INITS)
+    dropouts = [check_probability("dropout", p) for p in per_layer("dropout", dropout, len(sizes))]
+    if any(p >= 1.0 for p in dropouts):
+        raise ValueError(
+            "The 'dropout' parameter must be in [0, 1). Got 1.0, which drops every unit."
+        )
+    input_dropout = check_probability("input_dropout", input_dropout)
+    if input_dropout >= 1.0:
+        raise ValueError("The 'input_dropout' parameter must be in [0, 1). Got 1.0.")
+    if not isinstance(batch_norm, bool):
+        raise ValueError(f"The 'batch_norm' parameter must be a bool. Got {batch_norm!r} instead.")
+    maxout_pieces = check_int("maxout_pieces", maxout_pieces, low=1)
+    # skip_init: no default initialisation, which would draw from the global RNG.
+    dev = resolve_device(device)
+    factory: dict[str, Any] = {"device": dev, "dtype": dtype}
+    _check_generator_device(generator, dev)
+
+    modules: list[nn.Module] = []
+    if input_dropout > 0:
+        modules.append(nn.Dropout(input_dropout))
+    fan_in = n_inputs
+    for size, p in zip(sizes, dropouts, strict=True):
+        if activation == "maxout":
+            layer: nn.Module = nn.utils.skip_init(Maxout, fan_in, size, maxout_pieces, **factory)
+            _init_linear_(layer.linear, init, activation, generator)  # type: ignore[arg-type]
+        else:
+            layer = nn.utils.skip_init(nn.Linear, fan_in, size, **factory)
+            _init_linear_(layer, init, activation, generator)  # type: ignore[arg-type]
+        modules.append(layer)
+        if batch_norm:
+            modules.append(nn.BatchNorm1d(size, **factory))
+        if activation != "maxout":
+            modules.append(_activation_module(activation))
+        if p > 0:
+            modules.append(nn.Dropout(p))
+        fan_in = size
+    if n_outputs is not None:
+        out = nn.utils.skip_init(nn.Linear, fan_in, n_outputs, **factory)
+        _init_linear_(out, init, None, generator)
+        modules.append(out)
+    return nn.Sequential(*modules)
+
+
+def linear_layers(net: nn.Module) -> list[nn.Linear]:
+    """All ``nn.Linear`` layers of ``net`` in forward (registration) order, output layer included.
+
+    A :class:`Maxout` layer contributes its inner ``linear``.
+
+    Examples
+    --------
+    >>> net = build_mlp(4, (3, 3), 2, activation="maxout")
+    >>> [tuple(layer.weight.shape) for layer in linear_layers(net)]
+    [(6, 4), (6, 3), (2, 3)]
+    """
+    return [m for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def _has_output_layer(net: nn.Module) -> bool:
+    children = list(net.children())
+    return bool(children) and isinstance(children[-1], nn.Linear)
+
+
+def hidden_linear_layers(net: nn.Module) -> list[nn.Linear]:
+    """The affine maps of the hidden layers: :func:`linear_layers` minus the output layer.
+
+    The output layer is the last top-level module when it is an ``nn.Linear`` (as built by
+    :func:`build_mlp` with ``n_outputs`` set); a network ending in an activation has no output
+    layer and all its linear layers are hidden. For :class:`Maxout` the inner ``linear``
+    is returned.
+
+    Examples
+    --------
+    >>> net = build_mlp(4, (3, 5), 2)
+    >>> [layer.out_features for layer in hidden_linear_layers(net)]
+    [3, 5]
+    >>> [layer.out_features for layer in hidden_linear_layers(build_mlp(4, (3, 5)))]
+    [3, 5]
+    """
+    layers = linear_layers(net)
+    return layers[:-1] if _has_output_layer(net) else layers
+
+
+def _layer_parameters(net: nn.Module) -> list[list[nn.Parameter]]:
+    """Parameters of each layer, layer ``i`` starting at ``linear_layers(net)[i]``.
+
+    A layer owns its linear map and the parametrised modules after it (batch norm) up to the
+    next linear map; parameters before the first linear map belong to no layer.
+    """
+    blocks: list[list[nn.Parameter]] = []
+    for module in net.modules():
+        if isinstance(module, nn.Linear):
+            blocks.append([])
+        if blocks and not list(module.children()):
+            blocks[-1].extend(module.parameters(recurse=False))
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------------
+# History and metrics
+# ---------------------------------------------------------------------------------------------
+
+
+class History(list):
+    """Per-epoch records of :func:`fit_network`: a ``list`` of dicts, plus a few attributes.
+
+    Each record has the keys
+
+    - ``epoch`` (int, from 1);
+    - ``train_loss`` : mean data loss over the epoch's mini-batches, in training mode (dropout
+      on, weights moving), penalties (L1/L2) excluded;
+    - ``train_score`` : the score of those same forward passes;
+    - ``valid_loss``, ``valid_score`` : on the validation set in eval mode after the epoch,
+      ``None`` without validation data;
+    - ``learning_rate`` : the learning rate used during the epoch;
+    - ``time`` : seconds spent on the epoch (training and validation);
+
+    and whatever keys the callbacks add. The loss is ``F.cross_entropy`` (mean) for
+    ``loss="cross_entropy"`` and ``F.mse_loss`` (mean over samples *and* outputs) for
+    ``loss="mse"``. The score is the accuracy for ``"cross_entropy"`` and the coefficient of
+    determination R^2 (averaged uniformly over outputs, as scikit-learn's ``r2_score``) for
+    ``"mse"``; :attr:`score_name` says which.
+
+    Attributes
+    ----------
+    best_epoch : int or None
+        Epoch with the best monitored quantity (validation loss or score when there is
+        validation data, the training loss otherwise). With ``early_stopping`` the network
+        holds this epoch's weights at the end.
+    score_name : {"accuracy", "r2"}
+    monitor : str
+        Key of the record that ``best_epoch`` refers to.
+    stopped_early : bool
+        Whether training stopped before ``max_iter`` (early stopping or a callback).
+
+    Examples
+    --------
+    >>> h = History(score_name="accuracy")
+    >>> h.append({"epoch": 1, "train_loss": 0.5})
+    >>> h.column("train_loss")
+    [0.5]
+    """
+
+    def __init__(
+        self, *args: Any, score_name: str = "accuracy", monitor: str = "train_loss"
+    ) -> None:
+        super().__init__(*args)
+        self.best_epoch: int | None = None
+        self.score_name = score_name
+        self.monitor = monitor
+        self.stopped_early = False
+
+    def column(self, key: str) -> list:
+        """Values of ``key`` across epochs (``None`` where a record lacks it)."""
+        return [record.get(key) for record in self]
+
+    def __repr__(self) -> str:
+        return (
+            f"History({len(self)} epochs, best_epoch={self.best_epoch}, "
+            f"score_name={self.score_name!r}, stopped_early={self.stopped_early})"
+        )
+
+
+def _r2(sse: torch.Tensor, sst: torch.Tensor) -> float:
+    """Uniformly averaged R^2 from per-output SSE and SST (scikit-learn's conventions)."""
+    sse = sse.double()
+    sst = sst.double()
+    ok = sst > 0
+    r2 = torch.where(
+        ok, 1.0 - sse / torch.where(ok, sst, torch.ones_like(sst)), (sse == 0).double()
+    )
+    return float(r2.mean())
+
+
+def _total_sum_squares(y: torch.Tensor) -> torch.Tensor:
+    y64 = y.double()
+    return ((y64 - y64.mean(dim=0)) ** 2).sum(dim=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------------------------
+
+
+def _first_parameter(net: nn.Module, name: str = "net") -> nn.Parameter:
+    if not isinstance(net, nn.Module):
+        raise ValueError(
+            f"The {name!r} parameter must be a torch.nn.Module. Got {type(net).__name__}."
+        )
+    p = next(net.parameters(), None)
+    if p is None:
+        raise ValueError(f"The {name!r} parameter has no parameters to train or evaluate.")
+    return p
+
+
+def _check_generator_device(generator: torch.Generator | None, device: torch.device) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(
+            "The 'generator' parameter must be a torch.Generator or None. "
+            f"Got {type(generator).__name__}."
+        )
+    if generator.device.type != device.type:
+        raise ValueError(
+            f"The 'generator' parameter lives on {generator.device} but the data is on {device}. "
+            f"Make it with torch.Generator(device={str(device)!r}) (or dbn._random.make_generator)."
+        )
+
+
+def _check_inputs(net: nn.Module, X: torch.Tensor, name: str = "X") -> torch.Tensor:
+    X = check_data_tensor(X, name=name)
+    p = _first_parameter(net)
+    if X.device != p.device:
+        raise ValueError(
+            f"{name} is on {X.device} but the network is on {p.device}. Move one of them "
+            f"(e.g. {name}.to({str(p.device)!r}))."
+        )
+    if X.dtype != p.dtype:
+        raise ValueError(
+            f"{name} has dtype {X.dtype} but the network has dtype {p.dtype}. "
+            f"Convert with {name}.to({p.dtype})."
+        )
+    return X
+
+
+def _check_targets(y: torch.Tensor, X: torch.Tensor, loss: str, name: str = "y") -> torch.Tensor:
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor. Got {type(y).__name__} instead.")
+    if y.shape[0:1] != X.shape[0:1]:
+        raise ValueError(
+            f"{name} has {y.shape[0] if y.dim() else 0} samples but X has {X.shape[0]} "
+            f"(shapes {tuple(y.shape)} and {tuple(X.shape)})."
+        )
+    if y.device != X.device:
+        raise ValueError(
+            f"{name} is on {y.device} but X is on {X.device}. Put both on the same device."
+        )
+    if loss == "cross_entropy":
+        if y.dim() != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise ValueError(
+                f"With loss='cross_entropy', {name} must be a 1-D integer tensor of class indices. "
+                f"Got shape {tuple(y.shape)} and dtype {y.dtype}."
+            )
+        y = y.long()
+        if bool((y < 0).any()):
+            raise ValueError(
+                f"{name} has negative class indices; encode classes as 0 .. n_classes-1."
+            )
+    else:
+        if y.dim() not in (1, 2) or not y.is_floating_point():
+            raise ValueError(
+                f"With loss='mse', {name} must be a float tensor of shape (n_samples,) or "
+                f"(n_samples, n_outputs). Got shape {tuple(y.shape)} and dtype {y.dtype}."
+            )
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError(f"{name} contains NaN or infinity.")
+        if y.dim() == 1:
+            y = y.unsqueeze(1)
+        y = y.to(X.dtype)  # no copy when the dtypes already agree
+    return y
+
+
+def _check_output_shape(net: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str) -> None:
+    """One forward pass on a single sample to check that outputs and targets fit."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(X[:1])
+    finally:
+        net.train(was_training)
+    if loss == "cross_entropy":
+        if out.dim() != 2:
+            raise ValueError(
+                f"The network outputs shape {tuple(out.shape[1:])} per sample; cross-entropy needs "
+                "a vector of class logits. Give build_mlp an 'n_outputs'."
+            )
+        n_classes = int(y.max()) + 1
+        if out.shape[1] < n_classes:
+            raise ValueError(
+                f"y has class indices up to {n_classes - 1} but the network outputs only "
+                f"{out.shape[1]} logits. Set n_outputs >= {n_classes}."
+            )
+    elif tuple(out.shape[1:]) != tuple(y.shape[1:]):
+        raise ValueError(
+            f"The network outputs shape {tuple(out.shape[1:])} per sample but y has "
+            f"{tuple(y.shape[1:])} (y shape {tuple(y.shape)})."
+        )
+
+
+def _check_optional_positive(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    return check_scalar(name, value, low=0.0, low_inclusive=False)
+
+
+def _check_callbacks(name: str, callbacks: Any) -> tuple:
+    if callable(callbacks):
+        callbacks = (callbacks,)
+    if not isinstance(callbacks, (list, tuple)) or not all(callable(c) for c in callbacks):
+        raise ValueError(
+            f"The {name!r} parameter must be a sequence of callables f(net, record). "
+            f"Got {callbacks!r} instead."
+        )
+    return tuple(callbacks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizers and schedules
+# ---------------------------------------------------------------------------------------------
+
+
+def _make_optimizer(
+    name: str,
+    groups: list[dict],
+    *,
+    learning_rate: float,
+    momentum: float,
+    nesterov: bool,
+) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=learning_rate, momentum=momentum, nesterov=nesterov)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=learning_rate)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=learning_rate, momentum=momentum)
+    if name == "adagrad":
+        return torch.optim.Adagrad(groups, lr=learning_rate)
+    return torch.optim.Adadelta(groups, lr=learning_rate)
+
+
+def _make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    schedule: str,
+    *,
+    max_iter: int,
+    step_size: int,
+    gamma: float | None,
+    lr_min: float,
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if schedule == "constant":
+        return None
+    if schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=step_size, gamma=0.1 if gamma is None else gamma
+        )
+    if schedule == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(
+            optimizer, gamma=0.95 if gamma is None else gamma
+        )
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_iter, eta_min=lr_min)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _StepConfig:
+    """What one training step needs beyond the batch."""
+
+    loss: str
+    params: list[nn.Parameter]
+    l1: float
+    l1_weights: list[nn.Parameter]
+    clip_grad_norm: float | None
+    max_norm: float | None
+    max_norm_weights: list[nn.Parameter]
+
+
+def _loss_fn(loss: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return F.cross_entropy if loss == "cross_entropy" else F.mse_loss
+
+
+def _train_step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    X_batch: torch.Tensor,
+    y_batch: torch.Tensor,
+    cfg: _StepConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step: forward, loss, backward, L1 subgradient, clipping, step, max-norm.
+
+    Returns the detached loss and outputs (no host synchronisation).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    out = net(X_batch)
+    loss = _loss_fn(cfg.loss)(out, y_batch)
+    loss.backward()
+    if cfg.l1 > 0:
+        for w in cfg.l1_weights:
+            if w.grad is not None:
+                w.grad.add_(torch.sign(w.detach()), alpha=cfg.l1)
+    if cfg.clip_grad_norm is not None:
+        nn.utils.clip_grad_norm_(cfg.params, cfg.clip_grad_norm)
+    optimizer.step()
+    if cfg.max_norm is not None:
+        with torch.no_grad():
+            for w in cfg.max_norm_weights:
+                w.renorm_(2, 0, cfg.max_norm)
+    return loss.detach(), out.detach()
+
+
+def _run_epoch(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    train_index: torch.Tensor | None,
+    train_sst: torch.Tensor | None,
+    cfg: _StepConfig,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None,
+    epoch: int,
+    batch_callbacks: tuple,
+) -> tuple[float, float]:
+    """One pass over the training samples; returns (mean loss, score) of the batches."""
+    n = X.shape[0] if train_index is None else train_index.shape[0]
+    order: torch.Tensor | None = None
+    if shuffle:
+        order = torch.randperm(n, generator=generator, device=X.device)
+        if train_index is not None:
+            order = train_index[order]
+    elif train_index is not None:
+        order = train_index
+    loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
+    stat = (
+        torch.zeros((), device=X.device, dtype=torch.float64)
+        if cfg.loss == "cross_entropy"
+        else None
+    )
+    for b, start in enumerate(range(0, n, batch_size)):
+        if order is None:
+            X_batch, y_batch = X[start : start + batch_size], y[start : start + batch_size]
+        else:
+            idx = order[start : start + batch_size]
+            X_batch, y_batch = X[idx], y[idx]
+        loss, out = _train_step(net, optimizer, X_batch, y_batch, cfg)
+        m = X_batch.shape[0]
+        loss_sum += loss * m
+        if cfg.loss == "cross_entropy":
+            stat += (out.argmax(dim=1) == y_batch).sum()
+        else:
+            sse = ((out - y_batch) ** 2).sum(dim=0, dtype=torch.float64)
+            stat = sse if stat is None else stat + sse
+        if batch_callbacks:
+            record = {"epoch": epoch, "batch": b, "batch_size": m, "loss": loss}
+            for callback in batch_callbacks:
+                callback(net, record)
+    mean_loss = float(loss_sum) / n
+    if not math.isfinite(mean_loss):
+        lr = optimizer.param_groups[0]["lr"]
+        raise DivergenceError(
+            f"Training diverged at epoch {epoch}: the training loss is {mean_loss} "
+            f"(learning rate {lr:g}). {_DIVERGENCE_HINT}"
+        )
+    assert stat is not None
+    if cfg.loss == "cross_entropy":
+        score = float(stat) / n
+    else:
+        assert train_sst is not None
+        score = _r2(stat, train_sst)
+    return mean_loss, score
+
+
+def fit_network(
+    net: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss: Loss = "cross_entropy",
+    optimizer: OptimizerName = "sgd",
+    learning_rate: float = 0.01,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+    l1: float = 0.0,
+    max_iter: int = 50,
+    batch_size: int = 100,
+    lr_schedule: LRSchedule | None = None,
+    lr_step_size: int = 10,
+    lr_gamma: float | None = None,
+    lr_min: float = 0.0,
+    clip_grad_norm: float | None = None,
+    max_norm: float | None = None,
+    freeze: Sequence[int] = (),
+    early_stopping: bool = False,
+    validation_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    validation_fraction: float = 0.1,
+    monitor: Monitor = "valid_loss",
+    n_iter_no_change: int = 10,
+    tol: float = 1e-4,
+    shuffle: bool = True,
+    generator: torch.Generator | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+    batch_callbacks: Sequence[BatchCallback] = (),
+    eval_batch_size: int = 1000,
+    verbose: bool = False,
+) -> History:
+    """Train ``net`` in place by mini-batch gradient descent on a supervised loss.
+
+    Used both to fine-tune a pretrained network and to train a randomly initialised one.
+    ``X`` and ``y`` are tensors already on the network's device; batches are drawn by
+    indexing them with a ``torch.randperm`` (no copy of the dataset per epoch).
+
+    Parameters
+    ----------
+    net : nn.Module
+        The network, mapping ``(batch, n_features)`` to logits (cross-entropy) or predictions
+        (mse). It is trained in place and left in training mode.
+    X : Tensor of shape (n_samples, n_features)
+        Float inputs, same device and dtype as ``net``.
+    y : Tensor
+        Class indices of shape (n_samples,), any integer dtype, for ``loss="cross_entropy"``;
+        float targets of shape (n_samples,) or (n_samples, n_outputs) for ``loss="mse"``
+        (a 1-D ``y`` needs a network with one output).
+    loss : {"cross_entropy", "mse"}, default="cross_entropy"
+        ``F.cross_entropy`` on logits (no softmax in the network) or ``F.mse_loss`` (mean over
+        samples and outputs).
+    optimizer : {"sgd", "adam", "rmsprop", "adagrad", "adadelta"}, default="sgd"
+        The ``torch.optim`` class with its default settings apart from ``lr`` (Adadelta is
+        usually run with ``learning_rate=1.0``).
+    learning_rate : float, default=0.01
+        Initial learning rate.
+    momentum : float, default=0.9
+        Momentum in [0, 1) for ``"sgd"`` and ``"rmsprop"`` (ignored by the other optimizers).
+    nesterov : bool, default=False
+        Nesterov momentum for ``"sgd"`` (needs ``momentum > 0``).
+    weight_decay : float, default=0.0
+        L2 penalty on the weights of the linear layers (not biases, not batch-norm
+        parameters), torch's convention: ``weight_decay * w`` is added to the gradient, i.e.
+        the penalty is ``weight_decay / 2 * ||w||^2``. Coupled L2 for every optimizer
+        (``Adam``, not ``AdamW``).
+    l1 : float, default=0.0
+        L1 penalty ``l1 * |w|`` on the same weights, applied as the subgradient
+        ``l1 * sign(w)`` added to the gradient.
+    max_iter : int, default=50
+        Maximum number of epochs.
+    batch_size : int, default=100
+        Mini-batch size; clipped to the number of training samples. The last batch of an
+        epoch may be smaller.
+    lr_schedule : {"constant", "step", "exponential", "cosine"} or None, default=None
+        Per-epoch schedule: ``None``/``"constant"``; ``"step"`` multiplies the rate by
+        ``lr_gamma`` (default 0.1) every ``lr_step_size`` epochs; ``"exponential"`` by
+        ``lr_gamma`` (default 0.95) every epoch; ``"cosine"`` anneals from ``learning_rate`` to
+        ``lr_min`` over ``max_iter`` epochs.
+    lr_step_size : int, default=10
+    lr_gamma : float or None, default=None
+    lr_min : float, default=0.0
+    clip_grad_norm : float or None, default=None
+        Clip the global gradient norm (``nn.utils.clip_grad_norm_``) of each step.
+    max_norm : float or None, default=None
+        Max-norm constraint (Srivastava et al., 2014): after each step, each hidden unit's
+        incoming weight vector (a row of every hidden ``Linear.weight``) is rescaled to norm
+        at most ``max_norm``. The output layer is not constrained.
+    freeze : sequence of int, default=()
+        Indices into :func:`linear_layers` (negative allowed, ``-1`` is the output layer) of
+        layers not to train: their linear map and the batch-norm after it keep their
+        parameters (batch-norm running statistics still update). For the protocol "first
+        train only the softmax layer", call ``fit_network`` with
+        ``freeze=range(len(hidden_linear_layers(net)))`` and a few epochs, then again without.
+    early_stopping : bool, default=False
+        Stop when ``monitor`` has not improved by more than ``tol`` for ``n_iter_no_change``
+        epochs, and restore the weights of the best epoch (a deep copy of the state dict).
+    validation_data : (X_val, y_val) or None, default=None
+        Held-out tensors; evaluated after every epoch when given, with or without early
+        stopping. Without it, ``early_stopping=True`` holds out ``validation_fraction`` of
+        ``X`` (a random split drawn with ``generator``, not stratified).
+    validation_fraction : float, default=0.1
+        In (0, 1).
+    monitor : {"valid_loss", "valid_score"}, default="valid_loss"
+        What early stopping and ``History.best_epoch`` follow (lower loss, higher score).
+    n_iter_no_change : int, default=10
+        Patience in epochs.
+    tol : float, default=1e-4
+        Minimum improvement that resets the patience.
+    shuffle : bool, default=True
+        Reshuffle the training samples every epoch.
+    generator : torch.Generator or None, default=None
+        Source of all randomness: validation split, shuffling and, through a forked global
+        RNG seeded from it, dropout (``nn.Dropout`` takes no generator; the global RNG is
+        restored afterwards). It must live on the data's device. ``None`` uses torch's
+        global RNG.
+    callbacks : sequence of callables, default=()
+        ``callback(net, record)`` after every epoch, once the record is complete and before the
+        early-stopping decision. It may add keys to ``record``; returning ``True`` stops
+        training after this epoch. The gradients of the epoch's last batch are still in
+        ``.grad``.
+    batch_callbacks : sequence of callables, default=()
+        ``callback(net, batch_record)`` after every optimizer step, with the gradients of the
+        batch still in ``.grad`` (after the L1 term and clipping, as the step used them).
+        ``batch_record`` has ``epoch``, ``batch`` (from 0), ``batch_size`` and ``loss``
+        (a 0-d tensor on the device; call ``float`` only if you need it, it synchronises).
+    eval_batch_size : int, default=1000
+        Batch size for validation.
+    verbose : bool, default=False
+        Show a tqdm progress bar over epochs with the latest metrics.
+
+    Returns
+    -------
+    History
+        One record per epoch completed; see :class:`History`.
+
+    Raises
+    ------
+    ValueError
+        For a bad argument, naming the parameter.
+    DivergenceError
+        When the training loss or a parameter becomes NaN or infinite.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X = torch.randn(200, 2, generator=g)
+    >>> y = (X[:, 0] > 0).long()
+    >>> net = build_mlp(2, (8,), 2, activation="tanh", init="xavier", generator=g)
+    >>> history = fit_network(net, X, y, optimizer="adam", learning_rate=0.05, max_iter=20,
+    ...                       batch_size=50, generator=g)
+    >>> len(history), history[-1]["train_loss"] < history[0]["train_loss"]
+    (20, True)
+    >>> history[-1]["train_score"] > 0.9
+    True
+    """
+    # ---- validation of the arguments
+    check_choice("loss", loss, LOSSES)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
+    momentum = check_scalar("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
+    if not isinstance(nesterov, bool):
+        raise ValueError(f"The 'nesterov' parameter must be a bool. Got {nesterov!r} instead.")
+    if nesterov and (optimizer != "sgd" or momentum == 0):
+        raise ValueError(
+            "The 'nesterov' parameter needs optimizer='sgd' and momentum > 0. "
+            f"Got optimizer={optimizer!r}, momentum={momentum}."
+        )
+    weight_decay = check_scalar("weight_decay", weight_decay, low=0.0)
+    l1 = check_scalar("l1", l1, low=0.0)
+    max_iter = check_int("max_iter", max_iter, low=1)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    eval_batch_size = check_int("eval_batch_size", eval_batch_size, low=1)
+    schedule = (
+        "constant"
+        if lr_schedule is None
+        else check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+    )
+    lr_step_size = check_int("lr_step_size", lr_step_size, low=1)
+    if lr_gamma is not None:
+        lr_gamma = check_scalar("lr_gamma", lr_gamma, low=0.0, high=1.0, low_inclusive=False)
+    lr_min = check_scalar("lr_min", lr_min, low=0.0)
+    clip_grad_norm = _check_optional_positive("clip_grad_norm", clip_grad_norm)
+    max_norm = _check_optional_positive("max_norm", max_norm)
+    if not isinstance(early_stopping, bool):
+        raise ValueError(f"The 'early_stopping' parameter must be a bool. Got {early_stopping!r}.")
+    validation_fraction = check_probability(
+        "validation_fraction", validation_fraction, open_interval=True
+    )
+    check_choice("monitor", monitor, MONITORS)
+    n_iter_no_change = check_int("n_iter_no_change", n_iter_no_change, low=1)
+    tol = check_scalar("tol", tol, low=0.0)
+    if not isinstance(shuffle, bool):
+        raise ValueError(f"The 'shuffle' parameter must be a bool. Got {shuffle!r} instead.")
+    callbacks = _check_callbacks("callbacks", callbacks)
+    batch_callbacks = _check_callbacks("batch_callbacks", batch_callbacks)
+
+    X = _check_inputs(net, X)
+    y = _check_targets(y, X, loss)
+    _check_generator_device(generator, X.device)
+    layers = linear_layers(net)
+    if isinstance(freeze, numbers.Integral):
+        freeze = (int(freeze),)
+    if not isinstance(freeze, (Sequence, range)) or isinstance(freeze, str):
+        raise ValueError(
+            f"The 'freeze' parameter must be a sequence of layer indices. Got {freeze!r}."
+        )
+    frozen: set[int] = set()
+    for i in freeze:
+        if (
+            isinstance(i, bool)
+            or not isinstance(i, numbers.Integral)
+            or not -len(layers) <= i < len(layers)
+        ):
+            raise ValueError(
+                f"The 'freeze' parameter has index {i!r}, but the network has {len(layers)} linear "
+                f"layers (valid indices {-len(layers)} .. {len(layers) - 1})."
+            )
+        frozen.add(int(i) % len(layers))
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError(
+                "The 'validation_data' parameter must be a pair (X_val, y_val) of tensors. "
+                f"Got {type(validation_data).__name__}."
+            )
+        X_val = _check_inputs(net, validation_data[0], name="X_val")
+        y_val = _check_targets(validation_data[1], X_val, loss, name="y_val")
+        if X_val.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"X_val has {X_val.shape[1]} features but X has {X.shape[1]} "
+                f"(shapes {tuple(X_val.shape)} and {tuple(X.shape)})."
+            )
+        if y_val.shape[1:] != y.shape[1:]:
+            raise ValueError(f"y_val has shape {tuple(y_val.shape)} but y has {tuple(y.shape)}.")
+    _check_output_shape(net, X, y, loss)
+    if validation_data is not None:
+        _check_output_shape(net, X_val, y_val, loss)
+
+    # ---- training / validation split
+    train_index: torch.Tensor | None = None
+    has_validation = validation_data is not None
+    if early_stopping and validation_data is None:
+        n = X.shape[0]
+        n_val = max(1, int(round(validation_fraction * n)))
+        if n - n_val < 1:
+            raise ValueError(
+                f"validation_fraction={validation_fraction} leaves no training samples out of {n}. "
+                "Lower it or pass validation_data."
+            )
+        perm = torch.randperm(n, generator=generator, device=X.device)
+        val_index, train_index = perm[:n_val], perm[n_val:]
+        X_val, y_val = X[val_index], y[val_index]
+        has_validation = True
+    n_train = X.shape[0] if train_index is None else train_index.shape[0]
+    batch_size = min(batch_size, n_train)
+    train_sst = None
+    if loss == "mse":
+        train_sst = _total_sum_squares(y if train_index is None else y[train_index])
+
+    # ---- parameters, optimizer, schedule
+    blocks = _layer_parameters(net)
+    frozen_ids = {id(p) for i in frozen for p in blocks[i]}
+    previous_requires_grad = {id(p): p.requires_grad for p in net.parameters()}
+    trainable = [p for p in net.parameters() if p.requires_grad and id(p) not in frozen_ids]
+    if not trainable:
+        raise ValueError("Every parameter is frozen: nothing to train. Freeze fewer layers.")
+    linear_weights = {id(layer.weight) for layer in layers}
+    decayed = [p for p in trainable if id(p) in linear_weights]
+    others = [p for p in trainable if id(p) not in linear_weights]
+    groups = [
+        {"params": decayed, "weight_decay": weight_decay},
+        {"params": others, "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    opt = _make_optimizer(
+        optimizer, groups, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov
+    )
+    scheduler = _make_scheduler(
+        opt, schedule, max_iter=max_iter, step_size=lr_step_size, gamma=lr_gamma, lr_min=lr_min
+    )
+    trainable_ids = {id(p) for p in trainable}
+    cfg = _StepConfig(
+        loss=loss,
+        params=trainable,
+        l1=l1,
+        l1_weights=decayed,
+        clip_grad_norm=clip_grad_norm,
+        max_norm=max_norm,
+        max_norm_weights=[
+            layer.weight for layer in hidden_linear_layers(net) if id(layer.weight) in trainable_ids
+        ],
+    )
+
+    if has_validation:
+        monitor_key = monitor
+    else:
+        monitor_key = "train_loss" if monitor == "valid_loss" else "train_score"
+    history = History(
+        score_name="accuracy" if loss == "cross_entropy" else "r2", monitor=monitor_key
+    )
+    sign = 1.0 if monitor_key.endswith("loss") else -1.0  # minimise sign * value
+    best_value = math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    epochs_no_change = 0
+
+    # Dropout draws from the global RNG; fork it and seed it from the generator so that the
+    # run is reproducible from `generator` and the caller's global RNG state is untouched.
+    rng_context: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if generator is not None:
+        if X.device.type == "cpu":
+            rng_context = torch.random.fork_rng(devices=[])
+        else:
+            rng_context = torch.random.fork_rng(devices=[X.device], device_type=X.device.type)
+    for p in net.parameters():
+        if id(p) in frozen_ids:
+            p.requires_grad_(False)
+    net.train()
+    bar = tqdm(total=max_iter, desc="fit_network", unit="epoch", disable=not verbose)
+    try:
+        with rng_context:
+            if generator is not None:
+                seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
+                torch.manual_seed(int(seed))
+            for epoch in range(1, max_iter + 1):
+                start = time.perf_counter()
+                lr = opt.param_groups[0]["lr"]
+                train_loss, train_score = _run_epoch(
+                    net,
+                    opt,
+                    X,
+                    y,
+                    train_index=train_index,
+                    train_sst=train_sst,
+                    cfg=cfg,
+                    batch_size=batch_size,
+                    shuffle=shuffle,
+                    generator=generator,
+                    epoch=epoch,
+                    batch_callbacks=batch_callbacks,
+                )
+                check_finite_parameters(net, where=f"epoch {epoch}", hint=_DIVERGENCE_HINT)
+                valid_loss = valid_score = None
+                if has_validation:
+                    valid_loss, valid_score = evaluate(
+                        net, X_val, y_val, loss=loss, batch_size=eval_batch_size
+                    )
+                if scheduler is not None:
+                    scheduler.step()
+                record: dict[str, Any] = {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "train_score": train_score,
+                    "valid_loss": valid_loss,
+                    "valid_score": valid_score,
+                    "learning_rate": lr,
+                    "time": time.perf_counter() - start,
+                }
+                stop = False
+                for callback in callbacks:
+                    stop = bool(callback(net, record)) or stop
+                history.append(record)
+
+                value = sign * record[monitor_key]
+                if value < best_value - tol:
+                    epochs_no_change = 0
+                else:
+                    epochs_no_change += 1
+                if value < best_value:
+                    best_value = value
+                    history.best_epoch = epoch
+                    if early_stopping:
+                        best_state = copy.deepcopy(net.state_dict())
+                bar.update(1)
+                if verbose:
+                    bar.set_postfix(
+                        {k: v for k, v in record.items() if k != "epoch" and isinstance(v, float)},
+                        refresh=False,
+                    )
+                if early_stopping and epochs_no_change >= n_iter_no_change:
+                    stop = True
+                if stop:
+                    history.stopped_early = epoch < max_iter
+                    break
+    finally:
+        bar.close()
+        for p in net.parameters():
+            p.requires_grad_(previous_requires_grad.get(id(p), True))
+    if early_stopping and best_state is not None:
+        net.load_state_dict(best_state)
+    return history
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference
+# ---------------------------------------------------------------------------------------------
+
+
+def predict_logits(net: nn.Module, X: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+    """Outputs of ``net`` on ``X`` in eval mode, in batches, without autograd.
+
+    The network's training/eval mode is restored afterwards.
+
+    Parameters
+    ----------
+    net : nn.Module
+    X : Tensor of shape (n_samples, n_features)
+        On the network's device and dtype.
+    batch_size : int, default=1000
+
+    Returns
+    -------
+    Tensor of shape (n_samples, n_outputs)
+        Logits for a classifier (apply ``softmax`` for probabilities).
+
+    Examples
+    --------
+    >>> net = build_mlp(3, (4,), 2, dropout=0.5)
+    >>> out = predict_logits(net, torch.ones(10, 3), batch_size=4)
+    >>> out.shape, bool(torch.allclose(out, predict_logits(net, torch.ones(10, 3))))
+    (torch.Size([10, 2]), True)
+    """
+    X = _check_inputs(net, X)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            outputs = [net(X[s : s + batch_size]) for s in range(0, X.shape[0], batch_size)]
+    finally:
+        net.train(was_training)
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+
+def evaluate(
+    net: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss: Loss = "cross_entropy",
+    batch_size: int = 1000,
+) -> tuple[float, float]:
+    """Mean loss and score of ``net`` on ``(X, y)`` in eval mode, in batches, without autograd.
+
+    The score is the accuracy for ``loss="cross_entropy"`` and R^2 (uniform average over
+    outputs) for ``loss="mse"``; the losses are those of :func:`fit_network`.
+
+    Parameters
+    ----------
+    net : nn.Module
+    X : Tensor of shape (n_samples, n_features)
+    y : Tensor
+        As in :func:`fit_network`.
+    loss : {"cross_entropy", "mse"}, default="cross_entropy"
+    batch_size : int, default=1000
+
+    Returns
+    -------
+    loss : float
+    score : float
+
+    Examples
+    --------
+    >>> net = build_mlp(2, (), 2)
+    >>> with torch.no_grad():
+    ...     _ = net[0].weight.copy_(torch.eye(2))
+    >>> evaluate(net, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1]))[1]
+    1.0
+    """
+    check_choice("loss", loss, LOSSES)
+    X = _check_inputs(net, X)
+    y = _check_targets(y, X, loss)
+    batch_size = check_int("batch_size", batch_size, low=1)
+    was_training = net.training
+    net.eval()
+    loss_fn = _loss_fn(loss)
+    loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
+    stat: torch.Tensor | None = None
+    try:
+        with torch.no_grad():
+            for s in range(0, X.shape[0], batch_size):
+                X_batch, y_batch = X[s : s + batch_size], y[s : s + batch_size]
+                out = net(X_batch)
+                if loss == "mse" and out.shape != y_batch.shape:
+                    raise ValueError(
+                        f"The network outputs shape {tuple(out.shape[1:])} per sample but y has "
+                        f"{tuple(y_batch.shape[1:])}."
+                    )
+                loss_sum += loss_fn(out, y_batch, reduction="sum") / (
+                    1 if loss == "cross_entropy" else out.shape[1]
+                )
+                if loss == "cross_entropy":
+                    part = (out.argmax(dim=1) == y_batch).sum(dtype=torch.float64)
+                else:
+                    part = ((out - y_batch) ** 2).sum(dim=0, dtype=torch.float64)
+                stat = part if stat is None else stat + part
+    finally:
+        net.train(was_training)
+    n = X.shape[0]
+    assert stat is not None
+    mean_loss = float(loss_sum) / n
+    score = float(stat) / n if loss == "cross_entropy" else _r2(stat, _total_sum_squares(y))
+    return mean_loss, score
