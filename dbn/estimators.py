@@ -57,10 +57,119 @@ def _check_unit_interval(X, visible: str, estimator: str) -> None:
         )
 
 
+# -- saving and loading: JSON settings + tensors, read with weights_only=True ----------------------
+def _json_safe(value):
+    if isinstance(value, (tuple, list)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.device):
+        return str(value)
+    return None  # RandomState/Generator instances and fitted objects are not stored
+
+
+def _from_json_param(name: str, value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+class _PersistenceMixin:
+    """``save(path)`` / ``load(path)`` in a format that runs no code on load (see :mod:`dbn.io`)."""
+
+    def _fitted_state(self) -> tuple[dict, dict]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _restore_fitted(self, config: dict, tensors: dict, device) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def save(self, path) -> "Path":
+        """Save the fitted estimator to ``path`` (settings as JSON, weights as tensors).
+
+        Loading never runs code from the file (``torch.load(weights_only=True)``); the file
+        carries a format version. Writes are atomic.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        pathlib.Path
+        """
+        from .io import write_archive
+
+        check_is_fitted(self)
+        fitted, tensors = self._fitted_state()
+        config = {"class": type(self).__name__, "params": _json_safe(self.get_params(deep=False)),
+                  "n_features_in_": int(self.n_features_in_),
+                  "feature_names_in_": _json_safe(list(getattr(self, "feature_names_in_", []))) or None,
+                  "fitted": fitted}
+        return write_archive(path, type(self).__name__, config, tensors)
+
+    @classmethod
+    def load(cls, path, *, device=None):
+        """Load an estimator saved by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+        device : str, optional
+            Where to put the model; defaults to the saved ``device`` setting if usable, else the CPU.
+
+        Returns
+        -------
+        estimator
+
+        Raises
+        ------
+        ValueError
+            For a corrupt, truncated or foreign file, a newer format version, or a file holding
+            another estimator class.
+        """
+        from .io import read_archive
+
+        config, tensors, _ = read_archive(path, kind=cls.__name__)
+        params = {k: _from_json_param(k, v) for k, v in config["params"].items()}
+        if device is not None:
+            params["device"] = device
+        elif params.get("device", "cpu") != "cpu" and not torch.cuda.is_available():
+            params["device"] = "cpu"
+        est = cls(**params)
+        est.n_features_in_ = config["n_features_in_"]
+        if config.get("feature_names_in_"):
+            est.feature_names_in_ = np.asarray(config["feature_names_in_"], dtype=object)
+        est._restore_fitted(config["fitted"], tensors, resolve_device(est.device))
+        return est
+
+
+def _prefixed(prefix: str, module: torch.nn.Module) -> dict:
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+def _stack_state(stack) -> tuple[list, dict]:
+    from .io import layer_config
+
+    return [layer_config(layer) for layer in stack.layers], _prefixed("stack", stack)
+
+
+def _restore_stack(layer_configs: list, histories, tensors: dict, device):
+    from .io import _load_state, layer_from_config
+    from .stack import LayerStack
+
+    stack = LayerStack([layer_from_config(c, device) for c in layer_configs])
+    _load_state(stack, {k: v.to(device) for k, v in tensors.items()}, "stack.")
+    stack.histories = histories
+    return stack
+
+
+
 _MOMENTUM_CONSTRAINTS = [Interval(Real, 0, 1, closed="left"), StrOptions({"hinton"}), tuple]
 
 
-class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class RBMTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Restricted Boltzmann machine feature extractor, trained by contrastive divergence.
 
     A drop-in replacement for :class:`sklearn.neural_network.BernoulliRBM` (same parameter
@@ -246,6 +355,11 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             device=device, dtype=Xt.dtype,
         )
         self.rbm_.init_visible_bias_(Xt)
+        self._initialise_trainer(device)
+
+    def _initialise_trainer(self, device) -> None:
+        if not hasattr(self, "_generator"):
+            self._generator = make_generator(self.random_state, device)
         self._trainer = CDTrainer(
             self.rbm_,
             learning_rate=self.learning_rate,
@@ -311,6 +425,40 @@ class RBMTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             Xt = self._tensor(X)
         self._trainer.partial_fit(Xt)
         return self
+
+
+    # -- persistence ---------------------------------------------------------------------------
+    def _fitted_state(self):
+        from .io import layer_config
+
+        t = self._trainer
+        tensors = _prefixed("rbm", self.rbm_)
+        tensors.update({"trainer.vel_w": t._vel_w, "trainer.vel_vb": t._vel_vb, "trainer.vel_hb": t._vel_hb,
+                        "generator": self._generator.get_state()})
+        if t._chain is not None:
+            tensors["trainer.chain"] = t._chain
+        if t._q is not None:
+            tensors["trainer.q"] = t._q
+        fitted = {"rbm": layer_config(self.rbm_), "epoch": t.epoch, "history": _json_safe(self.history_)}
+        return fitted, tensors
+
+    def _restore_fitted(self, fitted, tensors, device):
+        from .io import _load_state, layer_from_config
+
+        rbm = layer_from_config(fitted["rbm"], device)
+        _load_state(rbm, tensors, "rbm.")
+        self.rbm_ = rbm
+        # the trainer resumes where it stopped: momentum, persistent chains, sparsity estimate, RNG
+        self._initialise_trainer(device)
+        t = self._trainer
+        if device.type == "cpu":
+            self._generator.set_state(tensors["generator"])
+        t.epoch = fitted["epoch"]
+        t.history.extend(fitted["history"])
+        for name in ("vel_w", "vel_vb", "vel_hb"):
+            getattr(t, f"_{name}").copy_(tensors[f"trainer.{name}"])
+        t._chain = tensors["trainer.chain"].to(device) if "trainer.chain" in tensors else None
+        t._q = tensors["trainer.q"].to(device) if "trainer.q" in tensors else None
 
     # -- inference -----------------------------------------------------------------------------
     def _check_input(self, X) -> torch.Tensor:
@@ -449,7 +597,7 @@ def _pretrain(est, Xt: torch.Tensor, generator: torch.Generator, *, learning_rat
     return pretrain_stack(Xt, _layer_sizes(est.hidden_layer_sizes), **common, **extra)
 
 
-class DBNTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class DBNTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Unsupervised deep feature extractor: a greedily pretrained stack of RBMs or autoencoders.
 
     Parameters
@@ -587,6 +735,14 @@ class DBNTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.history_ = self.stack_.histories
         return self
 
+    def _fitted_state(self):
+        layers, tensors = _stack_state(self.stack_)
+        return {"layers": layers, "history": _json_safe(self.history_)}, tensors
+
+    def _restore_fitted(self, fitted, tensors, device):
+        self.stack_ = _restore_stack(fitted["layers"], fitted["history"], tensors, device)
+        self.history_ = self.stack_.histories
+
     @torch.no_grad()
     def transform(self, X):
         """Top-layer features (hidden probabilities of the last layer).
@@ -613,7 +769,7 @@ class DBNTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return to_torch(self.stack_, head=head, n_outputs=n_outputs, **kwargs)
 
 
-class _DeepNetwork(BaseEstimator):
+class _DeepNetwork(_PersistenceMixin, BaseEstimator):
     """Shared machinery of :class:`DBNClassifier` and :class:`DBNRegressor`."""
 
     _loss = "cross_entropy"
@@ -860,6 +1016,11 @@ class _DeepNetwork(BaseEstimator):
         self.history_ = fit_network(self.network_, Xt, yt, **self._fit_options(generator, freeze=freeze))
         self.finetune_time_ = time.perf_counter() - start
         if freeze_history:
+            offset = len(freeze_history)
+            for record in self.history_:
+                record["epoch"] += offset
+            if self.history_.best_epoch is not None:
+                self.history_.best_epoch += offset
             self.history_[:0] = freeze_history
         self.n_iter_ = len(self.history_)
         return self
@@ -875,6 +1036,58 @@ class _DeepNetwork(BaseEstimator):
             n_iter_no_change=self.n_iter_no_change, tol=self.tol, shuffle=self.shuffle, generator=generator,
             verbose=bool(self.verbose),
         )
+
+    def _fitted_state(self):
+        from .training import linear_layers
+
+        fitted = {
+            "n_outputs": linear_layers(self.network_)[-1].out_features,
+            "history": _json_safe(list(self.history_)),
+            "history_attrs": _json_safe({k: getattr(self.history_, k) for k in
+                                         ("best_epoch", "score_name", "monitor", "stopped_early")}),
+            "pretrain_history": _json_safe(self.pretrain_history_),
+            "pretrain_time": self.pretrain_time_, "finetune_time": self.finetune_time_, "n_iter": self.n_iter_,
+            "classes": _json_safe(self.classes_.tolist()) if hasattr(self, "classes_") else None,
+            "y_1d": getattr(self, "_y_1d", None),
+            "layers": None,
+        }
+        tensors = _prefixed("network", self.network_)
+        if self.stack_ is not None:
+            fitted["layers"], stack_tensors = _stack_state(self.stack_)
+            tensors.update(stack_tensors)
+        return fitted, tensors
+
+    def _restore_fitted(self, fitted, tensors, device):
+        from .export import to_torch
+        from .io import _load_state
+        from .training import History, build_mlp
+
+        self.pretrained = None
+        n_outputs = fitted["n_outputs"]
+        if fitted["layers"] is not None:
+            self.stack_ = _restore_stack(fitted["layers"], fitted["pretrain_history"], tensors, device)
+            net = to_torch(self.stack_, head="softmax" if self._loss == "cross_entropy" else "linear",
+                           n_outputs=n_outputs, dropout=self.dropout, input_dropout=self.input_dropout)
+        else:
+            self.stack_ = None
+            net = build_mlp(
+                self.n_features_in_, _layer_sizes(self.hidden_layer_sizes), n_outputs, activation=self.activation,
+                init=self.init, dropout=self.dropout, input_dropout=self.input_dropout, batch_norm=self.batch_norm,
+                maxout_pieces=self.maxout_pieces, device=device,
+            )
+        _load_state(net, {k: v.to(device) for k, v in tensors.items()}, "network.")
+        self.network_ = net.to(device)
+        attrs = fitted["history_attrs"]
+        self.history_ = History(fitted["history"], score_name=attrs["score_name"], monitor=attrs["monitor"])
+        self.history_.best_epoch = attrs["best_epoch"]
+        self.history_.stopped_early = attrs["stopped_early"]
+        self.pretrain_history_ = fitted["pretrain_history"]
+        self.pretrain_time_, self.finetune_time_ = fitted["pretrain_time"], fitted["finetune_time"]
+        self.n_iter_ = fitted["n_iter"]
+        if fitted["classes"] is not None:
+            self.classes_ = np.asarray(fitted["classes"])
+        if fitted["y_1d"] is not None:
+            self._y_1d = fitted["y_1d"]
 
     def _forward(self, X) -> torch.Tensor:
         from .training import predict_logits
