@@ -431,15 +431,10 @@ class RBMTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     def _fitted_state(self):
         from .io import layer_config
 
-        t = self._trainer
+        state = self._trainer.state_dict()
         tensors = _prefixed("rbm", self.rbm_)
-        tensors.update({"trainer.vel_w": t._vel_w, "trainer.vel_vb": t._vel_vb, "trainer.vel_hb": t._vel_hb,
-                        "generator": self._generator.get_state()})
-        if t._chain is not None:
-            tensors["trainer.chain"] = t._chain
-        if t._q is not None:
-            tensors["trainer.q"] = t._q
-        fitted = {"rbm": layer_config(self.rbm_), "epoch": t.epoch, "history": _json_safe(self.history_)}
+        tensors.update({f"trainer.{k}": v for k, v in state.items() if isinstance(v, torch.Tensor)})
+        fitted = {"rbm": layer_config(self.rbm_), "epoch": state["epoch"], "history": _json_safe(state["history"])}
         return fitted, tensors
 
     def _restore_fitted(self, fitted, tensors, device):
@@ -450,15 +445,11 @@ class RBMTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         self.rbm_ = rbm
         # the trainer resumes where it stopped: momentum, persistent chains, sparsity estimate, RNG
         self._initialise_trainer(device)
-        t = self._trainer
-        if device.type == "cpu":
-            self._generator.set_state(tensors["generator"])
-        t.epoch = fitted["epoch"]
-        t.history.extend(fitted["history"])
-        for name in ("vel_w", "vel_vb", "vel_hb"):
-            getattr(t, f"_{name}").copy_(tensors[f"trainer.{name}"])
-        t._chain = tensors["trainer.chain"].to(device) if "trainer.chain" in tensors else None
-        t._q = tensors["trainer.q"].to(device) if "trainer.q" in tensors else None
+        state = {k[len("trainer."):]: v for k, v in tensors.items() if k.startswith("trainer.")}
+        state.update(epoch=fitted["epoch"], history=fitted["history"])
+        if device.type != "cpu":
+            state["generator"] = None  # a CPU generator state does not transfer to another device
+        self._trainer.load_state_dict(state)
 
     # -- inference -----------------------------------------------------------------------------
     def _check_input(self, X) -> torch.Tensor:

@@ -366,6 +366,42 @@ class CDTrainer:
         self._q: torch.Tensor | None = None  # running mean hidden activation (sparsity)
 
     # ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Training state for checkpoints: epoch, history, momentum buffers, persistent chains,
+        sparsity estimate and the generator state (tensors and plain Python values only).
+
+        Examples
+        --------
+        >>> trainer = CDTrainer(RBM(4, 3), generator=torch.Generator().manual_seed(0))
+        >>> sorted(trainer.state_dict())[:3]
+        ['chain', 'epoch', 'generator']
+        """
+        return {
+            "epoch": self.epoch,
+            "history": [dict(r) for r in self.history],
+            "vel_w": self._vel_w.clone(),
+            "vel_vb": self._vel_vb.clone(),
+            "vel_hb": self._vel_hb.clone(),
+            "chain": None if self._chain is None else self._chain.clone(),
+            "q": None if self._q is None else self._q.clone(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned, so training continues exactly."""
+        try:
+            self.epoch = int(state["epoch"])
+            self.history[:] = [dict(r) for r in state["history"]]
+            for name in ("vel_w", "vel_vb", "vel_hb"):
+                getattr(self, f"_{name}").copy_(state[name])
+            device = self.rbm.weight.device
+            self._chain = None if state.get("chain") is None else state["chain"].to(device)
+            self._q = None if state.get("q") is None else state["q"].to(device)
+            if state.get("generator") is not None:
+                self.generator.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise ValueError(f"Invalid CDTrainer state: {exc}") from exc
+
     def _negative_phase(self, h0_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the Gibbs chain and return the model statistics ``(v_model, h_model)``."""
         rbm, g, units = self.rbm, self.generator, self.units
