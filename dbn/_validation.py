@@ -136,12 +136,15 @@ def check_data_tensor(
             f"{name} has {X.shape[1]} features, but the model expects {n_features} "
             f"(shape {tuple(X.shape)} vs (n_samples, {n_features}))."
         )
-    if not bool(torch.isfinite(X).all()):
+    # one pass, no temporary of the data's size: min and max propagate NaN and expose +-inf
+    lo, hi = (float(t) for t in torch.aminmax(X))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or infinity. Remove or impute those values first.")
-    if unit_interval and (bool((X < 0).any()) or bool((X > 1).any())):
+    if unit_interval and (lo < 0 or hi > 1):
         raise ValueError(
-            f"{name} has values outside [0, 1], which Bernoulli visible units cannot model. "
-            "Scale the data to [0, 1] (e.g. MinMaxScaler) or use visible='gaussian' on standardised data."
+            f"{name} has values outside [0, 1] (min {lo:.4g}, max {hi:.4g}), which Bernoulli visible units "
+            "cannot model. Scale the data to [0, 1] (e.g. MinMaxScaler) or use visible='gaussian' on "
+            "standardised data."
         )
     return X
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import functional as Fn
+from ._linalg import bernoulli_sample, linear, linear_t, outer_accumulate_
 from ._random import make_generator, resolve_device
 from ._validation import (
     DivergenceError,
@@ -187,6 +188,38 @@ class RBM(nn.Module):
         return Fn.pseudo_likelihood(
             v, self.weight, self.visible_bias, self.hidden_bias, exact=exact, generator=generator, per_unit=per_unit
         )
+
+    def log_partition(self, method: Literal["exact", "ais"] = "ais", **options) -> float:
+        """Log partition function ``log Z``, exact (small models) or by AIS.
+
+        ``options`` go to :func:`dbn.likelihood.exact_log_partition` or
+        :func:`dbn.likelihood.ais_log_partition` (``n_chains``, ``n_betas``, ``base_rate``,
+        ``generator``...). Returns a float; use those functions directly for AIS's interval.
+
+        Examples
+        --------
+        >>> round(RBM(3, 2, weight_std=0.0).log_partition("exact"), 6)  # log 2**5
+        3.465736
+        """
+        from . import likelihood
+
+        check_choice("method", method, ("exact", "ais"))
+        if method == "exact":
+            return likelihood.exact_log_partition(self, **options)
+        return likelihood.ais_log_partition(self, **options).log_z
+
+    def log_likelihood(self, v: torch.Tensor, log_z: float) -> torch.Tensor:
+        """Log-likelihood ``-F(v) - log Z`` of each sample, given ``log Z``.
+
+        Examples
+        --------
+        >>> rbm = RBM(3, 2, weight_std=0.0)
+        >>> round(rbm.log_likelihood(torch.ones(1, 3), rbm.log_partition("exact")).item(), 6)  # -3 log 2
+        -2.079442
+        """
+        from . import likelihood
+
+        return likelihood.log_likelihood(self, v, log_z)
 
     @torch.no_grad()
     def init_visible_bias_(self, X: torch.Tensor, eps: float = 1e-3) -> "RBM":
@@ -406,44 +439,63 @@ class CDTrainer:
         """Run the Gibbs chain and return the model statistics ``(v_model, h_model)``."""
         rbm, g, units = self.rbm, self.generator, self.units
         W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
+        act = "sigmoid" if units.name == "bernoulli" else "none"
+        if units.name not in ("bernoulli", "gaussian"):  # other unit types: their own mean function
+            act = None
         if self.persistent:
             if self._chain is None:
                 rows = torch.randint(0, h0_probs.shape[0], (self.n_chains,), generator=g, device=W.device)
-                self._chain = Fn.sample_bernoulli(h0_probs[rows], g)
+                self._chain = bernoulli_sample(h0_probs[rows], g)
             h = self._chain
             for _ in range(self.k):
-                v = units.sample(units.mean(torch.addmm(b, h, W)), g)
-                h_probs = torch.sigmoid(torch.addmm(c, v, W.t()))
-                h = Fn.sample_bernoulli(h_probs, g)
+                v = units.sample(self._visible_mean(h, act), g)
+                h_probs = linear(v, W, c, activation="sigmoid")
+                h = bernoulli_sample(h_probs, g)
             self._chain = h
             return v, h_probs
-        h = Fn.sample_bernoulli(h0_probs, g)
+        h = bernoulli_sample(h0_probs, g)
         for step in range(self.k):
-            v = units.mean(torch.addmm(b, h, W))
+            v = self._visible_mean(h, act)
             if step < self.k - 1:
                 v = units.sample(v, g)
-                h = Fn.sample_bernoulli(torch.sigmoid(torch.addmm(c, v, W.t())), g)
+                h = bernoulli_sample(linear(v, W, c, activation="sigmoid"), g)
         # last visible update uses means, the last hidden one probabilities (Hinton's guide)
-        return v, torch.sigmoid(torch.addmm(c, v, W.t()))
+        return v, linear(v, W, c, activation="sigmoid")
+
+    def _visible_mean(self, h: torch.Tensor, act) -> torch.Tensor:
+        rbm = self.rbm
+        if act is None:
+            return self.units.mean(linear_t(h, rbm.weight, rbm.visible_bias))
+        return linear_t(h, rbm.weight, rbm.visible_bias, activation=act)
 
     def step(self, v0: torch.Tensor, learning_rate: float, momentum: float) -> None:
-        """One CD update on a mini-batch ``v0`` (in place, no autograd)."""
+        """One CD update on a mini-batch ``v0`` (in place, no autograd).
+
+        With velocity ``u``: ``u <- momentum * u + learning_rate * (data stats - model stats
+        + sparsity term - weight_decay * W)`` and ``W <- W + u`` (likewise for the biases,
+        without decay). The statistics are accumulated straight into the velocity buffers.
+        """
         rbm = self.rbm
         W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
-        h0 = torch.sigmoid(torch.addmm(c, v0, W.t()))
+        h0 = linear(v0, W, c, activation="sigmoid")
         vk, hk = self._negative_phase(h0)
-        dW, db, dc = Fn.cd_statistics(v0, h0, vk, hk)
+        n_data, n_model = v0.shape[0], vk.shape[0]
+        v0_mean = v0.mean(dim=0)
+        self._vel_vb.mul_(momentum).add_(v0_mean - vk.mean(dim=0), alpha=learning_rate)
+        self._vel_hb.mul_(momentum).add_(h0.mean(dim=0) - hk.mean(dim=0), alpha=learning_rate)
+        outer_accumulate_(self._vel_w, h0, v0, alpha=learning_rate / n_data, beta=momentum)
+        outer_accumulate_(self._vel_w, hk, vk, alpha=-learning_rate / n_model)
         if self.sparsity_target is not None and self.sparsity_cost > 0:
             batch_q = h0.mean(dim=0)
             self._q = batch_q if self._q is None else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * batch_q
             penalty = self.sparsity_cost * (self.sparsity_target - self._q)
-            dc.add_(penalty)
-            dW.add_(torch.outer(penalty, v0.mean(dim=0)))
+            self._vel_hb.add_(penalty, alpha=learning_rate)
+            self._vel_w.addr_(penalty, v0_mean, alpha=learning_rate)
         if self.weight_decay:
-            dW.add_(W, alpha=-self.weight_decay)
-        for param, vel, grad in ((W, self._vel_w, dW), (b, self._vel_vb, db), (c, self._vel_hb, dc)):
-            vel.mul_(momentum).add_(grad, alpha=learning_rate)
-            param.add_(vel)
+            self._vel_w.add_(W, alpha=-learning_rate * self.weight_decay)
+        W.add_(self._vel_w)
+        b.add_(self._vel_vb)
+        c.add_(self._vel_hb)
 
     # ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -458,11 +510,13 @@ class CDTrainer:
         start_time = time.perf_counter()
         n = X.shape[0]
         order = torch.randperm(n, generator=self.generator, device=W.device) if self.shuffle else None
+        buffer = torch.empty(min(self.batch_size, n), X.shape[1], device=X.device, dtype=X.dtype) if self.shuffle else None
         for start in range(0, n, self.batch_size):
             if order is None:
                 batch = X[start : start + self.batch_size]
             else:
-                batch = X.index_select(0, order[start : start + self.batch_size])
+                idx = order[start : start + self.batch_size]
+                batch = torch.index_select(X, 0, idx, out=buffer[: idx.shape[0]])
             self.step(batch, lr, mom)
         record = {"epoch": self.epoch + 1, "learning_rate": lr, "momentum": mom, "time": time.perf_counter() - start_time}
         record.update(self.monitor(X, validation_data))

@@ -203,3 +203,38 @@ def test_double_precision_model_trains_in_double(digits):
     train_rbm(rbm, digits[:100], n_epochs=1, batch_size=10)
     assert rbm.weight.dtype == torch.float64
     assert math.isfinite(rbm.weight.sum().item())
+
+
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_fast_update_equals_the_reference_formula(visible):
+    # CDTrainer.step (fused oneDNN/addmm path) against the update written out with the
+    # functional maths and the same random numbers
+    g0 = torch.Generator().manual_seed(0)
+    rbm = RBM(30, 20, visible=visible, generator=g0, weight_std=0.1)
+    ref = {k: v.detach().clone() for k, v in rbm.state_dict().items()}
+    X = torch.rand(16, 30, generator=g0)
+    lr, mom, wd, target, cost = 0.05, 0.6, 0.01, 0.1, 0.3
+    trainer = CDTrainer(rbm, learning_rate=lr, batch_size=8, momentum=mom, weight_decay=wd,
+                        sparsity_target=target, sparsity_cost=cost, shuffle=False,
+                        generator=torch.Generator().manual_seed(7))
+    trainer.partial_fit(X)
+
+    g = torch.Generator().manual_seed(7)
+    W, b, c = ref["weight"], ref["visible_bias"], ref["hidden_bias"]
+    vel = [torch.zeros_like(W), torch.zeros_like(b), torch.zeros_like(c)]
+    q = None
+    for v0 in (X[:8], X[8:]):
+        h0 = Fn.hidden_probs(v0, W, c)
+        hs = (torch.rand(h0.shape, generator=g) < h0).float()
+        v1 = Fn.visible_mean(hs, W, b, visible)
+        h1 = Fn.hidden_probs(v1, W, c)
+        dW, db, dc = Fn.cd_statistics(v0, h0, v1, h1)
+        q = h0.mean(0) if q is None else 0.9 * q + 0.1 * h0.mean(0)
+        pen = cost * (target - q)
+        grads = [dW + torch.outer(pen, v0.mean(0)) - wd * W, db, dc + pen]
+        for i, (param, grad) in enumerate(zip((W, b, c), grads)):
+            vel[i] = mom * vel[i] + lr * grad
+            param += vel[i]
+    assert torch.allclose(rbm.weight, W, atol=1e-6)
+    assert torch.allclose(rbm.visible_bias, b, atol=1e-6)
+    assert torch.allclose(rbm.hidden_bias, c, atol=1e-6)
