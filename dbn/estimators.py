@@ -515,6 +515,52 @@ class RBMTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         return _to_numpy(self.rbm_.pseudo_likelihood(Xt, exact=exact, per_unit=per_unit, generator=g))
 
     @torch.no_grad()
+    def score(self, X, y=None, *, method: str = "pseudo_likelihood", log_z: float | None = None,
+              n_chains: int = 100, n_betas: int | None = None):
+        """Mean score of the samples in ``X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : Ignored
+        method : {"pseudo_likelihood", "exact_pseudo_likelihood", "log_likelihood"}, default="pseudo_likelihood"
+            The cheap stochastic pseudo-likelihood (as ``score_samples``), its exact version, or
+            the log-likelihood ``-F(v) - log Z``. For the last, ``log Z`` is computed exactly when
+            the smaller layer has at most 20 units, by annealed importance sampling otherwise
+            (``n_chains`` runs, ``n_betas`` temperatures, the base rate fitted to ``X``), unless
+            ``log_z`` is given. The AIS estimate is cached in ``log_z_``.
+        log_z : float, optional
+            A known log partition function.
+
+        Returns
+        -------
+        float
+        """
+        if method == "pseudo_likelihood":
+            return float(np.mean(self.score_samples(X)))
+        if method == "exact_pseudo_likelihood":
+            return float(np.mean(self.score_samples(X, exact=True)))
+        if method != "log_likelihood":
+            raise ValueError(
+                "The 'method' parameter must be one of ('pseudo_likelihood', 'exact_pseudo_likelihood', "
+                f"'log_likelihood'). Got {method!r} instead."
+            )
+        from .likelihood import ais_log_partition, exact_log_partition
+
+        Xt = self._check_input(X)
+        if log_z is None:
+            if min(self.rbm_.n_visible, self.rbm_.n_hidden) <= 20 or (
+                self.rbm_.visible == "gaussian" and self.rbm_.n_hidden <= 20
+            ):
+                log_z = exact_log_partition(self.rbm_)
+            else:
+                result = ais_log_partition(self.rbm_, n_chains=n_chains, n_betas=n_betas, base_rate=Xt,
+                                           generator=make_generator(self.random_state, Xt.device))
+                self.log_z_ = result
+                log_z = result.log_z
+        return float(self.rbm_.log_likelihood(Xt, log_z).mean())
+
+    @torch.no_grad()
     def sample(self, n_samples: int = 1, *, n_steps: int = 1000, random_state=None):
         """Draw samples from the model by block Gibbs sampling.
 

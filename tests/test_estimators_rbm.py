@@ -247,3 +247,21 @@ def test_bad_parameters_and_wrong_width(digits):
     est = RBMTransformer(n_components=4, n_iter=1).fit(X)
     with pytest.raises(ValueError, match="64 features"):
         est.transform(X[:, :10])
+
+
+def test_score_methods(digits):
+    X, _ = digits
+    Xb = (X > 0.5).astype(np.float32)
+    small = RBMTransformer(n_components=12, n_iter=3, random_state=0).fit(Xb)
+    # exact log Z for a 12-hidden-unit model; the log-likelihood is below the pseudo-likelihood's bound 0
+    ll = small.score(Xb, method="log_likelihood")
+    assert -64 * np.log(2) < ll < 0
+    assert small.score(Xb, method="exact_pseudo_likelihood") == pytest.approx(small.score_samples(Xb, exact=True).mean())
+    from dbn.likelihood import exact_log_partition
+    log_z = exact_log_partition(small.rbm_)
+    assert small.score(Xb, method="log_likelihood", log_z=log_z) == pytest.approx(ll)
+    big = RBMTransformer(n_components=32, n_iter=2, random_state=0).fit(Xb)
+    ais_ll = big.score(Xb[:200], method="log_likelihood", n_chains=16, n_betas=500)
+    assert np.isfinite(ais_ll) and hasattr(big, "log_z_")
+    with pytest.raises(ValueError, match="'method'"):
+        big.score(Xb, method="likelihood")
