@@ -37,12 +37,21 @@ __all__ = [
 ]
 
 
+def _check_dtype(x: torch.Tensor, weight: torch.Tensor, what: str) -> None:
+    if x.dtype != weight.dtype:
+        raise TypeError(
+            f"{what} has dtype {x.dtype} but weight has dtype {weight.dtype}; convert it with "
+            f"{what}.to(weight.dtype)."
+        )
+
+
 def _check_shapes(v: torch.Tensor, weight: torch.Tensor, what: str = "v") -> None:
     if v.dim() != 2 or weight.dim() != 2 or v.shape[1] != weight.shape[1]:
         raise ValueError(
             f"{what} must have shape (n_samples, {weight.shape[1]}) to match weight of shape "
             f"{tuple(weight.shape)}; got {what} of shape {tuple(v.shape)}."
         )
+    _check_dtype(v, weight, what)
 
 
 def hidden_input(v: torch.Tensor, weight: torch.Tensor, hidden_bias: torch.Tensor) -> torch.Tensor:
@@ -81,6 +90,7 @@ def visible_input(h: torch.Tensor, weight: torch.Tensor, visible_bias: torch.Ten
             f"h must have shape (n_samples, {weight.shape[0]}) to match weight of shape "
             f"{tuple(weight.shape)}; got h of shape {tuple(h.shape)}."
         )
+    _check_dtype(h, weight, "h")
     return torch.addmm(visible_bias, h, weight)
 
 
@@ -185,6 +195,7 @@ def free_energy(
     >>> free_energy(torch.zeros(1, 2), torch.zeros(3, 2), torch.zeros(2), torch.zeros(3))
     tensor([-2.0794])
     """
+    _check_shapes(v, weight)
     units = get_units(visible)
     return units.bias_energy(v, visible_bias) - F.softplus(hidden_input(v, weight, hidden_bias)).sum(dim=1)
 
@@ -207,6 +218,18 @@ def cd_statistics(
     >>> float(dW.abs().sum())
     0.0
     """
+    for v, h, which in ((v_data, h_data, "data"), (v_model, h_model, "model")):
+        if v.dim() != 2 or h.dim() != 2 or v.shape[0] != h.shape[0] or v.shape[0] == 0:
+            raise ValueError(
+                f"v_{which} and h_{which} must be non-empty 2-D tensors with the same number of rows; got "
+                f"shapes {tuple(v.shape)} and {tuple(h.shape)}."
+            )
+    if v_data.shape[1] != v_model.shape[1] or h_data.shape[1] != h_model.shape[1]:
+        raise ValueError(
+            "The data and model statistics must have the same widths; got visible shapes "
+            f"{tuple(v_data.shape)} vs {tuple(v_model.shape)} and hidden shapes {tuple(h_data.shape)} vs "
+            f"{tuple(h_model.shape)}."
+        )
     n_data, n_model = v_data.shape[0], v_model.shape[0]
     d_weight = h_data.t() @ v_data / n_data - h_model.t() @ v_model / n_model
     d_visible = v_data.mean(dim=0) - v_model.mean(dim=0)
@@ -222,6 +245,11 @@ def reconstruction_error(v: torch.Tensor, v_reconstructed: torch.Tensor) -> torc
     >>> reconstruction_error(torch.zeros(2, 3), torch.ones(2, 3))
     tensor(3.)
     """
+    if v.shape != v_reconstructed.shape:
+        raise ValueError(
+            f"v and v_reconstructed must have the same shape; got {tuple(v.shape)} and "
+            f"{tuple(v_reconstructed.shape)}."
+        )
     return ((v - v_reconstructed) ** 2).sum(dim=1).mean()
 
 

@@ -139,10 +139,19 @@ def layer_config(layer: nn.Module) -> dict:
     raise TypeError(f"Cannot describe a {type(layer).__name__}; expected dbn.RBM or dbn.DenoisingAutoencoder.")
 
 
-def layer_from_config(config: dict, device=None) -> nn.Module:
-    """Rebuild an (untrained) layer from :func:`layer_config`'s description."""
+def layer_from_config(config: dict, device=None, *, stored_weight: torch.Tensor | None = None) -> nn.Module:
+    """Rebuild an (untrained) layer from :func:`layer_config`'s description.
+
+    ``stored_weight``, the weight the file holds for it, is checked against the described
+    sizes before anything is allocated, so a damaged description cannot ask for huge tensors.
+    """
     try:
         kind = config["type"]
+        if stored_weight is None or tuple(stored_weight.shape) != (config["n_hidden"], config["n_visible"]):
+            raise ValueError(
+                f"Damaged model file: a layer described as {config.get('n_visible')}x{config.get('n_hidden')} "
+                f"holds a weight of shape {None if stored_weight is None else tuple(stored_weight.shape)}."
+            )
         dtype = getattr(torch, config.get("dtype", "float32"))
         if kind == "rbm":
             return RBM(config["n_visible"], config["n_hidden"], visible=config["visible"], device=device, dtype=dtype)
@@ -190,11 +199,15 @@ def save(obj: RBM | DenoisingAutoencoder | LayerStack, path: str | os.PathLike) 
 def load(path: str | os.PathLike, *, device=None) -> RBM | DenoisingAutoencoder | LayerStack:
     """Load what :func:`save` wrote, onto ``device`` (CPU by default)."""
     config, tensors, kind = read_archive(path, kind=("RBM", "DenoisingAutoencoder", "LayerStack"))
-    if kind == "LayerStack":
-        stack = LayerStack([layer_from_config(c, device) for c in config["layers"]])
-        _load_state(stack, tensors, "")
-        stack.histories = config.get("histories", [[] for _ in stack.layers])
-        return stack
-    layer = layer_from_config(config, device)
-    _load_state(layer, tensors, "")
-    return layer
+    try:
+        if kind == "LayerStack":
+            stack = LayerStack([layer_from_config(c, device, stored_weight=tensors.get(f"layers.{i}.weight"))
+                                for i, c in enumerate(config["layers"])])
+            _load_state(stack, tensors, "")
+            stack.histories = config.get("histories", [[] for _ in stack.layers])
+            return stack
+        layer = layer_from_config(config, device, stored_weight=tensors.get("weight"))
+        _load_state(layer, tensors, "")
+        return layer
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ValueError(f"{str(path)!r} is a damaged torch-dbn model file: {exc!r}") from exc

@@ -359,7 +359,7 @@ def ais_log_partition(
         if not isinstance(betas, torch.Tensor) or betas.dim() != 1 or betas.shape[0] < 2:
             raise ValueError("betas must be a 1-D tensor of at least 2 inverse temperatures from 0 to 1.")
         betas = betas.detach().to("cpu", torch.float64)
-        if betas[0] != 0 or betas[-1] != 1 or bool((betas.diff() < 0).any()):
+        if not bool(torch.isfinite(betas).all()) or betas[0] != 0 or betas[-1] != 1 or bool((betas.diff() < 0).any()):
             raise ValueError(
                 f"betas must increase from 0 to 1; got a schedule from {float(betas[0])} to {float(betas[-1])}"
                 " that is not non-decreasing or has the wrong endpoints."
@@ -402,6 +402,12 @@ def ais_log_partition(
     w = torch.exp(log_w - shift)
     mean_w = w.mean()
     stderr = w.std() / math.sqrt(n_chains)
+    if not bool(torch.isfinite(log_w).all()):
+        raise ValueError(
+            "AIS produced non-finite importance weights: the model's parameters are too large for the "
+            f"annealing chain in {W.dtype} (largest |weight| {float(W.abs().max()):.3g}). Check the model for "
+            "divergence, or use exact_log_partition for a small model."
+        )
     log_mean = float(torch.log(mean_w) + shift)
     high = float(torch.log(mean_w + 3 * stderr) + shift)
     low_arg = mean_w - 3 * stderr
