@@ -1,0 +1,602 @@
+"""From stored rows to ``report.md``: per-run summaries, intervals, paired differences, findings.
+
+The findings are computed from the numbers: each sentence quotes the means and 95%
+t-intervals over seeds it rests on and the figure that shows them, and says
+"inconclusive" when an interval contains zero.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .metrics import paired_differences, t_interval
+from .runner import CONFIG_JSON, ROWS_CSV, ROWS_JSON, load_rows
+
+__all__ = ["summarise_runs", "cell_statistics", "findings", "write_report", "RUN_COLUMNS"]
+
+#: Per-run summary columns written to ``runs.csv``.
+RUN_COLUMNS: tuple[str, ...] = (
+    "run_key", "dataset", "arm", "depth", "width", "size", "seed", "fold", "protocol", "pretrained", "unlabelled",
+    "n_train", "n_pretrain", "n_epochs", "selected_epoch", "diverged", "test_error", "valid_error", "train_error",
+    "test_loss", "train_loss", "gap", "min_train_loss", "min_train_loss_epoch", "min_train_error", "pretrain_time",
+    "finetune_time", "init_grad_ratio_bottom", "final_grad_ratio_bottom", "init_grad_shrink", "final_grad_shrink",
+    "init_wgrad_shrink", "init_saturated_top", "final_saturated_top",
+)
+
+
+def _log10_ratio(a: Any, b: Any) -> float:
+    if a is None or b is None or not (a > 0 and b > 0):
+        return math.nan
+    return math.log10(a / b)
+
+
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def summarise_runs(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary per run: the selected epoch's errors, optimisation and gradient evidence.
+
+    ``gap`` is test minus training error at the selected epoch; ``min_train_loss`` the lowest
+    training loss (eval mode, monitor set) over all epochs and ``min_train_loss_epoch`` its
+    epoch; ``init_grad_ratio_bottom`` / ``final_grad_ratio_bottom`` log10 of the bottom
+    hidden layer's back-propagated gradient over the output layer's, at initialisation and at
+    the selected epoch; ``*_grad_shrink`` log10 of the bottom over the top *hidden* layer's
+    (0 for one hidden layer); ``init_wgrad_shrink`` the same for weight gradients;
+    ``*_saturated_top`` the fraction of saturated units of the top hidden layer.
+
+    Examples
+    --------
+    >>> rows = [{"run_key": "k", "arm": "a", "epoch": e, "selected": e == 1, "n_epochs": 1, "depth": 1,
+    ...          "train_loss": 1.0 - e / 2, "train_error": 0.5, "test_error": 0.6} for e in (0, 1)]
+    >>> s = summarise_runs(rows)[0]
+    >>> s["min_train_loss"], s["min_train_loss_epoch"], round(s["gap"], 2)
+    (0.5, 1, 0.1)
+    """
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["run_key"]].append(r)
+    out = []
+    for key, group in groups.items():
+        group = sorted(group, key=lambda r: r["epoch"])
+        first = group[0]
+        sel = next((r for r in group if r.get("selected")), group[-1])
+        depth = int(first.get("depth") or 1)
+        top, bottom = f"L{depth}", "L1"
+        losses = [(_num(r.get("train_loss")), r["epoch"]) for r in group]
+        finite = [(v, e) for v, e in losses if math.isfinite(v)]
+        min_loss, min_epoch = min(finite) if finite else (math.nan, None)
+        s = {k: first.get(k) for k in RUN_COLUMNS if k in first}
+        s.update(
+            run_key=key,
+            n_epochs=first.get("n_epochs"),
+            selected_epoch=sel["epoch"],
+            test_error=_num(sel.get("test_error")),
+            valid_error=_num(sel.get("valid_error")),
+            train_error=_num(sel.get("train_error")),
+            test_loss=_num(sel.get("test_loss")),
+            train_loss=_num(sel.get("train_loss")),
+            min_train_loss=min_loss,
+            min_train_loss_epoch=min_epoch,
+            min_train_error=min((_num(r.get("train_error")) for r in group), default=math.nan),
+            init_grad_ratio_bottom=_log10_ratio(first.get(f"grad_s_{bottom}"), first.get("grad_s_out")),
+            final_grad_ratio_bottom=_log10_ratio(sel.get(f"grad_s_{bottom}"), sel.get("grad_s_out")),
+            init_grad_shrink=_log10_ratio(first.get(f"grad_s_{bottom}"), first.get(f"grad_s_{top}")),
+            final_grad_shrink=_log10_ratio(sel.get(f"grad_s_{bottom}"), sel.get(f"grad_s_{top}")),
+            init_wgrad_shrink=_log10_ratio(first.get(f"grad_w_{bottom}"), first.get(f"grad_w_{top}")),
+            init_saturated_top=_num(first.get(f"act_saturated_{top}")),
+            final_saturated_top=_num(sel.get(f"act_saturated_{top}")),
+        )
+        s["gap"] = s["test_error"] - s["train_error"]
+        out.append(s)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouping
+# ---------------------------------------------------------------------------------------------
+
+Cell = tuple  # (dataset, depth, width, size)
+
+
+def _cell(run: dict[str, Any]) -> Cell:
+    return (run.get("dataset"), run.get("depth"), run.get("width"), run.get("size"))
+
+
+def _size_order(size: Any) -> float:
+    return math.inf if size == "all" else float(size)
+
+
+def _by_arm_cell(runs: Sequence[dict[str, Any]], metric: str) -> dict[tuple[str, Cell], dict[tuple, float]]:
+    """(arm, cell) -> {(seed, fold): value}; a later run of the same replicate wins."""
+    out: dict[tuple[str, Cell], dict[tuple, float]] = defaultdict(dict)
+    for r in runs:
+        out[(r["arm"], _cell(r))][(r.get("seed"), r.get("fold"))] = _num(r.get(metric))
+    return out
+
+
+def cell_statistics(
+    runs: Sequence[dict[str, Any]], metric: str = "test_error", *, reference: str | None = None
+) -> list[dict[str, Any]]:
+    """Mean and 95% t-interval of ``metric`` per (arm, cell), and the paired difference to ``reference``.
+
+    Examples
+    --------
+    >>> runs = [{"arm": a, "dataset": "d", "depth": 1, "width": 8, "size": 100, "seed": s, "fold": 0,
+    ...          "test_error": e + 0.01 * s} for a, e in (("a", 0.2), ("b", 0.1)) for s in range(3)]
+    >>> stats = cell_statistics(runs, reference="b")
+    >>> [(s["arm"], round(s["mean"], 2), round(s["diff_mean"], 2)) for s in stats]
+    [('a', 0.21, 0.1), ('b', 0.11, 0.0)]
+    """
+    table = _by_arm_cell(runs, metric)
+    out = []
+    for (arm, cell), values in sorted(table.items(), key=lambda kv: (kv[0][1][:3], _size_order(kv[0][1][3]), kv[0][0])):
+        ci = t_interval(list(values.values()))
+        rec = {"arm": arm, "dataset": cell[0], "depth": cell[1], "width": cell[2], "size": cell[3], **ci}
+        if reference is not None and (reference, cell) in table:
+            d = paired_differences(values, table[(reference, cell)])
+            rec.update({f"diff_{k}": v for k, v in d.items()})
+        out.append(rec)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Findings
+# ---------------------------------------------------------------------------------------------
+
+
+def _pp(x: float) -> str:
+    """A fraction as percentage points."""
+    return "nan" if not math.isfinite(x) else f"{100 * x:+.2f}"
+
+
+def _ci_pp(d: dict[str, float]) -> str:
+    if not math.isfinite(d["low"]):
+        return f"{_pp(d['mean'])} pp (n={d['n']}, no interval)"
+    return f"{_pp(d['mean'])} pp [95% CI {_pp(d['low'])}, {_pp(d['high'])}], n={d['n']}"
+
+
+def _ci_num(d: dict[str, float], fmt: str = "{:+.3f}") -> str:
+    if not math.isfinite(d["low"]):
+        return f"{fmt.format(d['mean'])} (n={d['n']}, no interval)"
+    return f"{fmt.format(d['mean'])} [95% CI {fmt.format(d['low'])}, {fmt.format(d['high'])}], n={d['n']}"
+
+
+def _sign(d: dict[str, float]) -> int:
+    """-1 / +1 when the interval lies below / above zero, 0 when it contains zero or is undefined."""
+    if not (math.isfinite(d["low"]) and math.isfinite(d["high"])):
+        return 0
+    if d["high"] < 0:
+        return -1
+    if d["low"] > 0:
+        return 1
+    return 0
+
+
+def _cell_name(cell: Cell) -> str:
+    return f"depth {cell[1]}, width {cell[2]}, {cell[3]} labels"
+
+
+def _arms(runs: Sequence[dict[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for r in runs:
+        seen.setdefault(r["arm"], None)
+    return list(seen)
+
+
+def _pick_baseline(runs: Sequence[dict[str, Any]], baseline: str | None) -> str | None:
+    arms = _arms(runs)
+    if baseline in arms:
+        return baseline
+    plain = [a for a in arms if not any(r["arm"] == a and r.get("pretrained") for r in runs)]
+    return plain[0] if plain else None
+
+
+def findings(
+    runs: Sequence[dict[str, Any]], *, baseline: str | None = "sigmoid-normal"
+) -> dict[str, list[str]]:
+    """Evidence for each hypothesis, computed from per-run summaries.
+
+    Three hypotheses about why greedy pretraining helped (Erhan et al., 2010; Glorot & Bengio,
+    2010): *regularisation* (better test error without a better training error),
+    *vanishing gradients* (the back-propagated gradient shrinks toward the input, and depth
+    hurts the arms where it does) and *optimisation* (a lower training loss). Each pretrained
+    arm is compared with ``baseline`` (the same sigmoid network, random init), paired by seed;
+    a difference counts only when its 95% t-interval excludes zero, otherwise the sentence says
+    "inconclusive".
+
+    Parameters
+    ----------
+    runs : list of dict
+        Per-run summaries (:func:`summarise_runs`), needing ``arm``, ``pretrained``, cell and
+        replicate keys and the metrics used.
+    baseline : str or None, default="sigmoid-normal"
+        Random-init arm to compare with; the first random-init arm when absent.
+
+    Returns
+    -------
+    dict
+        ``"regularisation"``, ``"vanishing_gradients"``, ``"optimisation"`` and ``"arms"``
+        (a ranking of all arms per cell) -> list of sentences (markdown).
+
+    Examples
+    --------
+    >>> runs = [{"arm": a, "pretrained": a == "dbn", "dataset": "d", "depth": 1, "width": 8, "size": 100,
+    ...          "seed": s, "fold": 0, "test_error": e + 0.01 * s, "train_error": 0.0, "min_train_loss": 0.01,
+    ...          "gap": e + 0.01 * s} for a, e in (("sigmoid-normal", 0.3), ("dbn", 0.1)) for s in range(3)]
+    >>> print(findings(runs)["regularisation"][0][:60])
+    **dbn vs sigmoid-normal, depth 1, width 8, 100 labels**: tes
+    """
+    out: dict[str, list[str]] = {"regularisation": [], "vanishing_gradients": [], "optimisation": [], "arms": []}
+    base = _pick_baseline(runs, baseline)
+    pretrained = [a for a in _arms(runs) if any(r["arm"] == a and r.get("pretrained") for r in runs)]
+    test = _by_arm_cell(runs, "test_error")
+    train = _by_arm_cell(runs, "train_error")
+    mintl = _by_arm_cell(runs, "min_train_loss")
+    gap = _by_arm_cell(runs, "gap")
+    cells = sorted({c for _, c in test}, key=lambda c: (c[:3], _size_order(c[3])))
+
+    # -- regularisation and optimisation: pretrained vs the random-init baseline ---------------
+    if base is None or not pretrained:
+        msg = ("No pretrained arm and random-init baseline pair in the results: add e.g. `dbn` and "
+               "`sigmoid-normal` to test this hypothesis.")
+        out["regularisation"].append(msg)
+        out["optimisation"].append(msg)
+    for p in pretrained:
+        if base is None:
+            break
+        advantages: dict[Any, dict[tuple, float]] = {}
+        for cell in cells:
+            if (p, cell) not in test or (base, cell) not in test:
+                continue
+            d_test = paired_differences(test[(p, cell)], test[(base, cell)])
+            d_train = paired_differences(train[(p, cell)], train[(base, cell)])
+            d_loss = paired_differences(mintl[(p, cell)], mintl[(base, cell)])
+            d_gap = paired_differences(gap[(p, cell)], gap[(base, cell)])
+            s_test, s_train, s_loss = _sign(d_test), _sign(d_train), _sign(d_loss)
+            if s_test < 0 and s_train >= 0:
+                verdict = ("**supports the regulariser reading**: better test error without a better "
+                           "training error")
+            elif s_test < 0 and s_train < 0:
+                verdict = ("better test *and* training error: consistent with better optimisation as "
+                           "much as with regularisation")
+            elif s_test > 0:
+                verdict = "pretraining **hurt** test error here"
+            else:
+                verdict = "**inconclusive** (the test-error interval contains 0)"
+            out["regularisation"].append(
+                f"**{p} vs {base}, {_cell_name(cell)}**: test error {_ci_pp(d_test)}; training error "
+                f"{_ci_pp(d_train)}; generalisation gap (test - train) {_ci_pp(d_gap)} -> {verdict} "
+                "(figures `train_vs_test.png`, `error_vs_size.png`)."
+            )
+            if s_loss < 0:
+                v = "**supports the optimisation reading** (pretraining reached a lower training loss)"
+            elif s_loss > 0:
+                v = ("pretraining reached a *higher* training loss: it did not help optimisation"
+                     + (", yet test error was better (Erhan et al.'s regulariser picture)" if s_test < 0 else ""))
+            else:
+                v = "**inconclusive** (the interval contains 0)"
+            out["optimisation"].append(
+                f"**{p} vs {base}, {_cell_name(cell)}**: lowest training loss {_ci_num(d_loss)} "
+                f"(nats, {p} minus {base}) -> {v} (figure `learning_curves.png`)."
+            )
+            advantages[cell] = {k: test[(p, cell)][k] - test[(base, cell)].get(k, math.nan)
+                                for k in test[(p, cell)]}
+        # does the advantage grow as labels shrink? (smallest vs largest size, same depth/width)
+        by_arch: dict[tuple, list[Cell]] = defaultdict(list)
+        for cell in advantages:
+            by_arch[cell[:3]].append(cell)
+        for arch, cs in by_arch.items():
+            if len(cs) < 2:
+                continue
+            cs = sorted(cs, key=lambda c: _size_order(c[3]))
+            small, large = cs[0], cs[-1]
+            d = paired_differences(advantages[small], advantages[large])
+            s = _sign(d)
+            what = ("the benefit of pretraining is **larger with fewer labels**" if s < 0 else
+                    "the benefit of pretraining is **smaller with fewer labels**" if s > 0 else
+                    "**inconclusive** whether the benefit depends on the number of labels")
+            out["regularisation"].append(
+                f"**{p} vs {base}, depth {arch[1]}, width {arch[2]}**: (difference at {small[3]} labels) minus "
+                f"(difference at {large[3]} labels) = {_ci_pp(d)} -> {what} (figure `error_vs_size.png`)."
+            )
+
+    # -- vanishing gradients -------------------------------------------------------------------
+    depths = sorted({c[1] for c in cells if c[1] is not None})
+    deep = [d for d in depths if d >= 2]
+    if not deep:
+        out["vanishing_gradients"].append(
+            "All networks have one hidden layer: the gradient cannot vanish across hidden layers. "
+            "Add depths >= 2 to test this hypothesis."
+        )
+    else:
+        dmax, dmin = max(deep), min(depths)
+        shrink = _by_arm_cell(runs, "init_grad_shrink")
+        wshrink = _by_arm_cell(runs, "init_wgrad_shrink")
+        ratio = _by_arm_cell(runs, "init_grad_ratio_bottom")
+        sat = _by_arm_cell(runs, "init_saturated_top")
+        for arm in _arms(runs):
+            for cell in [c for c in cells if c[1] == dmax]:
+                if (arm, cell) not in shrink:
+                    continue
+                d_s = t_interval(list(shrink[(arm, cell)].values()))
+                d_w = t_interval(list(wshrink[(arm, cell)].values()))
+                d_r = t_interval(list(ratio[(arm, cell)].values()))
+                d_sat = t_interval(list(sat[(arm, cell)].values()))
+                s = _sign(d_s)
+                what = ("the back-propagated gradient **shrinks toward the input**" if s < 0 else
+                        "the back-propagated gradient **grows toward the input**" if s > 0 else
+                        "no consistent shrinkage of the back-propagated gradient (**inconclusive**)")
+                shallow = cell[:1] + (dmin,) + cell[2:]
+                depth_eff = ""
+                if (arm, shallow) in test and dmin != dmax:
+                    dd = paired_differences(test[(arm, cell)], test[(arm, shallow)])
+                    sd = _sign(dd)
+                    eff = ("depth **hurt**" if sd > 0 else "depth **helped**" if sd < 0 else
+                           "the effect of depth is **inconclusive**")
+                    depth_eff = (f" Test error at depth {dmax} minus depth {dmin}: {_ci_pp(dd)} -> {eff}"
+                                 + (" (consistent with vanishing gradients)" if sd > 0 and s < 0 else "") + ".")
+                out["vanishing_gradients"].append(
+                    f"**{arm}, {_cell_name(cell)}, at initialisation**: log10(||dL/ds|| bottom / top hidden "
+                    f"layer) = {_ci_num(d_s, '{:+.2f}')} -> {what}; the same ratio for weight gradients "
+                    f"{_ci_num(d_w, '{:+.2f}')}; bottom layer vs output layer {_ci_num(d_r, '{:+.2f}')}; "
+                    f"saturated fraction of the top hidden layer {_ci_num(d_sat, '{:.2f}')}.{depth_eff} "
+                    "(figure `gradient_norms.png`)"
+                )
+        # does pretraining restore the gradient? pretrained vs baseline, bottom-layer ratio at init
+        for p in pretrained:
+            for cell in [c for c in cells if c[1] == dmax]:
+                if base is None or (p, cell) not in ratio or (base, cell) not in ratio:
+                    continue
+                d = paired_differences(ratio[(p, cell)], ratio[(base, cell)])
+                s = _sign(d)
+                what = ("pretraining starts with a **larger** bottom-layer gradient" if s > 0 else
+                        "pretraining starts with a **smaller** bottom-layer gradient" if s < 0 else
+                        "**inconclusive**")
+                out["vanishing_gradients"].append(
+                    f"**{p} vs {base}, {_cell_name(cell)}**: log10 bottom/output gradient ratio at "
+                    f"initialisation differs by {_ci_num(d, '{:+.2f}')} -> {what}."
+                )
+
+    # -- all arms: ranking per cell against the best --------------------------------------------
+    for cell in cells:
+        arms = [a for a in _arms(runs) if (a, cell) in test]
+        if len(arms) < 2:
+            continue
+        means = {a: t_interval(list(test[(a, cell)].values())) for a in arms}
+        best = min(arms, key=lambda a: means[a]["mean"])
+        parts = []
+        for a in sorted(arms, key=lambda a: means[a]["mean"]):
+            if a == best:
+                continue
+            d = paired_differences(test[(a, cell)], test[(best, cell)])
+            tag = "worse" if _sign(d) > 0 else "inconclusive"
+            parts.append(f"{a} {_ci_pp(d)} ({tag})")
+        m = means[best]
+        out["arms"].append(
+            f"**{_cell_name(cell)}**: lowest mean test error {best} ({100 * m['mean']:.2f}%); the others minus "
+            f"{best}: " + "; ".join(parts) + "."
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt_ci_pct(ci: dict[str, float], scale: float = 100.0) -> str:
+    if not math.isfinite(ci.get("mean", math.nan)):
+        return "-"
+    if not math.isfinite(ci["low"]):
+        return f"{scale * ci['mean']:.2f}"
+    return f"{scale * ci['mean']:.2f} [{scale * ci['low']:.2f}, {scale * ci['high']:.2f}]"
+
+
+def _table(header: Sequence[str], lines: Sequence[Sequence[Any]]) -> str:
+    out = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(map(str, line)) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def _metric_table(runs: Sequence[dict[str, Any]], metric: str, arms: Sequence[str], scale: float = 100.0) -> str:
+    stats = cell_statistics(runs, metric)
+    by = {(s["arm"], (s["dataset"], s["depth"], s["width"], s["size"])): s for s in stats}
+    cells = sorted({c for _, c in by}, key=lambda c: (c[:3], _size_order(c[3])))
+    lines = [[c[1], c[2], c[3]] + [_fmt_ci_pct(by[(a, c)], scale) if (a, c) in by else "-" for a in arms] for c in cells]
+    return _table(["depth", "width", "labels", *arms], lines)
+
+
+def _diff_table(runs: Sequence[dict[str, Any]], metric: str, arms: Sequence[str], reference: str) -> str:
+    stats = cell_statistics(runs, metric, reference=reference)
+    by = {(s["arm"], (s["dataset"], s["depth"], s["width"], s["size"])): s for s in stats}
+    cells = sorted({c for _, c in by}, key=lambda c: (c[:3], _size_order(c[3])))
+    others = [a for a in arms if a != reference]
+
+    def fmt(s: dict[str, Any] | None) -> str:
+        if s is None or "diff_mean" not in s:
+            return "-"
+        d = {k[5:]: v for k, v in s.items() if k.startswith("diff_")}
+        mark = " *" if _sign(d) != 0 else ""
+        return _fmt_ci_pct(d) + mark
+
+    lines = [[c[1], c[2], c[3]] + [fmt(by.get((a, c))) for a in others] for c in cells]
+    return _table(["depth", "width", "labels", *[f"{a} - {reference}" for a in others]], lines)
+
+
+def _gradient_table(rows: Sequence[dict[str, Any]], arms: Sequence[str]) -> str:
+    """Mean back-propagated gradient per layer (init and selected epoch) at the largest depth."""
+    if not rows:
+        return ""
+    dmax = max(int(r["depth"]) for r in rows)
+    names = [f"L{i}" for i in range(1, dmax + 1)] + ["out"]
+    lines = []
+    for arm in arms:
+        for label, pick in (("init", lambda r: r["epoch"] == 0), ("trained", lambda r: bool(r.get("selected")))):
+            sel = [r for r in rows if r["arm"] == arm and int(r["depth"]) == dmax and pick(r)]
+            if not sel:
+                continue
+            cells = []
+            for n in names:
+                vals = [r.get(f"grad_s_{n}") for r in sel if r.get(f"grad_s_{n}") not in (None, "")]
+                cells.append(f"{np.exp(np.mean(np.log(np.maximum(vals, 1e-300)))):.2e}" if vals else "-")
+            sat = [r.get(f"act_saturated_L{dmax}") for r in sel if r.get(f"act_saturated_L{dmax}") is not None]
+            cells.append(f"{np.mean(sat):.2f}" if sat else "-")
+            lines.append([arm, label, *cells])
+    return _table(["arm", "when", *[f"dL/ds {n}" for n in names], f"saturated L{dmax}"], lines)
+
+
+def _write_runs_csv(runs: Sequence[dict[str, Any]], path: Path) -> None:
+    import csv
+
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(RUN_COLUMNS), extrasaction="ignore", restval="")
+        w.writeheader()
+        for r in runs:
+            w.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v) for k, v in r.items()})
+    os.replace(tmp, path)
+
+
+_PROTOCOL_SHOWN = ("solver", "learning_rate", "momentum", "batch_size", "epochs", "patience", "pretrain_epochs",
+                   "pretrain_learning_rate", "probe_size", "monitor_size")
+
+
+def write_report(
+    out_dir: str | os.PathLike, *, figures: bool = True, baseline: str | None = None, reference: str | None = None
+) -> Path:
+    """Write ``report.md``, ``runs.csv`` and the PNG figures for the rows stored in ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path
+        A directory filled by :func:`dbn.harness.run_study`.
+    figures : bool, default=True
+        Draw the figures (needs matplotlib, the ``plot`` extra; without it the report says so).
+    baseline, reference : str, optional
+        Random-init arm for the findings and arm for the paired-difference table; default to
+        the study's ``config.json`` (``sigmoid-normal`` and ``dbn``).
+
+    Returns
+    -------
+    Path
+        The report's path.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = write_report(tempfile.mkdtemp())
+    >>> path.name
+    'report.md'
+    """
+    from . import figures as figs
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg: dict[str, Any] = {}
+    if (out / CONFIG_JSON).exists():
+        with open(out / CONFIG_JSON, encoding="utf-8") as f:
+            cfg = json.load(f)
+    baseline = baseline or cfg.get("baseline", "sigmoid-normal")
+    reference = reference or cfg.get("reference", "dbn")
+    rows = load_rows(out)
+    runs = summarise_runs(rows)
+    _write_runs_csv(runs, out / "runs.csv")
+    lines = ["# Comparison study: pretraining vs random initialisation", ""]
+    if not runs:
+        lines += ["No finished runs in this directory yet: run `dbn compare` (or `dbn.harness.run_study`)."]
+        path = out / "report.md"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+    arms = _arms(runs)
+    if reference not in arms:
+        reference = arms[0]
+    datasets = sorted({str(r["dataset"]) for r in runs})
+    seeds = sorted({r["seed"] for r in runs})
+    folds = sorted({r["fold"] for r in runs})
+    pre = [r for r in runs if r.get("pretrained")]
+    if pre:
+        semi = sorted({bool(r.get("unlabelled")) for r in pre})
+        n_pre = sorted({int(r["n_pretrain"]) for r in pre})
+        pre_text = ("the whole training set (semi-supervised: more unlabelled than labelled data), "
+                    if semi == [True] else "the labelled subset only, " if semi == [False] else
+                    "a mix of labelled-only and whole-training-set runs, ") + f"{n_pre} samples"
+    else:
+        pre_text = "no pretrained arm"
+    total_pre = sum(_num(r.get("pretrain_time")) for r in runs)
+    total_ft = sum(_num(r.get("finetune_time")) for r in runs)
+    lines += [
+        "## Setup", "",
+        f"- data: {', '.join(datasets)}; {len(runs)} runs; arms {', '.join(arms)}; seeds {seeds}; "
+        f"{'folds ' + str(folds) if len(folds) > 1 else 'fixed train/validation/test split'}.",
+        f"- pretraining data: {pre_text}.",
+        f"- protocol (shared by all arms): {json.dumps({k: cfg[k] for k in _PROTOCOL_SHOWN if k in cfg})}.",
+        "- the selected epoch of a run is the one with the lowest validation loss (early stopping); "
+        "errors below are at that epoch. Intervals: 95% Student-t over seeds; paired differences "
+        "pair runs of the same seed (same labelled subset, same mini-batch order).",
+        f"- time: pretraining {total_pre:.1f} s, fine-tuning {total_ft:.1f} s in total "
+        "(per-epoch measurements excluded).",
+        "",
+        "## Test error (%), mean [95% CI]", "",
+        _metric_table(runs, "test_error", arms), "",
+        f"## Paired differences in test error against `{reference}` (percentage points; * = interval excludes 0)", "",
+        _diff_table(runs, "test_error", arms, reference), "",
+        "## Training error at the selected epoch (%)", "",
+        _metric_table(runs, "train_error", arms), "",
+        "## Generalisation gap: test minus training error (percentage points)", "",
+        _metric_table(runs, "gap", arms), "",
+        "## Lowest training loss reached (nats, eval mode on the training set)", "",
+        _metric_table(runs, "min_train_loss", arms, scale=1.0), "",
+    ]
+    epochs = defaultdict(list)
+    for r in runs:
+        if r.get("min_train_loss_epoch") is not None:
+            epochs[r["arm"]].append(r["min_train_loss_epoch"])
+    lines += ["Mean epoch of the lowest training loss: "
+              + ", ".join(f"{a} {np.mean(v):.1f}" for a, v in epochs.items()) + ".", ""]
+    lines += ["## Back-propagated gradient norm per layer (geometric mean over runs, deepest networks)", "",
+              _gradient_table(rows, arms), ""]
+    times = defaultdict(lambda: ([], []))
+    for r in runs:
+        times[r["arm"]][0].append(_num(r.get("pretrain_time")))
+        times[r["arm"]][1].append(_num(r.get("finetune_time")))
+    lines += ["## Wall time per run (s, mean)", "",
+              _table(["arm", "pretraining", "fine-tuning"],
+                     [[a, f"{np.mean(p):.2f}", f"{np.mean(f):.2f}"] for a, (p, f) in times.items()]), ""]
+    diverged = [r["run_key"] for r in runs if r.get("diverged")]
+    if diverged:
+        lines += [f"Diverged runs (stopped at a NaN loss, their best epoch kept): {', '.join(diverged)}.", ""]
+    found = findings(runs, baseline=baseline)
+    lines += ["## Findings (computed from the numbers above)", ""]
+    titles = {
+        "regularisation": "Overfitting / regularisation (Erhan et al. 2010)",
+        "vanishing_gradients": "Vanishing gradients (Glorot & Bengio 2010)",
+        "optimisation": "Optimisation / local minima",
+        "arms": "All arms",
+    }
+    for key, title in titles.items():
+        lines += [f"### {title}", ""]
+        lines += [f"- {s}" for s in found[key]] or ["- no evidence in these runs."]
+        lines += [""]
+    lines += ["## Figures", ""]
+    if not figures:
+        lines += ["Figures not requested.", ""]
+    elif not figs.matplotlib_available():
+        lines += ["matplotlib is not installed (`pip install torch-dbn[plot]`): no figures were drawn.", ""]
+    else:
+        for name, caption in figs.make_figures(rows, runs, out).items():
+            lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    lines += ["## Files", "",
+              f"`{ROWS_JSON}` and `{ROWS_CSV}`: one row per run and epoch (epoch 0 = at initialisation); "
+              "`runs.csv`: one row per run.", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -1,0 +1,728 @@
+"""Running a study: data per seed, one fit per arm with per-epoch measurements, resumable storage.
+
+Each run builds its network exactly as :meth:`dbn.DBNClassifier.fit` does (greedy pretraining
+with :func:`dbn.pretrain_stack` and :func:`dbn.to_torch`, or :func:`dbn.build_mlp` for a random
+init) and fine-tunes it with :func:`dbn.fit_network`, adding per-epoch callbacks that measure
+losses, errors, gradients and activations. Two differences from the estimator, both for the
+pairing of arms within a seed:
+
+* initialisation/pretraining and fine-tuning draw from two generators seeded from the seed,
+  so that every arm of a seed visits the same mini-batches in the same order whatever its
+  pretraining consumed (the estimator draws both from one generator);
+* early stopping watches the study's validation split (``validation_data``) instead of a
+  random fraction of the labelled data, so every arm is stopped on the same data.
+
+Results go to ``rows.jsonl`` (one JSON object per run and epoch, appended when a run
+finishes, in a single write) and ``rows.csv`` (rewritten from it). A run counts as finished
+when all its rows are there; running the same study again skips finished runs and drops the
+partial rows of an interrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._random import resolve_device
+from .._validation import DivergenceError
+from ..datasets import Split, load_dataset
+from ..estimators import DBNClassifier
+from ..export import to_torch
+from ..stack import pretrain_stack
+from ..training import History, build_mlp, evaluate, fit_network, linear_layers
+from .config import RunSpec, StudyConfig, arm_params, is_pretrained
+from .metrics import layer_statistics, weight_change
+
+__all__ = [
+    "build_network",
+    "finetune",
+    "fit_arm",
+    "ArmFit",
+    "StudyData",
+    "prepare_data",
+    "run_one",
+    "run_study",
+    "StudyResults",
+    "ResultStore",
+    "load_rows",
+]
+
+ROWS_JSON = "rows.jsonl"
+ROWS_CSV = "rows.csv"
+CONFIG_JSON = "config.json"
+
+#: Leading CSV columns, in this order; per-layer columns follow.
+BASE_COLUMNS: tuple[str, ...] = (
+    "run_key", "dataset", "arm", "depth", "width", "size", "seed", "fold", "protocol", "pretrained",
+    "unlabelled", "n_train", "n_pretrain", "epoch", "train_loss", "train_error", "train_loss_batches",
+    "valid_loss", "valid_error", "test_loss", "test_error", "learning_rate", "epoch_time", "selected",
+    "n_epochs", "best_epoch", "selected_epoch", "stopped_early", "diverged", "pretrain_time",
+    "finetune_time",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# DBNClassifier.fit, in pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Complete ``params`` with DBNClassifier's defaults; unknown names are a ValueError."""
+    try:
+        est = DBNClassifier(**dict(params))
+    except TypeError as exc:
+        valid = sorted(DBNClassifier().get_params())
+        raise ValueError(f"Arm parameters must be DBNClassifier parameters ({valid}): {exc}") from None
+    full = est.get_params()
+    if full["pretrained"] is not None:
+        raise ValueError("The harness pretrains itself: arms cannot use 'pretrained'; use 'pretrain'.")
+    return full
+
+
+def _layer_sizes(sizes: Any) -> tuple[int, ...]:
+    return (int(sizes),) if isinstance(sizes, (int, np.integer)) else tuple(int(s) for s in sizes)
+
+
+def build_network(
+    params: Mapping[str, Any],
+    X: torch.Tensor,
+    n_outputs: int,
+    *,
+    X_pretrain: torch.Tensor | None = None,
+    generator: torch.Generator,
+) -> tuple[nn.Sequential, Any]:
+    """The network :meth:`dbn.DBNClassifier.fit` would fine-tune, before fine-tuning.
+
+    Parameters
+    ----------
+    params : mapping
+        DBNClassifier parameters (missing ones take the estimator's defaults).
+    X : Tensor of shape (n_samples, n_features)
+        Labelled inputs, float32 on the target device.
+    n_outputs : int
+        Number of classes.
+    X_pretrain : Tensor, optional
+        Data for greedy pretraining; defaults to ``X``.
+    generator : torch.Generator
+        Source of the initial weights and of pretraining's randomness.
+
+    Returns
+    -------
+    net : nn.Sequential
+    stack : LayerStack or None
+        The pretrained layers (None for a random init).
+
+    Examples
+    --------
+    >>> net, stack = build_network({"pretrain": None, "hidden_layer_sizes": (5,)}, torch.rand(10, 3), 2,
+    ...                            generator=torch.Generator().manual_seed(0))
+    >>> net[0], stack
+    (Linear(in_features=3, out_features=5, bias=True), None)
+    """
+    p = _check_params(params)
+    sizes = _layer_sizes(p["hidden_layer_sizes"])
+    if p["pretrain"] is None:
+        net = build_mlp(
+            X.shape[1], sizes, n_outputs, activation=p["activation"], init=p["init"], dropout=p["dropout"],
+            input_dropout=p["input_dropout"], batch_norm=p["batch_norm"], maxout_pieces=p["maxout_pieces"],
+            generator=generator, device=X.device, dtype=X.dtype,
+        )
+        return net, None
+    if p["activation"] != "sigmoid" or p["batch_norm"]:
+        raise ValueError(
+            "Pretrained layers are sigmoid layers: use activation='sigmoid' and batch_norm=False "
+            "with pretrain='rbm'/'dae', or set pretrain=None for a random-init network."
+        )
+    kind = p["pretrain"]
+    common = dict(
+        pretrain=kind, visible=p["visible"], n_epochs=p["n_iter"], propagate=p["propagate"], generator=generator,
+        verbose=bool(p["verbose"]), learning_rate=p["pretrain_learning_rate"],
+        batch_size=p["pretrain_batch_size"] or p["batch_size"], weight_decay=p["weight_decay"],
+    )
+    momentum = p["pretrain_momentum"]
+    if kind == "rbm":
+        extra = dict(k=p["k"], persistent=p["persistent"], momentum=momentum, sparsity_target=p["sparsity_target"],
+                     sparsity_cost=p["sparsity_cost"])
+    else:
+        extra = dict(corruption=p["corruption"], corruption_level=p["corruption_level"],
+                     momentum=0.9 if momentum == "hinton" else momentum)
+    Xp = X if X_pretrain is None else X_pretrain
+    stack = pretrain_stack(Xp, sizes, **common, **extra)
+    net = to_torch(stack, head="softmax", n_outputs=n_outputs, dropout=p["dropout"], input_dropout=p["input_dropout"],
+                   generator=generator)
+    return net.to(device=X.device, dtype=X.dtype), stack
+
+
+def finetune(
+    net: nn.Sequential,
+    params: Mapping[str, Any],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    pretrained: bool,
+    validation_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    callbacks: Sequence[Callable[[nn.Module, dict], Any]] = (),
+) -> History:
+    """Fine-tune ``net`` as :meth:`dbn.DBNClassifier.fit` does, with extra epoch callbacks.
+
+    With ``validation_data`` early stopping (if ``params["early_stopping"]`` or the harness
+    asks for it) watches that set instead of a fraction of ``X``.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X, y = torch.rand(40, 3, generator=g), torch.arange(40) % 2
+    >>> net, _ = build_network({"pretrain": None, "hidden_layer_sizes": (4,)}, X, 2, generator=g)
+    >>> h = finetune(net, {"max_iter": 3, "batch_size": 10}, X, y, generator=g, pretrained=False)
+    >>> len(h)
+    3
+    """
+    p = _check_params(params)
+    options = dict(
+        loss="cross_entropy", optimizer=p["solver"], learning_rate=p["learning_rate_init"],
+        momentum=p["momentum"] if p["solver"] in ("sgd", "rmsprop") else 0.0,
+        nesterov=p["nesterovs_momentum"] and p["solver"] == "sgd", weight_decay=p["alpha"], l1=p["l1"],
+        batch_size=p["batch_size"], lr_schedule=p["lr_schedule"], clip_grad_norm=p["clip_grad_norm"],
+        max_norm=p["max_norm"], early_stopping=p["early_stopping"], validation_fraction=p["validation_fraction"],
+        n_iter_no_change=p["n_iter_no_change"], tol=p["tol"], shuffle=p["shuffle"], generator=generator,
+        verbose=bool(p["verbose"]), validation_data=validation_data,
+    )
+    history_frozen: list[dict] = []
+    if p["freeze_epochs"] and pretrained:
+        # Hinton & Salakhutdinov: the first epochs train only the output layer
+        n_linear = len(linear_layers(net))
+        history_frozen = fit_network(net, X, y, max_iter=p["freeze_epochs"], freeze=tuple(range(n_linear - 1)),
+                                     callbacks=tuple(callbacks), **options)
+    history = fit_network(net, X, y, max_iter=p["max_iter"], callbacks=tuple(callbacks), **options)
+    if history_frozen:
+        history[:0] = history_frozen
+    return history
+
+
+@dataclass
+class ArmFit:
+    """What :func:`fit_arm` returns: the fitted network and its records."""
+
+    network: nn.Sequential
+    stack: Any
+    history: History
+    pretrain_time: float
+    finetune_time: float
+
+
+def fit_arm(
+    params: Mapping[str, Any],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    n_classes: int,
+    X_pretrain: torch.Tensor | None = None,
+    validation_data: tuple[torch.Tensor, torch.Tensor] | None = None,
+    generator: torch.Generator,
+    fit_generator: torch.Generator | None = None,
+    callbacks: Sequence[Callable[[nn.Module, dict], Any]] = (),
+) -> ArmFit:
+    """:meth:`dbn.DBNClassifier.fit` on tensors, with per-epoch callbacks.
+
+    With ``fit_generator=None`` and no ``validation_data`` the result is the estimator's,
+    weight for weight, for ``random_state`` seeding ``generator``.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> X, y = torch.rand(40, 3, generator=g), torch.arange(40) % 2
+    >>> fit = fit_arm({"hidden_layer_sizes": (4,), "n_iter": 1, "max_iter": 2, "batch_size": 10},
+    ...               X, y, n_classes=2, generator=g)
+    >>> fit.stack.sizes, len(fit.history)
+    ((3, 4), 2)
+    """
+    start = time.perf_counter()
+    net, stack = build_network(params, X, n_classes, X_pretrain=X_pretrain, generator=generator)
+    pretrain_time = time.perf_counter() - start
+    spent = [0.0]
+
+    def timed(cb):
+        def wrapper(net, record):
+            t0 = time.perf_counter()
+            try:
+                return cb(net, record)
+            finally:
+                spent[0] += time.perf_counter() - t0
+        return wrapper
+
+    start = time.perf_counter()
+    history = finetune(net, params, X, y, generator=fit_generator or generator, pretrained=stack is not None,
+                       validation_data=validation_data, callbacks=[timed(cb) for cb in callbacks])
+    finetune_time = time.perf_counter() - start - spent[0]
+    return ArmFit(net, stack, history, pretrain_time, finetune_time)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data for one (seed, fold, size)
+# ---------------------------------------------------------------------------------------------
+
+
+def _stratified_order(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation whose every prefix is (nearly) class-stratified."""
+    perm = rng.permutation(y.size)
+    yp = y[perm]
+    counts = np.bincount(yp)
+    order = np.argsort(yp, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = np.empty(y.size, dtype=np.float64)
+    rank[order] = np.arange(y.size) - starts[yp[order]]
+    key = (rank + 0.5) / counts[yp]
+    return perm[np.argsort(key, kind="stable")]
+
+
+def _fold_ids(y: np.ndarray, k: int) -> np.ndarray:
+    """Stratified fold index of every sample (fixed seed 0)."""
+    rng = np.random.default_rng(0)
+    folds = np.empty(y.size, dtype=np.int64)
+    folds[_stratified_order(y, rng)] = np.arange(y.size) % k
+    return folds
+
+
+def _seeds(seed: int, fold: int) -> tuple[int, int, int]:
+    """Seeds of (data subset, init/pretraining, fine-tuning) for one replicate."""
+    state = np.random.SeedSequence([seed, fold]).generate_state(3)
+    return int(state[0]), int(state[1]), int(state[2])
+
+
+@dataclass
+class StudyData:
+    """Tensors of one replicate (seed, fold) and labelled size, shared by all its arms."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+    X_pretrain: torch.Tensor
+    X_valid: torch.Tensor
+    y_valid: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    X_probe: torch.Tensor
+    y_probe: torch.Tensor
+    X_monitor: torch.Tensor
+    y_monitor: torch.Tensor
+    n_classes: int
+    init_seed: int
+    fit_seed: int
+
+
+def _tensor(a: np.ndarray, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(a), device=device, dtype=dtype)
+
+
+def prepare_data(
+    split: Split,
+    *,
+    size: int | str,
+    seed: int,
+    fold: int = 0,
+    folds: int | None = None,
+    unlabelled: bool = False,
+    probe_size: int = 500,
+    monitor_size: int | None = 10000,
+    device: str | torch.device = "cpu",
+) -> StudyData:
+    """Labelled subset, pretraining data, validation/test sets and probes of one replicate.
+
+    The subset is a class-stratified prefix of a permutation drawn from ``seed``: for one
+    seed, smaller subsets are contained in larger ones, and every arm gets the same samples.
+
+    Examples
+    --------
+    >>> from dbn.datasets import load_dataset
+    >>> d = prepare_data(load_dataset("digits"), size=100, seed=0)
+    >>> tuple(d.X.shape), tuple(d.X_pretrain.shape), d.n_classes
+    ((100, 64), (100, 64), 10)
+    """
+    dev = resolve_device(device)
+    classes = np.unique(np.concatenate([split.y_train, split.y_valid, split.y_test]))
+    enc = lambda labels: np.searchsorted(classes, labels).astype(np.int64)  # noqa: E731
+    if folds:
+        X_pool = np.concatenate([split.X_train, split.X_valid])
+        y_pool = enc(np.concatenate([split.y_train, split.y_valid]))
+        ids = _fold_ids(y_pool, folds)
+        X_train, y_train = X_pool[ids != fold], y_pool[ids != fold]
+        X_valid, y_valid = X_pool[ids == fold], y_pool[ids == fold]
+    else:
+        X_train, y_train = split.X_train, enc(split.y_train)
+        X_valid, y_valid = split.X_valid, enc(split.y_valid)
+    data_seed, init_seed, fit_seed = _seeds(seed, fold)
+    order = _stratified_order(y_train, np.random.default_rng(data_seed))
+    n = y_train.size if size == "all" else int(size)
+    if n > y_train.size:
+        raise ValueError(
+            f"The labelled size {n} exceeds the {y_train.size} training samples available; "
+            "use a smaller size or 'all'."
+        )
+    pool = _tensor(X_train, dev, torch.float32)
+    pool_y = _tensor(y_train, dev)
+    if n == y_train.size:
+        X, y = pool, pool_y  # no copy: order does not matter, batches are shuffled
+    else:
+        idx = _tensor(order[:n], dev)
+        X, y = pool[idx], pool_y[idx]
+    probe = _tensor(order[: min(probe_size, n)], dev)
+    mon = _tensor(order[: n if monitor_size is None else min(monitor_size, n)], dev)
+    return StudyData(
+        X=X, y=y, X_pretrain=pool if unlabelled else X,
+        X_valid=_tensor(X_valid, dev, torch.float32), y_valid=_tensor(y_valid, dev),
+        X_test=_tensor(split.X_test, dev, torch.float32), y_test=_tensor(enc(split.y_test), dev),
+        X_probe=pool[probe], y_probe=pool_y[probe], X_monitor=pool[mon], y_monitor=pool_y[mon],
+        n_classes=int(classes.size), init_seed=init_seed, fit_seed=fit_seed,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
+# ---------------------------------------------------------------------------------------------
+
+
+def _layer_names(n_linear: int) -> list[str]:
+    return [f"L{i + 1}" for i in range(n_linear - 1)] + ["out"]
+
+
+def _measure(net: nn.Sequential, data: StudyData, initial: list[torch.Tensor]) -> dict[str, Any]:
+    """Loss/error on the monitor and test sets and the per-layer statistics."""
+    train_loss, train_acc = evaluate(net, data.X_monitor, data.y_monitor)
+    test_loss, test_acc = evaluate(net, data.X_test, data.y_test)
+    row: dict[str, Any] = {
+        "train_loss": train_loss, "train_error": 1.0 - train_acc, "test_loss": test_loss, "test_error": 1.0 - test_acc,
+    }
+    stats = layer_statistics(net, data.X_probe, data.y_probe)
+    changes = weight_change(net, initial)
+    for name, rec, (dw, dw_rel) in zip(_layer_names(len(stats)), stats, changes, strict=True):
+        for k, v in rec.items():
+            row[f"{k}_{name}"] = v
+        row[f"wchange_{name}"] = dw
+        row[f"wchange_rel_{name}"] = dw_rel
+    return row
+
+
+def run_one(
+    config: StudyConfig, spec: RunSpec, data: StudyData
+) -> list[dict[str, Any]]:
+    """Fit one arm on one replicate; one row per epoch (epoch 0 = at initialisation).
+
+    The network at the end is the one early stopping selected (the best validation loss);
+    its row has ``selected=True``. A divergence (NaN loss) ends the run early with
+    ``diverged=True`` instead of stopping the study.
+
+    Examples
+    --------
+    >>> from dbn.datasets import load_dataset
+    >>> cfg = StudyConfig(arms=("relu-he",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=2)
+    >>> spec = cfg.run_specs()[0]
+    >>> rows = run_one(cfg, spec, prepare_data(load_dataset("digits"), size=60, seed=0))
+    >>> [r["epoch"] for r in rows], rows[0]["n_train"]
+    ([0, 1, 2], 60)
+    """
+    params = arm_params(config, spec)
+    params["early_stopping"] = config.patience is not None
+    g_init = torch.Generator(device=data.X.device).manual_seed(data.init_seed)
+    g_fit = torch.Generator(device=data.X.device).manual_seed(data.fit_seed)
+    rows: list[dict[str, Any]] = []
+    state: dict[str, Any] = {}
+
+    def on_epoch(net: nn.Module, record: dict) -> None:
+        row = {
+            "epoch": len(rows), "train_loss_batches": record["train_loss"], "valid_loss": record["valid_loss"],
+            "valid_error": None if record["valid_score"] is None else 1.0 - record["valid_score"],
+            "learning_rate": record["learning_rate"], "epoch_time": record["time"],
+        }
+        row.update(_measure(net, data, state["initial"]))  # type: ignore[arg-type]
+        rows.append(row)
+
+    start = time.perf_counter()
+    net, stack = build_network(params, data.X, data.n_classes, X_pretrain=data.X_pretrain, generator=g_init)
+    pretrain_time = time.perf_counter() - start
+    state["initial"] = [lin.weight.detach().clone() for lin in linear_layers(net)]
+    valid_loss, valid_acc = evaluate(net, data.X_valid, data.y_valid)
+    row0 = {"epoch": 0, "train_loss_batches": None, "valid_loss": valid_loss, "valid_error": 1.0 - valid_acc,
+            "learning_rate": None, "epoch_time": 0.0}
+    row0.update(_measure(net, data, state["initial"]))
+    rows.append(row0)
+    spent = [0.0]
+
+    def timed(net: nn.Module, record: dict) -> None:
+        t0 = time.perf_counter()
+        on_epoch(net, record)
+        spent[0] += time.perf_counter() - t0
+
+    diverged = False
+    best_epoch: int | None = None
+    stopped_early = False
+    start = time.perf_counter()
+    try:
+        history = finetune(net, params, data.X, data.y, generator=g_fit, pretrained=stack is not None,
+                           validation_data=(data.X_valid, data.y_valid), callbacks=[timed])
+        best_epoch, stopped_early = history.best_epoch, history.stopped_early
+    except DivergenceError:
+        diverged = True
+    finetune_time = time.perf_counter() - start - spent[0]
+    n_epochs = len(rows) - 1
+    if diverged:
+        finite = [r for r in rows[1:] if r["valid_loss"] is not None and math.isfinite(r["valid_loss"])]
+        best_epoch = min(finite, key=lambda r: r["valid_loss"])["epoch"] if finite else 0
+    if config.patience is None and not diverged:
+        selected = n_epochs
+    else:
+        selected = best_epoch if best_epoch is not None else n_epochs
+    base = {
+        "run_key": spec.key, "dataset": spec.dataset, "arm": spec.arm, "depth": spec.depth, "width": spec.width,
+        "size": spec.size, "seed": spec.seed, "fold": spec.fold, "protocol": spec.protocol,
+        "pretrained": is_pretrained(params), "unlabelled": bool(config.unlabelled and is_pretrained(params)),
+        "n_train": int(data.X.shape[0]),
+        "n_pretrain": int(data.X_pretrain.shape[0]) if is_pretrained(params) else 0,
+    }
+    tail = {"n_epochs": n_epochs, "best_epoch": best_epoch, "selected_epoch": selected,
+            "stopped_early": stopped_early, "diverged": diverged, "pretrain_time": pretrain_time,
+            "finetune_time": finetune_time}
+    return [{**base, **row, "selected": row["epoch"] == selected, **tail} for row in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage
+# ---------------------------------------------------------------------------------------------
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return repr(o)
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: store non-finite floats as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _complete_runs(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """Keep the rows of complete runs (all epochs 0..n_epochs present once); flag dropped rows."""
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_key.setdefault(r.get("run_key"), []).append(r)
+    kept: list[dict[str, Any]] = []
+    dropped = False
+    for key, group in by_key.items():
+        n = group[0].get("n_epochs")
+        epochs = [r.get("epoch") for r in group]
+        if key is None or not isinstance(n, int) or epochs[: n + 1] != list(range(n + 1)):
+            dropped = True
+            continue
+        if len(group) > n + 1:
+            dropped = True  # a duplicate: keep the first complete block
+        kept.extend(group[: n + 1])
+    return kept, dropped
+
+
+def load_rows(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of the finished runs stored in ``out_dir`` (partial runs are left out).
+
+    Examples
+    --------
+    >>> load_rows("/nonexistent-dir")
+    []
+    """
+    path = Path(out_dir) / ROWS_JSON
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by an interruption
+    return _complete_runs(rows)[0]
+
+
+class ResultStore:
+    """``rows.jsonl`` + ``rows.csv`` in a directory, appended one finished run at a time.
+
+    Opening the store drops the rows of runs that did not finish (an interruption), so that
+    rows are never duplicated.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = ResultStore(tempfile.mkdtemp())
+    >>> store.append([{"run_key": "k", "epoch": 0, "n_epochs": 0, "test_error": 0.5}])
+    >>> store.finished_keys(), len(load_rows(store.out_dir))
+    ({'k'}, 1)
+    """
+
+    def __init__(self, out_dir: str | os.PathLike) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.json_path = self.out_dir / ROWS_JSON
+        self.csv_path = self.out_dir / ROWS_CSV
+        raw_count = 0
+        if self.json_path.exists():
+            with open(self.json_path, encoding="utf-8") as f:
+                raw_count = sum(1 for line in f if line.strip())
+        self.rows = load_rows(self.out_dir)
+        if raw_count != len(self.rows):
+            self._rewrite_json()
+            self._write_csv()
+
+    def finished_keys(self) -> set[str]:
+        """Keys of the runs whose rows are all stored."""
+        return {r["run_key"] for r in self.rows}
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        """Store one finished run's rows (one write to the JSON lines, then the CSV)."""
+        clean = [{k: _clean(v) for k, v in r.items()} for r in rows]
+        text = "".join(json.dumps(r, default=_json_default) + "\n" for r in clean)
+        with open(self.json_path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows.extend(json.loads(json.dumps(clean, default=_json_default)))
+        self._write_csv()
+
+    def _rewrite_json(self) -> None:
+        tmp = self.json_path.with_suffix(".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, default=_json_default) + "\n" for r in self.rows)
+        os.replace(tmp, self.json_path)
+
+    def _write_csv(self) -> None:
+        columns = list(BASE_COLUMNS)
+        seen = set(columns)
+        for r in self.rows:
+            for k in r:
+                if k not in seen:
+                    seen.add(k)
+                    columns.append(k)
+        tmp = self.csv_path.with_suffix(".tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in self.rows)
+        os.replace(tmp, self.csv_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The study
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StudyResults:
+    """Rows of a study (one dict per run and epoch) and where they are stored."""
+
+    rows: list[dict[str, Any]]
+    out_dir: Path
+    config: StudyConfig
+    n_run: int
+    n_skipped: int
+
+    def runs(self) -> list[dict[str, Any]]:
+        """One summary dict per run (see :func:`dbn.harness.report.summarise_runs`)."""
+        from .report import summarise_runs
+
+        return summarise_runs(self.rows)
+
+    def to_pandas(self):
+        """The rows as a ``pandas.DataFrame`` (needs pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+
+def run_study(
+    config: StudyConfig,
+    out_dir: str | os.PathLike,
+    *,
+    progress: bool = True,
+    report: bool = False,
+) -> StudyResults:
+    """Run every run of ``config`` not yet in ``out_dir``; store rows as each run finishes.
+
+    Parameters
+    ----------
+    config : StudyConfig
+    out_dir : path
+        Receives ``rows.jsonl``, ``rows.csv`` and ``config.json`` (and the report with
+        ``report=True``). Runs already stored there (same key: arm, depth, width, size, seed,
+        fold, dataset and protocol hash) are skipped; an interrupted run is run again.
+    progress : bool, default=True
+        A tqdm progress bar over runs.
+    report : bool, default=False
+        Write ``report.md`` and the figures at the end (:func:`dbn.harness.write_report`).
+
+    Returns
+    -------
+    StudyResults
+        All stored rows of ``out_dir`` (this study's and earlier ones').
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cfg = StudyConfig(arms=("relu-he",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=1)
+    >>> res = run_study(cfg, tempfile.mkdtemp(), progress=False)
+    >>> res.n_run, len(res.rows)
+    (1, 2)
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(config, StudyConfig):
+        raise ValueError(f"The 'config' parameter must be a StudyConfig. Got {type(config).__name__}.")
+    store = ResultStore(out_dir)
+    with open(store.out_dir / CONFIG_JSON, "w", encoding="utf-8") as f:
+        json.dump(config.to_dict(), f, indent=2, default=_json_default)
+    specs = config.run_specs()
+    done = store.finished_keys()
+    todo = [s for s in specs if s.key not in done]
+    split = load_dataset(config.dataset) if todo else None
+    cache: dict[tuple, StudyData] = {}
+    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run", disable=not progress)
+    n_run = 0
+    try:
+        for spec in todo:
+            bar.set_postfix_str(f"{spec.arm} d{spec.depth} w{spec.width} n{spec.size} s{spec.seed}", refresh=False)
+            data_key = (spec.size, spec.seed, spec.fold)
+            if data_key not in cache:
+                cache.clear()  # one replicate's tensors at a time
+                cache[data_key] = prepare_data(
+                    split, size=spec.size, seed=spec.seed, fold=spec.fold, folds=config.folds,  # type: ignore[arg-type]
+                    unlabelled=config.unlabelled, probe_size=config.probe_size, monitor_size=config.monitor_size,
+                    device=config.device,
+                )
+            rows = run_one(config, spec, cache[data_key])
+            store.append(rows)
+            n_run += 1
+            bar.update(1)
+    finally:
+        bar.close()
+    results = StudyResults(rows=store.rows, out_dir=store.out_dir, config=config, n_run=n_run,
+                           n_skipped=len(specs) - len(todo))
+    if report:
+        from .report import write_report
+
+        write_report(store.out_dir)
+    return results
