@@ -1,4 +1,5 @@
-"""Command line: ``dbn compare ...`` runs a comparison study, ``dbn report DIR`` rewrites its report.
+"""Command line: ``dbn compare ...`` runs a comparison study, ``dbn report DIR`` rewrites its report,
+``dbn plot filters|samples|history MODEL --out PNG`` draws a saved model.
 
 Parsing only: every action is a call into :mod:`dbn.harness`.
 
@@ -81,7 +82,55 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-figures", action="store_true")
 
     sub.add_parser("arms", help="list the built-in arms and their DBNClassifier parameters")
+
+    p = sub.add_parser("plot", help="draw a saved model's filters, samples or training history as a PNG",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("what", choices=["filters", "samples", "history"])
+    p.add_argument("model", help="a file written by dbn.io.save or an estimator's save()")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--n", type=_positive, default=100, help="filters or samples to draw")
+    p.add_argument("--image-shape", nargs=2, type=_positive, default=None, metavar=("H", "W"),
+                   help="image height and width (default: square)")
+    p.add_argument("--steps", type=_positive, default=1000, help="Gibbs steps before each sample (samples)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Gibbs chains (samples)")
+    p.add_argument("--layer", type=int, default=0, help="which layer's history (stacks; history)")
     return parser
+
+
+def _plot(args: argparse.Namespace) -> int:
+    """``dbn plot``: load a model file and call the matching :mod:`dbn.plotting` function."""
+    import torch
+
+    from . import plotting
+    from .io import load_any, model_layers
+    from .rbm import RBM
+    from .sampling import sample_dbn
+
+    model = load_any(args.model)
+    shape = tuple(args.image_shape) if args.image_shape else None
+    if args.what == "filters":
+        plotting.plot_filters(model_layers(model)[0].weight, image_shape=shape, n=args.n, path=args.out)
+    elif args.what == "samples":
+        layers = model_layers(model)
+        if not all(isinstance(layer, RBM) for layer in layers):
+            raise ValueError("Samples need RBM layers (a DBN); autoencoders are not generative models.")
+        g = torch.Generator(device=layers[0].weight.device).manual_seed(args.seed)
+        with torch.no_grad():
+            samples = sample_dbn(layers, args.n, n_steps=args.steps, generator=g)
+        plotting.plot_images(samples, image_shape=shape, n=args.n, path=args.out)
+    else:
+        history = getattr(model, "history_", None)
+        if history is None and hasattr(model, "histories"):
+            history = model.histories
+        if not history:
+            raise ValueError(f"{args.model!r} holds no training history.")
+        if isinstance(history[0], list):  # one history per layer
+            history = history[args.layer]
+        keys = sorted({k for record in history for k, v in record.items()
+                       if isinstance(v, (int, float)) and k not in ("epoch", "time", "learning_rate", "momentum")})
+        plotting.plot_history(history, keys=keys, path=args.out)
+    print(args.out)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, params in harness.ARMS.items():
             print(f"{name}: {params}")
         return 0
+    if args.command == "plot":
+        return _plot(args)
     if args.command == "report":
         print(harness.write_report(args.out, figures=not args.no_figures))
         return 0

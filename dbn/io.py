@@ -27,7 +27,10 @@ from .autoencoder import DenoisingAutoencoder
 from .rbm import RBM
 from .stack import LayerStack
 
-__all__ = ["FORMAT_VERSION", "save", "load", "write_archive", "read_archive", "layer_config", "layer_from_config"]
+__all__ = [
+    "FORMAT_VERSION", "save", "load", "load_any", "model_layers", "write_archive", "read_archive", "layer_config",
+    "layer_from_config",
+]
 
 FORMAT = "torch-dbn"
 FORMAT_VERSION = 1
@@ -211,3 +214,43 @@ def load(path: str | os.PathLike, *, device=None) -> RBM | DenoisingAutoencoder 
         return layer
     except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise ValueError(f"{str(path)!r} is a damaged torch-dbn model file: {exc!r}") from exc
+
+
+_ESTIMATOR_KINDS = ("RBMTransformer", "DBNTransformer", "DBNClassifier", "DBNRegressor")
+
+
+def load_any(path: str | os.PathLike, *, device=None):
+    """Load any torch-dbn file: a module saved by :func:`save` or an estimator saved by its ``save``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "rbm.dbn")
+    >>> type(load_any(save(RBM(4, 2), path))).__name__
+    'RBM'
+    """
+    _, _, kind = read_archive(path)
+    if kind in _ESTIMATOR_KINDS:
+        from . import estimators
+
+        return getattr(estimators, kind).load(path, device=device)
+    return load(path, device=device)
+
+
+def model_layers(model) -> list[nn.Module]:
+    """The pretrained layers (RBMs / autoencoders) inside a module, stack or fitted estimator.
+
+    Examples
+    --------
+    >>> [type(m).__name__ for m in model_layers(LayerStack([RBM(4, 3), RBM(3, 2)]))]
+    ['RBM', 'RBM']
+    """
+    if isinstance(model, (RBM, DenoisingAutoencoder)):
+        return [model]
+    if isinstance(model, LayerStack):
+        return list(model.layers)
+    if getattr(model, "rbm_", None) is not None:
+        return [model.rbm_]
+    if getattr(model, "stack_", None) is not None:
+        return list(model.stack_.layers)
+    raise ValueError(f"{type(model).__name__} holds no pretrained RBM or autoencoder layers.")

@@ -68,3 +68,31 @@ def test_python_dash_m_dbn():
     assert proc.returncode == 0
     for flag in ("--arms", "--depths", "--sizes", "--seeds", "--unlabelled", "--folds", "--device", "--out"):
         assert flag in proc.stdout
+
+
+def test_plot_commands(tmp_path):
+    pytest.importorskip("matplotlib")
+    import numpy as np
+    from matplotlib.image import imread
+
+    from dbn import DBNClassifier, DBNTransformer, RBMTransformer, cli
+    from dbn.datasets import load_digits
+    from dbn.io import save
+
+    X, y = load_digits()
+    rbm = RBMTransformer(n_components=16, n_iter=2, random_state=0).fit(X)
+    dbn_t = DBNTransformer((16, 8), n_iter=2, random_state=0).fit(X)
+    clf = DBNClassifier((16,), pretrain="dae", n_iter=1, max_iter=2, random_state=0).fit(X[:300], y[:300])
+    files = {"rbm": rbm.save(tmp_path / "rbm.dbn"), "stack": save(dbn_t.stack_, tmp_path / "stack.dbn"),
+             "dbn": dbn_t.save(tmp_path / "dbn.dbn"), "clf": clf.save(tmp_path / "clf.dbn")}
+    runs = [("filters", "rbm"), ("samples", "rbm"), ("history", "rbm"), ("filters", "stack"), ("samples", "dbn"),
+            ("history", "dbn"), ("filters", "clf"), ("history", "clf")]
+    for what, model in runs:
+        out = tmp_path / f"{what}-{model}.png"
+        assert cli.main(["plot", what, str(files[model]), "--out", str(out), "--n", "16", "--steps", "20"]) == 0
+        image = imread(out)
+        assert image.ndim == 3 and image.shape[0] > 50 and np.ptp(image[..., :3]) > 0
+    with pytest.raises(ValueError, match="not generative"):
+        cli.main(["plot", "samples", str(files["clf"]), "--out", str(tmp_path / "x.png")])
+    with pytest.raises(SystemExit):
+        cli.main(["plot", "weights", str(files["rbm"]), "--out", str(tmp_path / "x.png")])
