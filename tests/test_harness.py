@@ -427,3 +427,17 @@ def test_config_validation():
     assert [s.arm for s in cfg.run_specs()][:2] == ["mine", "relu-he"]
     assert StudyConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.protocol_hash("relu-he") != cfg.replace(epochs=3).protocol_hash("relu-he")
+
+
+def test_pretrained_stacks_are_shared_across_labelled_sizes(tmp_path):
+    from dbn.harness import StudyConfig, run_study
+
+    common = dict(dataset="digits", arms=("dbn",), depths=(1,), widths=(16,), seeds=(0,), epochs=2,
+                  pretrain_epochs=1, unlabelled=True)
+    both = run_study(StudyConfig(sizes=(60, 120), **common), tmp_path / "both", progress=False)
+    alone = run_study(StudyConfig(sizes=(120,), **common), tmp_path / "alone", progress=False)
+    rows_both = [r for r in both.rows if r["size"] == 120]
+    assert [r["pretrain_cached"] for r in both.rows if r["epoch"] == 0] == [False, True]
+    for a, b in zip(rows_both, alone.rows):
+        for key in ("test_error", "train_loss", "valid_loss"):
+            assert a[key] == b[key]

@@ -20,6 +20,7 @@ partial rows of an interrupted one.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -67,7 +68,7 @@ BASE_COLUMNS: tuple[str, ...] = (
     "run_key", "dataset", "arm", "depth", "width", "size", "seed", "fold", "protocol", "pretrained",
     "unlabelled", "n_train", "n_pretrain", "epoch", "train_loss", "train_error", "train_loss_batches",
     "valid_loss", "valid_error", "test_loss", "test_error", "learning_rate", "epoch_time", "selected",
-    "n_epochs", "best_epoch", "selected_epoch", "stopped_early", "diverged", "pretrain_time",
+    "n_epochs", "best_epoch", "selected_epoch", "stopped_early", "diverged", "pretrain_time", "pretrain_cached",
     "finetune_time",
 )
 
@@ -414,13 +415,19 @@ def _measure(net: nn.Sequential, data: StudyData, initial: list[torch.Tensor]) -
 
 
 def run_one(
-    config: StudyConfig, spec: RunSpec, data: StudyData
+    config: StudyConfig, spec: RunSpec, data: StudyData, stack_cache: dict | None = None
 ) -> list[dict[str, Any]]:
     """Fit one arm on one replicate; one row per epoch (epoch 0 = at initialisation).
 
     The network at the end is the one early stopping selected (the best validation loss);
     its row has ``selected=True``. A divergence (NaN loss) ends the run early with
     ``diverged=True`` instead of stopping the study.
+
+    ``stack_cache`` (a dict kept by :func:`run_study`) shares pretrained stacks between runs
+    that differ only in the labelled size when pretraining uses all the unlabelled data: the
+    stack and the initial network are then identical, so they are computed once. The row's
+    ``pretrain_time`` stays the time that pretraining took; ``pretrain_cached`` says whether
+    this run reused it.
 
     Examples
     --------
@@ -447,9 +454,17 @@ def run_one(
         row.update(_measure(net, data, state["initial"]))  # type: ignore[arg-type]
         rows.append(row)
 
-    start = time.perf_counter()
-    net, stack = build_network(params, data.X, data.n_classes, X_pretrain=data.X_pretrain, generator=g_init)
-    pretrain_time = time.perf_counter() - start
+    cache_key = (spec.arm, spec.depth, spec.width, spec.seed, spec.fold, spec.protocol)
+    shareable = stack_cache is not None and config.unlabelled and is_pretrained(params)
+    if shareable and cache_key in stack_cache:
+        cached_net, pretrain_time = stack_cache[cache_key]
+        net, pretrain_cached = copy.deepcopy(cached_net), True
+    else:
+        start = time.perf_counter()
+        net, _ = build_network(params, data.X, data.n_classes, X_pretrain=data.X_pretrain, generator=g_init)
+        pretrain_time, pretrain_cached = time.perf_counter() - start, False
+        if shareable:
+            stack_cache[cache_key] = (copy.deepcopy(net), pretrain_time)
     state["initial"] = [lin.weight.detach().clone() for lin in linear_layers(net)]
     valid_loss, valid_acc = evaluate(net, data.X_valid, data.y_valid)
     row0 = {"epoch": 0, "train_loss_batches": None, "valid_loss": valid_loss, "valid_error": 1.0 - valid_acc,
@@ -468,7 +483,7 @@ def run_one(
     stopped_early = False
     start = time.perf_counter()
     try:
-        history = finetune(net, params, data.X, data.y, generator=g_fit, pretrained=stack is not None,
+        history = finetune(net, params, data.X, data.y, generator=g_fit, pretrained=is_pretrained(params),
                            validation_data=(data.X_valid, data.y_valid), callbacks=[timed])
         best_epoch, stopped_early = history.best_epoch, history.stopped_early
     except DivergenceError:
@@ -491,6 +506,7 @@ def run_one(
     }
     tail = {"n_epochs": n_epochs, "best_epoch": best_epoch, "selected_epoch": selected,
             "stopped_early": stopped_early, "diverged": diverged, "pretrain_time": pretrain_time,
+            "pretrain_cached": pretrain_cached,
             "finetune_time": finetune_time}
     return [{**base, **row, "selected": row["epoch"] == selected, **tail} for row in rows]
 
@@ -700,6 +716,7 @@ def run_study(
     todo = [s for s in specs if s.key not in done]
     split = load_dataset(config.dataset) if todo else None
     cache: dict[tuple, StudyData] = {}
+    stack_cache: dict[tuple, Any] = {}
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run", disable=not progress)
     n_run = 0
     try:
@@ -713,7 +730,7 @@ def run_study(
                     unlabelled=config.unlabelled, probe_size=config.probe_size, monitor_size=config.monitor_size,
                     device=config.device,
                 )
-            rows = run_one(config, spec, cache[data_key])
+            rows = run_one(config, spec, cache[data_key], stack_cache)
             store.append(rows)
             n_run += 1
             bar.update(1)
