@@ -277,11 +277,11 @@ def test_interrupted_study_resumes(tmp_path, monkeypatch):
     interrupt = True
     real = runner.run_one
 
-    def flaky(config, spec, data):
+    def flaky(config, spec, data, *rest):
         calls.append(spec.key)
         if len(calls) == 3 and interrupt:
             raise RuntimeError("interrupted")  # e.g. the machine stops during the third run
-        return real(config, spec, data)
+        return real(config, spec, data, *rest)
 
     monkeypatch.setattr(runner, "run_one", flaky)
     with pytest.raises(RuntimeError, match="interrupted"):
