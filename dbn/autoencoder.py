@@ -422,6 +422,8 @@ def train_autoencoder(
     generator: torch.Generator | int | None = None,
     verbose: bool = False,
     callbacks: Sequence[Callable[[DenoisingAutoencoder, dict], Any]] = (),
+    state: dict | None = None,
+    checkpoint: Callable[[dict], Any] | None = None,
 ) -> list[dict]:
     """Train a denoising autoencoder by minibatch gradient descent on its reconstruction loss.
 
@@ -456,6 +458,15 @@ def train_autoencoder(
     callbacks : sequence of callables, default=()
         Each is called as ``callback(dae, record)`` after every epoch; if any returns
         ``True``, training stops after that epoch.
+    state : dict or None, default=None
+        Resume from a training state passed earlier to ``checkpoint`` (with the model's
+        parameters restored by the caller): the optimizer state, the generator state, the
+        history and the number of epochs done are restored and training goes on from the next
+        epoch, exactly as if it had not been interrupted (on the CPU).
+    checkpoint : callable or None, default=None
+        Called as ``checkpoint(state)`` after every epoch with the training state: a dict of
+        tensors and plain values (``epoch``, ``history``, ``optimizer``, ``generator``,
+        ``stopped``) to save and later pass back as ``state``.
 
     Returns
     -------
@@ -508,8 +519,19 @@ def train_autoencoder(
 
     n = X.shape[0]
     history: list[dict] = []
+    first = 1
+    if state is not None:
+        try:
+            opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
+            history = [dict(r) for r in state["history"]]
+            first = int(state["epoch"]) + 1
+            if state.get("stopped"):
+                first = n_epochs + 1
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise ValueError(f"Invalid autoencoder training state: {exc}") from exc
     dae.train()
-    for epoch in range(1, n_epochs + 1):
+    for epoch in range(first, n_epochs + 1):
         start = time.perf_counter()
         order = torch.randperm(n, generator=gen, device=device) if shuffle else None
         total = torch.zeros((), device=device, dtype=dtype)
@@ -532,6 +554,10 @@ def train_autoencoder(
         if verbose:
             print(f"[DenoisingAutoencoder] epoch {epoch:3d}  loss {mean_loss:.4f}  "
                   f"time {record['time']:.2f}s")
-        if any([cb(dae, record) is True for cb in callbacks]):
+        stop = any([cb(dae, record) is True for cb in callbacks])
+        if checkpoint is not None:
+            checkpoint({"epoch": epoch, "history": [dict(r) for r in history], "optimizer": opt.state_dict(),
+                        "generator": gen.get_state(), "stopped": stop})
+        if stop:
             break
     return history

@@ -6,6 +6,7 @@ cross between numpy/scipy/pandas and torch.
 
 from __future__ import annotations
 
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -132,16 +133,19 @@ class _PersistenceMixin:
         from .io import read_archive
 
         config, tensors, _ = read_archive(path, kind=cls.__name__)
-        params = {k: _from_json_param(k, v) for k, v in config["params"].items()}
-        if device is not None:
-            params["device"] = device
-        elif params.get("device", "cpu") != "cpu" and not torch.cuda.is_available():
-            params["device"] = "cpu"
-        est = cls(**params)
-        est.n_features_in_ = config["n_features_in_"]
-        if config.get("feature_names_in_"):
-            est.feature_names_in_ = np.asarray(config["feature_names_in_"], dtype=object)
-        est._restore_fitted(config["fitted"], tensors, resolve_device(est.device))
+        try:
+            params = {k: _from_json_param(k, v) for k, v in config["params"].items()}
+            if device is not None:
+                params["device"] = device
+            elif params.get("device", "cpu") != "cpu" and not torch.cuda.is_available():
+                params["device"] = "cpu"
+            est = cls(**params)
+            est.n_features_in_ = int(config["n_features_in_"])
+            if config.get("feature_names_in_"):
+                est.feature_names_in_ = np.asarray(config["feature_names_in_"], dtype=object)
+            est._restore_fitted(config["fitted"], tensors, resolve_device(est.device))
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise ValueError(f"{str(path)!r} is a damaged {cls.__name__} model file: {exc!r}") from exc
         return est
 
 
@@ -159,7 +163,8 @@ def _restore_stack(layer_configs: list, histories, tensors: dict, device):
     from .io import _load_state, layer_from_config
     from .stack import LayerStack
 
-    stack = LayerStack([layer_from_config(c, device) for c in layer_configs])
+    stack = LayerStack([layer_from_config(c, device, stored_weight=tensors.get(f"stack.layers.{i}.weight"))
+                        for i, c in enumerate(layer_configs)])
     _load_state(stack, {k: v.to(device) for k, v in tensors.items()}, "stack.")
     stack.histories = histories
     return stack
@@ -440,7 +445,7 @@ class RBMTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     def _restore_fitted(self, fitted, tensors, device):
         from .io import _load_state, layer_from_config
 
-        rbm = layer_from_config(fitted["rbm"], device)
+        rbm = layer_from_config(fitted["rbm"], device, stored_weight=tensors.get("rbm.weight"))
         _load_state(rbm, tensors, "rbm.")
         self.rbm_ = rbm
         # the trainer resumes where it stopped: momentum, persistent chains, sparsity estimate, RNG
@@ -469,7 +474,8 @@ class RBMTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         -------
         h : ndarray of shape (n_samples, n_components)
         """
-        return _to_numpy(self.rbm_.hidden_probs(self._check_input(X)))
+        Xt = self._check_input(X)  # checks that the model is fitted before touching rbm_
+        return _to_numpy(self.rbm_.hidden_probs(Xt))
 
     @torch.no_grad()
     def gibbs(self, v):
@@ -483,7 +489,8 @@ class RBMTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         -------
         v_new : ndarray of shape (n_samples, n_features)
         """
-        return _to_numpy(self.rbm_.gibbs(self._check_input(v), 1, self._generator))
+        vt = self._check_input(v)
+        return _to_numpy(self.rbm_.gibbs(vt, 1, self._generator))
 
     @torch.no_grad()
     def score_samples(self, X, *, exact: bool = False, per_unit: bool = False):
@@ -604,7 +611,14 @@ _PRETRAIN_CONSTRAINTS: dict = {
     "random_state": ["random_state", torch.Generator],
     "verbose": ["verbose"],
     "device": [str, torch.device],
+    "checkpoint_dir": [str, os.PathLike, None],
 }
+
+
+def _checkpoint_subdir(est, name: str):
+    """``checkpoint_dir/name``, or None without checkpoints."""
+    directory = getattr(est, "checkpoint_dir", None)
+    return None if directory is None else os.path.join(os.fspath(directory), name)
 
 
 def _layer_sizes(sizes) -> tuple[int, ...]:
@@ -624,6 +638,7 @@ def _pretrain(est, Xt: torch.Tensor, generator: torch.Generator, *, learning_rat
     common = dict(
         pretrain=kind, visible=est.visible, n_epochs=est.n_iter, propagate=est.propagate, generator=generator,
         verbose=bool(est.verbose), learning_rate=learning_rate, batch_size=batch_size, weight_decay=est.weight_decay,
+        checkpoint_dir=_checkpoint_subdir(est, "pretrain"),
     )
     if kind == "rbm":
         extra = dict(k=est.k, persistent=est.persistent, momentum=momentum, sparsity_target=est.sparsity_target,
@@ -668,6 +683,10 @@ class DBNTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
     device : str, default="cpu"
+    checkpoint_dir : str, path-like or None, default=None
+        Directory for per-epoch checkpoints of the pretraining (subdirectory ``pretrain``);
+        a rerun of ``fit`` with the same settings resumes where an interrupted one stopped.
+        See :func:`dbn.stack.pretrain_stack`.
 
     Attributes
     ----------
@@ -718,6 +737,7 @@ class DBNTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         random_state=None,
         verbose: int = 0,
         device: str = "cpu",
+        checkpoint_dir=None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.pretrain = pretrain
@@ -737,6 +757,7 @@ class DBNTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.checkpoint_dir = checkpoint_dir
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -888,6 +909,7 @@ class _DeepNetwork(_PersistenceMixin, BaseEstimator):
         random_state=None,
         verbose: int = 0,
         device: str = "cpu",
+        checkpoint_dir=None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.pretrain = pretrain
@@ -931,6 +953,7 @@ class _DeepNetwork(_PersistenceMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.checkpoint_dir = checkpoint_dir
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1045,7 +1068,8 @@ class _DeepNetwork(_PersistenceMixin, BaseEstimator):
             n_linear = len(linear_layers(self.network_))
             freeze_history = fit_network(
                 self.network_, Xt, yt, **self._fit_options(generator, max_iter=self.freeze_epochs,
-                                                          freeze=tuple(range(n_linear - 1)))
+                                                          freeze=tuple(range(n_linear - 1)),
+                                                          checkpoint="finetune_freeze")
             )
         else:
             freeze_history = []
@@ -1062,7 +1086,7 @@ class _DeepNetwork(_PersistenceMixin, BaseEstimator):
         self.n_iter_ = len(self.history_)
         return self
 
-    def _fit_options(self, generator, *, max_iter=None, freeze=()):
+    def _fit_options(self, generator, *, max_iter=None, freeze=(), checkpoint="finetune"):
         return dict(
             loss=self._loss, optimizer=self.solver, learning_rate=self.learning_rate_init,
             momentum=self.momentum if self.solver in ("sgd", "rmsprop") else 0.0,
@@ -1071,7 +1095,7 @@ class _DeepNetwork(_PersistenceMixin, BaseEstimator):
             clip_grad_norm=self.clip_grad_norm, max_norm=self.max_norm, freeze=freeze,
             early_stopping=self.early_stopping, validation_fraction=self.validation_fraction,
             n_iter_no_change=self.n_iter_no_change, tol=self.tol, shuffle=self.shuffle, generator=generator,
-            verbose=bool(self.verbose),
+            verbose=bool(self.verbose), checkpoint_dir=_checkpoint_subdir(self, checkpoint),
         )
 
     def _fitted_state(self):
@@ -1107,6 +1131,15 @@ class _DeepNetwork(_PersistenceMixin, BaseEstimator):
                            n_outputs=n_outputs, dropout=self.dropout, input_dropout=self.input_dropout)
         else:
             self.stack_ = None
+            # check the described sizes against the stored weights before allocating anything
+            sizes = [self.n_features_in_, *_layer_sizes(self.hidden_layer_sizes), n_outputs]
+            pieces = self.maxout_pieces if self.activation == "maxout" else 1
+            expected = sum(a * b * (pieces if i < len(sizes) - 2 else 1) for i, (a, b) in enumerate(zip(sizes, sizes[1:])))
+            stored = sum(t.numel() for k, t in tensors.items() if k.startswith("network.") and t.dim() == 2)
+            if expected != stored:
+                raise ValueError(
+                    f"Damaged model file: the settings describe {expected} weights but the file holds {stored}."
+                )
             net = build_mlp(
                 self.n_features_in_, _layer_sizes(self.hidden_layer_sizes), n_outputs, activation=self.activation,
                 init=self.init, dropout=self.dropout, input_dropout=self.input_dropout, batch_norm=self.batch_norm,
@@ -1209,6 +1242,11 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
     device : str, default="cpu"
+    checkpoint_dir : str, path-like or None, default=None
+        Directory for per-epoch checkpoints: pretraining in ``pretrain``, fine-tuning in
+        ``finetune`` (and ``finetune_freeze`` for the ``freeze_epochs`` phase). A rerun of
+        ``fit`` with the same settings resumes where an interrupted one stopped and, with an
+        int ``random_state`` on the CPU, ends with the same model as an uninterrupted run.
 
     Attributes
     ----------
@@ -1316,8 +1354,8 @@ class DBNRegressor(RegressorMixin, _DeepNetwork):
 
     def _encode_targets(self, y):
         y = np.asarray(y, dtype=np.float32)
-        self._y_1d = y.ndim == 1
         y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        self._y_1d = y2.shape[1] == 1  # like MLPRegressor: one target -> predictions of shape (n,)
         return y2, y2.shape[1]
 
     def predict(self, X):

@@ -328,6 +328,15 @@ class CDTrainer:
         Number of samples on which the per-epoch monitors are computed.
     generator : torch.Generator, optional
         Random source (on the RBM's device).
+    all_reduce : callable, optional
+        Data-parallel training (see :mod:`dbn.distributed`): ``all_reduce(tensor)`` sums a
+        tensor in place over the processes. :meth:`step` then computes the batch statistics of
+        this process's rows into a gradient buffer, scaled by the global counts, all-reduces
+        it and applies the same update on every process. Without it the statistics go straight
+        into the momentum buffers (the single-process fast path).
+    rank, world_size : int, default=0, 1
+        This process and the number of processes; the persistent chains are split into
+        ``world_size`` contiguous blocks and this process runs block ``rank``.
 
     Examples
     --------
@@ -359,6 +368,9 @@ class CDTrainer:
         shuffle: bool = True,
         monitor_size: int = 1000,
         generator: torch.Generator | None = None,
+        all_reduce: Callable[[torch.Tensor], None] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if not isinstance(rbm, RBM):
             raise TypeError(f"rbm must be a dbn.RBM. Got {type(rbm).__name__}.")
@@ -397,6 +409,14 @@ class CDTrainer:
         self._vel_hb = zeros(rbm.hidden_bias)
         self._chain: torch.Tensor | None = None  # persistent hidden states, (n_chains, n_hidden)
         self._q: torch.Tensor | None = None  # running mean hidden activation (sparsity)
+        if all_reduce is not None and not callable(all_reduce):
+            raise ValueError(f"The 'all_reduce' parameter must be a callable or None. Got {all_reduce!r}.")
+        self.all_reduce = all_reduce
+        self.world_size = check_int("world_size", world_size, low=1)
+        self.rank = check_int("rank", rank, low=0)
+        if self.rank >= self.world_size:
+            raise ValueError(f"The 'rank' parameter must be < world_size={self.world_size}. Got {rank}.")
+        self._grad: torch.Tensor | None = None  # flat statistics buffer of the all-reduce path
 
     # ------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -468,13 +488,29 @@ class CDTrainer:
             return self.units.mean(linear_t(h, rbm.weight, rbm.visible_bias))
         return linear_t(h, rbm.weight, rbm.visible_bias, activation=act)
 
-    def step(self, v0: torch.Tensor, learning_rate: float, momentum: float) -> None:
+    def step(
+        self,
+        v0: torch.Tensor,
+        learning_rate: float,
+        momentum: float,
+        *,
+        rows: torch.Tensor | None = None,
+        n_rows: int | None = None,
+    ) -> None:
         """One CD update on a mini-batch ``v0`` (in place, no autograd).
 
         With velocity ``u``: ``u <- momentum * u + learning_rate * (data stats - model stats
         + sparsity term - weight_decay * W)`` and ``W <- W + u`` (likewise for the biases,
         without decay). The statistics are accumulated straight into the velocity buffers.
+
+        In a data-parallel run ``v0`` holds this process's rows of a global batch of ``n_rows``
+        rows, at positions ``rows`` in it; every random draw is made for the whole global batch
+        (as one process would) and this process uses its rows, so the update equals the
+        single-process one up to float rounding.
         """
+        if rows is not None or self.all_reduce is not None:
+            self._reduced_step(v0, learning_rate, momentum, rows, n_rows)
+            return
         rbm = self.rbm
         W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
         h0 = linear(v0, W, c, activation="sigmoid")
@@ -496,6 +532,96 @@ class CDTrainer:
         W.add_(self._vel_w)
         b.add_(self._vel_vb)
         c.add_(self._vel_hb)
+
+    def _reduced_step(
+        self, v0: torch.Tensor, lr: float, momentum: float, rows: torch.Tensor | None, n_rows: int | None
+    ) -> None:
+        rbm = self.rbm
+        W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
+        if rows is None:
+            rows = torch.arange(v0.shape[0], device=W.device)
+        n = v0.shape[0] if n_rows is None else int(n_rows)
+        h0 = linear(v0, W, c, activation="sigmoid")
+        vk, hk, n_model = self._negative_phase_rows(h0, rows, n)
+        n_hidden, n_visible = W.shape
+        size = n_hidden * n_visible
+        if self._grad is None:
+            self._grad = torch.empty(size + 2 * n_visible + 2 * n_hidden, device=W.device, dtype=W.dtype)
+        buf = self._grad
+        grad_w = buf[:size].view(n_hidden, n_visible)
+        grad_vb, v0_mean, grad_hb, batch_q = buf[size:].split((n_visible, n_visible, n_hidden, n_hidden))
+        # sums over this process's rows divided by the global counts: SUM over processes = means
+        grad_w.addmm_(h0.t(), v0, beta=0.0, alpha=1.0 / n).addmm_(hk.t(), vk, alpha=-1.0 / n_model)
+        torch.sum(v0, dim=0, out=v0_mean).div_(n)
+        grad_vb.copy_(v0_mean).sub_(vk.sum(dim=0), alpha=1.0 / n_model)
+        torch.sum(h0, dim=0, out=batch_q).div_(n)
+        grad_hb.copy_(batch_q).sub_(hk.sum(dim=0), alpha=1.0 / n_model)
+        if self.all_reduce is not None:
+            self.all_reduce(buf)
+        self._vel_vb.mul_(momentum).add_(grad_vb, alpha=lr)
+        self._vel_hb.mul_(momentum).add_(grad_hb, alpha=lr)
+        self._vel_w.mul_(momentum).add_(grad_w, alpha=lr)
+        if self.sparsity_target is not None and self.sparsity_cost > 0:
+            q = batch_q.clone()
+            self._q = q if self._q is None else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * q
+            penalty = self.sparsity_cost * (self.sparsity_target - self._q)
+            self._vel_hb.add_(penalty, alpha=lr)
+            self._vel_w.addr_(penalty, v0_mean, alpha=lr)
+        if self.weight_decay:
+            self._vel_w.add_(W, alpha=-lr * self.weight_decay)
+        W.add_(self._vel_w)
+        b.add_(self._vel_vb)
+        c.add_(self._vel_hb)
+
+    def _negative_phase_rows(
+        self, h0_probs: torch.Tensor, rows: torch.Tensor, n: int
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """:meth:`_negative_phase` for this process's ``rows`` of a global batch of ``n`` rows.
+
+        Each random draw covers the global batch (or all the persistent chains), so the numbers
+        are those one process would use; this process keeps its rows. Returns
+        ``(v_model, h_model, global number of model samples)``.
+        """
+        rbm, g, units = self.rbm, self.generator, self.units
+        W, c = rbm.weight, rbm.hidden_bias
+        act = "sigmoid" if units.name == "bernoulli" else "none"
+        if units.name not in ("bernoulli", "gaussian"):
+            act = None
+
+        def draw(local: torch.Tensor, sample: Callable, own: torch.Tensor, total: int) -> torch.Tensor:
+            full = local.new_zeros(total, local.shape[1])
+            full.index_copy_(0, own, local)
+            return sample(full, g).index_select(0, own)
+
+        if self.persistent:
+            n_chains = self.n_chains
+            own = torch.tensor_split(torch.arange(n_chains, device=W.device), self.world_size)[self.rank]
+            if self._chain is None:
+                pick = torch.randint(0, n, (n_chains,), generator=g, device=W.device)
+                where = torch.full((n,), -1, dtype=torch.long, device=W.device)
+                where[rows] = torch.arange(rows.shape[0], device=W.device)
+                sel = where[pick]
+                init = h0_probs.new_zeros(n_chains, h0_probs.shape[1])
+                if h0_probs.shape[0]:
+                    picked = h0_probs.index_select(0, sel.clamp(min=0))
+                    init = torch.where((sel >= 0)[:, None], picked, init)
+                if self.all_reduce is not None:
+                    self.all_reduce(init)
+                self._chain = bernoulli_sample(init, g).index_select(0, own)
+            h = self._chain
+            for _ in range(self.k):
+                v = draw(self._visible_mean(h, act), units.sample, own, n_chains)
+                h_probs = linear(v, W, c, activation="sigmoid")
+                h = draw(h_probs, bernoulli_sample, own, n_chains)
+            self._chain = h
+            return v, h_probs, n_chains
+        h = draw(h0_probs, bernoulli_sample, rows, n)
+        for step in range(self.k):
+            v = self._visible_mean(h, act)
+            if step < self.k - 1:
+                v = draw(v, units.sample, rows, n)
+                h = draw(linear(v, W, c, activation="sigmoid"), bernoulli_sample, rows, n)
+        return v, linear(v, W, c, activation="sigmoid"), n
 
     # ------------------------------------------------------------------------------------
     @torch.no_grad()

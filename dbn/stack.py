@@ -8,12 +8,14 @@ the device; nothing is copied per epoch. No scikit-learn here: see :mod:`dbn.est
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from ._checkpoint import plain
 from ._random import make_generator
 from ._validation import check_choice, check_data_tensor, check_int, per_layer
 from .autoencoder import DenoisingAutoencoder, train_autoencoder
@@ -132,6 +134,7 @@ def pretrain_stack(
     callbacks: Sequence[Callable[[int, nn.Module, dict], Any]] = (),
     corruption: str | Sequence[str] = "mask",
     corruption_level: float | Sequence[float] = 0.2,
+    checkpoint_dir: str | os.PathLike | None = None,
     **layer_options,
 ) -> LayerStack:
     """Greedy layer-wise pretraining of a stack of RBMs (DBN) or denoising autoencoders (SdA).
@@ -160,6 +163,14 @@ def pretrain_stack(
         Called as ``callback(layer_index, layer, record)`` after every epoch.
     corruption, corruption_level : str / float or per-layer sequences
         Denoising autoencoder corruption (``pretrain="dae"`` only).
+    checkpoint_dir : str or path-like, optional
+        Directory for a checkpoint written atomically after every epoch of every layer (the
+        finished layers, the current layer with its trainer state, the generator state). When
+        it already holds a checkpoint of a run with the same settings and data shape, training
+        resumes after the last saved epoch (the inputs of the current layer are recomputed from
+        the finished layers), and the result equals an uninterrupted run's exactly on the CPU.
+        The checkpoint's generator state replaces ``generator``'s. A checkpoint of other
+        settings raises ``ValueError``; a finished run's checkpoint returns the finished stack.
     **layer_options
         Per-layer training options, each a single value or one value per layer:
         for RBMs ``learning_rate``, ``batch_size``, ``k``, ``persistent``, ``momentum``,
@@ -198,8 +209,34 @@ def pretrain_stack(
     generator = generator if generator is not None else make_generator(None, X.device)
     factory = {"device": X.device, "dtype": X.dtype}
 
+    ckpt, save = None, None
+    if checkpoint_dir is not None:
+        from ._checkpoint import load_checkpoint, save_checkpoint, settings_text
+
+        settings = settings_text({
+            "pretrain": pretrain, "visible": visible, "hidden_layer_sizes": sizes, "n_epochs": epochs,
+            "propagate": propagate, "options": options, "corruption": corruptions if pretrain == "dae" else None,
+            "corruption_level": levels if pretrain == "dae" else None, "X": [list(X.shape), str(X.dtype)],
+            "validation_data": None if validation_data is None else list(validation_data.shape),
+        })
+        ckpt = load_checkpoint(checkpoint_dir, "pretrain_stack", settings)
+
+        def save(i: int, layer: Layer, trainer_state: dict) -> None:
+            save_checkpoint(checkpoint_dir, "pretrain_stack", settings, {
+                "layer": i,
+                "finished": [dict(done.state_dict()) for done in layers],
+                "histories": [[plain(r) for r in h] for h in histories],
+                "propagate_generator": propagate_states,
+                "current": dict(layer.state_dict()),
+                "trainer": trainer_state,
+                "generator": generator.get_state(),
+            })
+
     layers: list[Layer] = []
     histories: list[list[dict]] = []
+    # generator state before each finished layer's outputs were propagated (samples replay)
+    propagate_states: list[torch.Tensor] = []
+    resume_layer = -1 if ckpt is None else _check_resume_layer(ckpt, n_layers)
     inputs, valid = X, validation_data
     for i, n_hidden in enumerate(sizes):
         opts = {name: values[i] for name, values in options.items()}
@@ -208,26 +245,76 @@ def pretrain_stack(
         if pretrain == "rbm":
             layer = RBM(inputs.shape[1], n_hidden, visible=units, generator=generator, **factory)
             layer.init_visible_bias_(inputs)
-            trainer = CDTrainer(layer, generator=generator, **opts)
-            history = trainer.fit(
-                inputs, epochs[i], validation_data=valid, verbose=verbose, callbacks=hooks,
-                description=f"RBM layer {i + 1}/{n_layers}",
-            )
         else:
             layer = DenoisingAutoencoder(
                 inputs.shape[1], n_hidden, visible=units, corruption=corruptions[i],
                 corruption_level=levels[i], generator=generator, **factory,
             )
-            history = train_autoencoder(
-                layer, inputs, n_epochs=epochs[i], generator=generator, verbose=verbose, callbacks=hooks, **opts
-            )
+        if i < resume_layer:  # finished before the interruption: restore, no training
+            _load_layer(layer, ckpt["finished"][i])
+            history = [dict(r) for r in ckpt["histories"][i]]
+        else:
+            state = None
+            if i == resume_layer:
+                _load_layer(layer, ckpt["current"])
+                state = ckpt["trainer"]
+                generator.set_state(ckpt["generator"])
+            hooks_i = list(hooks)
+            if save is not None and pretrain == "rbm":
+                hooks_i.append(lambda layer, record, i=i: save(i, layer, trainer.state_dict()))
+            if pretrain == "rbm":
+                trainer = CDTrainer(layer, generator=generator, **opts)
+                if state is not None:
+                    trainer.load_state_dict(state)
+                trainer.fit(
+                    inputs, max(0, epochs[i] - trainer.epoch), validation_data=valid, verbose=verbose,
+                    callbacks=hooks_i, description=f"RBM layer {i + 1}/{n_layers}",
+                )
+                history = trainer.history
+            else:
+                checkpoint = None if save is None else (lambda st, i=i, layer=layer: save(i, layer, st))
+                history = train_autoencoder(
+                    layer, inputs, n_epochs=epochs[i], generator=generator, verbose=verbose, callbacks=hooks,
+                    state=state, checkpoint=checkpoint, **opts
+                )
         layers.append(layer)
         histories.append(history)
         if i < n_layers - 1:
             samples = propagate == "samples"
+            if i < resume_layer:
+                generator.set_state(ckpt["propagate_generator"][i])
+            else:
+                propagate_states.append(generator.get_state())
             inputs = _propagate(inputs, [layer], samples=samples, generator=generator)
             if valid is not None:
                 valid = _propagate(valid, [layer])
+        if i < resume_layer:
+            propagate_states[:] = [s.clone() for s in ckpt["propagate_generator"][: i + 1]]
     stack = LayerStack(layers)
     stack.histories = histories
     return stack
+
+
+def _check_resume_layer(ckpt: dict, n_layers: int) -> int:
+    try:
+        i = int(ckpt["layer"])
+        lengths = {len(ckpt["finished"]), len(ckpt["histories"]), len(ckpt["propagate_generator"])}
+        if not 0 <= i < n_layers or lengths != {i}:
+            raise ValueError(f"layer index {i} does not fit {len(ckpt['finished'])} finished layers")
+        for key in ("propagate_generator", "current", "trainer", "generator"):
+            ckpt[key]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"The pretraining checkpoint is damaged ({exc}). Delete the checkpoint directory to start over."
+        ) from exc
+    return i
+
+
+def _load_layer(layer: nn.Module, state: dict) -> None:
+    try:
+        layer.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ValueError(
+            f"The pretraining checkpoint does not fit the layers being trained ({exc}). Delete the checkpoint "
+            "directory to start over, or use another 'checkpoint_dir'."
+        ) from exc

@@ -28,6 +28,7 @@ import contextlib
 import copy
 import math
 import numbers
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._checkpoint import load_checkpoint, plain, save_checkpoint, settings_text
 from ._random import resolve_device
+from ._shard import Shard, owned_batches
 from ._validation import (
     DivergenceError,
     check_choice,
@@ -528,6 +531,13 @@ def _check_inputs(net: nn.Module, X: torch.Tensor, name: str = "X") -> torch.Ten
             f"{name} has dtype {X.dtype} but the network has dtype {p.dtype}. "
             f"Convert with {name}.to({p.dtype})."
         )
+    first = next((m for m in net.modules() if isinstance(m, (nn.Linear, Maxout))), None)
+    n_in = None if first is None else (first.linear.in_features if isinstance(first, Maxout) else first.in_features)
+    if n_in is not None and X.shape[1] != n_in:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features but the network's first layer takes {n_in} "
+            f"(shape {tuple(X.shape)} vs (n_samples, {n_in}))."
+        )
     return X
 
 
@@ -687,14 +697,20 @@ def _train_step(
     X_batch: torch.Tensor,
     y_batch: torch.Tensor,
     cfg: _StepConfig,
+    sum_scale: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step: forward, loss, backward, L1 subgradient, clipping, step, max-norm.
 
-    Returns the detached loss and outputs (no host synchronisation).
+    With ``sum_scale`` (data-parallel runs) the loss is the sum over the batch times
+    ``sum_scale`` instead of the mean. Returns the detached loss and outputs (no host
+    synchronisation).
     """
     optimizer.zero_grad(set_to_none=True)
     out = net(X_batch)
-    loss = _loss_fn(cfg.loss)(out, y_batch)
+    if sum_scale is None:
+        loss = _loss_fn(cfg.loss)(out, y_batch)
+    else:
+        loss = _loss_fn(cfg.loss)(out, y_batch, reduction="sum") * sum_scale
     loss.backward()
     if cfg.l1 > 0:
         for w in cfg.l1_weights:
@@ -724,8 +740,14 @@ def _run_epoch(
     generator: torch.Generator | None,
     epoch: int,
     batch_callbacks: tuple,
+    shard: Shard | None = None,
 ) -> tuple[float, float]:
     """One pass over the training samples; returns (mean loss, score) of the batches."""
+    if shard is not None:
+        return _run_sharded_epoch(
+            net, optimizer, X, y, train_sst=train_sst, cfg=cfg, batch_size=batch_size, shuffle=shuffle,
+            generator=generator, epoch=epoch, batch_callbacks=batch_callbacks, shard=shard,
+        )
     n = X.shape[0] if train_index is None else train_index.shape[0]
     order: torch.Tensor | None = None
     if shuffle:
@@ -758,6 +780,18 @@ def _run_epoch(
             record = {"epoch": epoch, "batch": b, "batch_size": m, "loss": loss}
             for callback in batch_callbacks:
                 callback(net, record)
+    return _epoch_result(optimizer, cfg, loss_sum, stat, n, train_sst, epoch)
+
+
+def _epoch_result(
+    optimizer: torch.optim.Optimizer,
+    cfg: _StepConfig,
+    loss_sum: torch.Tensor,
+    stat: torch.Tensor | None,
+    n: int,
+    train_sst: torch.Tensor | None,
+    epoch: int,
+) -> tuple[float, float]:
     mean_loss = float(loss_sum) / n
     if not math.isfinite(mean_loss):
         lr = optimizer.param_groups[0]["lr"]
@@ -772,6 +806,53 @@ def _run_epoch(
         assert train_sst is not None
         score = _r2(stat, train_sst)
     return mean_loss, score
+
+
+def _run_sharded_epoch(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    train_sst: torch.Tensor | None,
+    cfg: _StepConfig,
+    batch_size: int,
+    shuffle: bool,
+    generator: torch.Generator | None,
+    epoch: int,
+    batch_callbacks: tuple,
+    shard: Shard,
+) -> tuple[float, float]:
+    """One data-parallel pass: this process's rows of every global batch (see :mod:`dbn._shard`).
+
+    The gradient of ``sum(loss over owned rows) * world_size / global_batch_size`` averaged by
+    DistributedDataParallel over the processes is the gradient of the global batch's mean loss.
+    """
+    n = shard.n_total
+    if shuffle:
+        order = torch.randperm(n, generator=generator, device=X.device)
+    else:
+        order = torch.arange(n, device=X.device)
+    local, _, sizes = owned_batches(order, shard.offset, X.shape[0], batch_size)
+    per_output = 1 if cfg.loss == "cross_entropy" else y.shape[1]
+    loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
+    stat = torch.zeros(1 if cfg.loss == "cross_entropy" else y.shape[1], device=X.device, dtype=torch.float64)
+    for b, (idx, m) in enumerate(zip(local, sizes, strict=True)):
+        X_batch, y_batch = X[idx], y[idx]
+        scale = shard.world_size / (m * per_output)
+        loss, out = _train_step(net, optimizer, X_batch, y_batch, cfg, sum_scale=scale)
+        loss_sum += loss * (m / shard.world_size)  # this process's summed per-sample loss
+        if cfg.loss == "cross_entropy":
+            stat += (out.argmax(dim=1) == y_batch).sum()
+        else:
+            stat += ((out - y_batch) ** 2).sum(dim=0, dtype=torch.float64)
+        if batch_callbacks:
+            record = {"epoch": epoch, "batch": b, "batch_size": idx.shape[0], "loss": loss}
+            for callback in batch_callbacks:
+                callback(net, record)
+    totals = torch.cat([loss_sum.view(1), stat])
+    shard.all_reduce(totals)
+    return _epoch_result(optimizer, cfg, totals[0], totals[1:] if per_output > 1 else totals[1], n, train_sst, epoch)
 
 
 def fit_network(
@@ -807,6 +888,8 @@ def fit_network(
     batch_callbacks: Sequence[BatchCallback] = (),
     eval_batch_size: int = 1000,
     verbose: bool = False,
+    checkpoint_dir: str | os.PathLike | None = None,
+    shard: Shard | None = None,
 ) -> History:
     """Train ``net`` in place by mini-batch gradient descent on a supervised loss.
 
@@ -906,6 +989,22 @@ def fit_network(
         Batch size for validation.
     verbose : bool, default=False
         Show a tqdm progress bar over epochs with the latest metrics.
+    checkpoint_dir : str or path-like or None, default=None
+        Directory for a checkpoint written atomically after every epoch: the network, optimizer
+        and scheduler states, the history, the best state and early-stopping counters, the
+        generator state and the state of the forked global RNG used by dropout. When it holds a
+        checkpoint of a run with the same settings, data shapes and network shapes, training
+        resumes after the last saved epoch and ends exactly as an uninterrupted run would on the
+        CPU (the checkpoint's generator state replaces ``generator``'s; the callbacks only see
+        the epochs run in this call). Other settings raise ``ValueError``. In a data-parallel run
+        give each process its own directory.
+    shard : dbn._shard.Shard or None, default=None
+        Data-parallel training (see :mod:`dbn.distributed`): ``X`` and ``y`` are this process's
+        contiguous shard of the data and ``net`` is wrapped in ``DistributedDataParallel``.
+        Every process visits the same global permutation in global batches of ``batch_size``
+        and trains on the rows of each batch it owns; the loss is scaled so that DDP's gradient
+        average is the global batch mean. Reported losses and scores are over all processes.
+        Needs ``validation_data`` for early stopping; no frozen layers.
 
     Returns
     -------
@@ -1014,6 +1113,14 @@ def fit_network(
     if validation_data is not None:
         _check_output_shape(net, X_val, y_val, loss)
 
+    if shard is not None:
+        if not isinstance(shard, Shard):
+            raise ValueError(f"The 'shard' parameter must be a dbn._shard.Shard or None. Got {shard!r}.")
+        if early_stopping and validation_data is None:
+            raise ValueError("Data-parallel training (shard) needs validation_data for early stopping.")
+        if frozen:
+            raise ValueError("Data-parallel training (shard) does not support frozen layers; set freeze=().")
+
     # ---- training / validation split
     train_index: torch.Tensor | None = None
     has_validation = validation_data is not None
@@ -1030,9 +1137,16 @@ def fit_network(
         X_val, y_val = X[val_index], y[val_index]
         has_validation = True
     n_train = X.shape[0] if train_index is None else train_index.shape[0]
+    if shard is not None:
+        n_train = shard.n_total
     batch_size = min(batch_size, n_train)
     train_sst = None
-    if loss == "mse":
+    if loss == "mse" and shard is not None:
+        moments = torch.cat([y.sum(dim=0), (y * y).sum(dim=0)]).double()
+        shard.all_reduce(moments)
+        s1, s2 = moments.chunk(2)
+        train_sst = (s2 - s1 * s1 / shard.n_total).clamp(min=0.0)
+    elif loss == "mse":
         train_sst = _total_sum_squares(y if train_index is None else y[train_index])
 
     # ---- parameters, optimizer, schedule
@@ -1080,6 +1194,21 @@ def fit_network(
     best_value = math.inf
     best_state: dict[str, torch.Tensor] | None = None
     epochs_no_change = 0
+    settings = None
+    if checkpoint_dir is not None:
+        settings = settings_text({
+            "loss": loss, "optimizer": optimizer, "learning_rate": learning_rate, "momentum": momentum,
+            "nesterov": nesterov, "weight_decay": weight_decay, "l1": l1, "max_iter": max_iter,
+            "batch_size": batch_size, "lr_schedule": schedule, "lr_step_size": lr_step_size, "lr_gamma": lr_gamma,
+            "lr_min": lr_min, "clip_grad_norm": clip_grad_norm, "max_norm": max_norm, "freeze": sorted(frozen),
+            "early_stopping": early_stopping, "validation_fraction": validation_fraction, "monitor": monitor,
+            "n_iter_no_change": n_iter_no_change, "tol": tol, "shuffle": shuffle,
+            "X": [list(X.shape), str(X.dtype)], "y": [list(y.shape), str(y.dtype)],
+            "validation_data": None if validation_data is None else [list(X_val.shape), list(y_val.shape)],
+            "network": [[name, list(p.shape)] for name, p in net.state_dict().items()],
+            "shard": None if shard is None else [shard.offset, shard.n_total, shard.world_size],
+        })
+    ckpt = None if settings is None else load_checkpoint(checkpoint_dir, "fit_network", settings)
 
     # Dropout draws from the global RNG; fork it and seed it from the generator so that the
     # run is reproducible from `generator` and the caller's global RNG state is untouched.
@@ -1099,7 +1228,14 @@ def fit_network(
             if generator is not None:
                 seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
                 torch.manual_seed(int(seed))
-            for epoch in range(1, max_iter + 1):
+            first_epoch, finished = 1, False
+            if ckpt is not None:
+                first_epoch, finished, best_value, best_state, epochs_no_change = _restore_fit_state(
+                    ckpt, net, opt, scheduler, history, generator, X.device
+                )
+            for epoch in range(first_epoch, max_iter + 1):
+                if finished:
+                    break
                 start = time.perf_counter()
                 lr = opt.param_groups[0]["lr"]
                 train_loss, train_score = _run_epoch(
@@ -1115,6 +1251,7 @@ def fit_network(
                     generator=generator,
                     epoch=epoch,
                     batch_callbacks=batch_callbacks,
+                    shard=shard,
                 )
                 check_finite_parameters(net, where=f"epoch {epoch}", hint=_DIVERGENCE_HINT)
                 valid_loss = valid_score = None
@@ -1158,6 +1295,12 @@ def fit_network(
                     stop = True
                 if stop:
                     history.stopped_early = epoch < max_iter
+                if settings is not None:
+                    save_checkpoint(checkpoint_dir, "fit_network", settings, _fit_state(
+                        epoch, stop, net, opt, scheduler, history, best_value, best_state, epochs_no_change,
+                        generator, X.device,
+                    ))
+                if stop:
                     break
     finally:
         bar.close()
@@ -1166,6 +1309,75 @@ def fit_network(
     if early_stopping and best_state is not None:
         net.load_state_dict(best_state)
     return history
+
+
+def _fit_state(
+    epoch: int,
+    stop: bool,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    history: History,
+    best_value: float,
+    best_state: dict | None,
+    epochs_no_change: int,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> dict:
+    """Everything :func:`fit_network` needs to resume after ``epoch``."""
+    rng = None
+    if generator is not None:  # the forked global RNG that drives dropout
+        rng = torch.get_rng_state() if device.type == "cpu" else torch.cuda.get_rng_state(device)
+    return {
+        "epoch": epoch,
+        "stopped": stop,
+        "net": dict(net.state_dict()),
+        "optimizer": opt.state_dict(),
+        "scheduler": None if scheduler is None else plain(scheduler.state_dict()),
+        "history": [plain(r) for r in history],
+        "best_epoch": history.best_epoch,
+        "stopped_early": history.stopped_early,
+        "best_value": best_value,
+        "best_state": best_state,
+        "epochs_no_change": epochs_no_change,
+        "generator": None if generator is None else generator.get_state(),
+        "rng": rng,
+    }
+
+
+def _restore_fit_state(
+    state: dict,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    history: History,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> tuple[int, bool, float, dict | None, int]:
+    try:
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        history[:] = [dict(r) for r in state["history"]]
+        history.best_epoch = state["best_epoch"]
+        history.stopped_early = bool(state["stopped_early"])
+        if generator is not None:
+            generator.set_state(state["generator"])
+            if device.type == "cpu":
+                torch.set_rng_state(state["rng"])
+            else:
+                torch.cuda.set_rng_state(state["rng"], device)
+        best_state = state["best_state"]
+        if best_state is not None:
+            best_state = {k: v.to(device) for k, v in best_state.items()}
+        return (int(state["epoch"]) + 1, bool(state["stopped"]), float(state["best_value"]), best_state,
+                int(state["epochs_no_change"]))
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(
+            f"The fine-tuning checkpoint does not fit this run ({type(exc).__name__}: {exc}). Delete the "
+            "checkpoint directory to start over, or use another 'checkpoint_dir'."
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------
