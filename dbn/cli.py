@@ -1,5 +1,6 @@
 """Command line: ``dbn compare ...`` runs a comparison study, ``dbn report DIR`` rewrites its report,
-``dbn plot filters|samples|history MODEL --out PNG`` draws a saved model.
+``dbn plot filters|samples|history MODEL --out PNG`` draws a saved model, ``dbn pretrain ...``
+pretrains a stack of RBMs (data-parallel under ``torchrun --nproc-per-node P -m dbn pretrain``).
 
 Parsing only: every action is a call into :mod:`dbn.harness`.
 
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("arms", help="list the built-in arms and their DBNClassifier parameters")
 
+    from .distributed import add_pretrain_arguments
+
+    add_pretrain_arguments(sub.add_parser(
+        "pretrain", help="greedy RBM pretraining, data-parallel under torchrun "
+        "(torchrun --nproc-per-node 2 -m dbn pretrain ...)"))
+
     p = sub.add_parser("plot", help="draw a saved model's filters, samples or training history as a PNG",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("what", choices=["filters", "samples", "history"])
@@ -144,6 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "plot":
         return _plot(args)
+    if args.command == "pretrain":
+        from .distributed import run_pretrain
+
+        return run_pretrain(args)
     if args.command == "report":
         print(harness.write_report(args.out, figures=not args.no_figures))
         return 0

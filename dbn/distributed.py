@@ -405,7 +405,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="python -m dbn.distributed", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pretrain", help="data-parallel greedy RBM pretraining")
+    add_pretrain_arguments(sub.add_parser("pretrain", help="data-parallel greedy RBM pretraining"))
+    return run_pretrain(parser.parse_args(argv))
+
+
+def add_pretrain_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of the ``pretrain`` command (shared by ``dbn pretrain`` and ``-m dbn.distributed``)."""
     p.add_argument("--dataset", required=True, help="digits, mnist, or a path (.pkl.gz, .npz, .npy)")
     p.add_argument("--sizes", type=int, nargs="+", required=True, help="hidden layer sizes")
     p.add_argument("--epochs", type=int, default=5)
@@ -421,7 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--backend", choices=("gloo", "nccl"), default=None)
     p.add_argument("--out", default=None, help="where rank 0 saves the stack (dbn.io.save)")
     p.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
+    return p
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    """Run the ``pretrain`` command on parsed arguments (one process, or one rank under torchrun)."""
 
     device = resolve_device(args.device)
     rank, size = init_distributed(args.backend if args.backend else ("nccl" if device.type == "cuda" else "gloo"))

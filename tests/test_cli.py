@@ -96,3 +96,12 @@ def test_plot_commands(tmp_path):
         cli.main(["plot", "samples", str(files["clf"]), "--out", str(tmp_path / "x.png")])
     with pytest.raises(SystemExit):
         cli.main(["plot", "weights", str(files["rbm"]), "--out", str(tmp_path / "x.png")])
+
+
+def test_pretrain_command_saves_a_stack(tmp_path):
+    from dbn.io import load
+
+    out = tmp_path / "stack.dbn"
+    assert cli.main(["pretrain", "--dataset", "digits", "--sizes", "16", "8", "--epochs", "1", "--out", str(out),
+                     "--quiet"]) == 0
+    assert load(out).sizes == (64, 16, 8)
