@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gzip
-import pickle
 import statistics
 import time
 from pathlib import Path
@@ -41,8 +39,10 @@ def load_data(
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Training inputs and labels as tensors, and a description of what was loaded."""
     if kind in ("auto", "mnist") and path.exists():
-        with gzip.open(path, "rb") as f:
-            (X, y), _, _ = pickle.load(f, encoding="latin1")
+        from dbn.datasets import load_mnist
+
+        split = load_mnist(path)  # the package's safe loader: arrays only
+        X, y = split.X_train, split.y_train
         name = f"MNIST ({path})"
     elif kind == "mnist":
         raise SystemExit(f"MNIST file not found: {path}")

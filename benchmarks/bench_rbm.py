@@ -27,10 +27,8 @@ Examples
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
-import pickle
 import subprocess
 import sys
 import time
@@ -56,10 +54,10 @@ WEIGHT_DECAY = 2e-4
 
 # --------------------------------------------------------------------------------------------
 def load_mnist(path: Path) -> np.ndarray:
-    """MNIST training images, float32 of shape (50000, 784)."""
-    with gzip.open(path, "rb") as f:
-        (X, _), _, _ = pickle.load(f, encoding="latin1")
-    return np.ascontiguousarray(X, dtype=np.float32)
+    """MNIST training images, float32 of shape (50000, 784) (read by the package's safe loader)."""
+    from dbn.datasets import load_mnist as load_split
+
+    return np.ascontiguousarray(load_split(path).X_train, dtype=np.float32)
 
 
 def cd1_flops(n_samples: int, n_visible: int, n_hidden: int, batch_size: int) -> float:
@@ -321,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+        from threadpoolctl import threadpool_limits  # numpy's BLAS, used by scikit-learn
+
+        threadpool_limits(args.threads)
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe, args)))
         return 0
