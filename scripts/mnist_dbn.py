@@ -11,9 +11,13 @@ conjugate gradients):
 * fine-tuning (every arm alike): SGD with momentum 0.9, batch 100, ``--epochs`` epochs at most,
   early stopping on the validation set (patience ``--patience``), the best validation epoch's
   weights restored, then the test error measured once;
-* arms: ``dbn`` (pretrained, sigmoid), ``dbn-dropout`` (the same pretrained stack fine-tuned
-  with dropout 0.5 on hidden and 0.2 on input units), ``sigmoid`` (random init, Glorot
-  uniform), ``relu`` (random init, He normal).
+* arms: ``dbn`` (pretrained, sigmoid), ``dbn-gentle`` (the same stack fine-tuned with a smaller
+  learning rate, ``--gentle-lr``, and a small L2 penalty, ``--gentle-l2``), ``dbn-dropout`` (the
+  same stack fine-tuned with dropout 0.5 on hidden and 0.2 on input units), ``sigmoid`` (random
+  init, Glorot uniform), ``relu`` (random init, He normal).
+
+``--stack PATH`` saves the pretrained stack there (or loads it, when the file exists), so that
+further fine-tuning arms can reuse one pretraining.
 
 It prints test error, epochs and wall time per phase, and writes everything to ``--out``
 (JSON). Example::
@@ -42,7 +46,7 @@ from dbn.stack import pretrain_stack  # noqa: E402
 from dbn.training import build_mlp, evaluate, fit_network  # noqa: E402
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist.pkl.gz")
-ARMS = ("dbn", "dbn-dropout", "sigmoid", "relu")
+ARMS = ("dbn", "dbn-gentle", "dbn-dropout", "sigmoid", "relu")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.1, help="fine-tuning learning rate (sigmoid arms)")
     p.add_argument("--relu-lr", type=float, default=0.05, help="fine-tuning learning rate of the ReLU arm")
+    p.add_argument("--gentle-lr", type=float, default=0.02, help="learning rate of the dbn-gentle arm")
+    p.add_argument("--gentle-l2", type=float, default=1e-5, help="L2 penalty of the dbn-gentle arm")
+    p.add_argument("--stack", default=None, help="save the pretrained stack here, or load it if the file exists")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
@@ -88,7 +95,14 @@ def main(argv=None) -> int:
 
     stack = None
     pretrain_time = 0.0
-    if any(a.startswith("dbn") for a in args.arms):
+    if any(a.startswith("dbn") for a in args.arms) and args.stack and os.path.exists(args.stack):
+        from dbn.io import load
+
+        stack = load(args.stack)
+        pretrain_time = sum(r["time"] for h in stack.histories for r in h)
+        print(f"loaded the pretrained stack {stack.sizes} from {args.stack} (pretraining took {pretrain_time:.0f} s)")
+        results["pretraining"] = {"seconds": pretrain_time, "loaded_from": args.stack, "histories": stack.histories}
+    elif any(a.startswith("dbn") for a in args.arms):
         t0 = time.perf_counter()
         stack = pretrain_stack(
             X, args.sizes, pretrain="rbm", n_epochs=args.pretrain_epochs, learning_rate=args.pretrain_lr,
@@ -102,11 +116,18 @@ def main(argv=None) -> int:
               + ", ".join(f"{h[-1]['reconstruction_error']:.2f}" for h in stack.histories if h))
         results["pretraining"] = {"seconds": pretrain_time, "seconds_per_layer": per_layer,
                                   "histories": stack.histories}
+        if args.stack:
+            from dbn.io import save
+
+            save(stack, args.stack)
 
     for arm in args.arms:
         g = torch.Generator().manual_seed(args.seed + 1)
-        lr, dropout, input_dropout, max_iter = args.lr, 0.0, 0.0, args.epochs
+        lr, dropout, input_dropout, max_iter, l2 = args.lr, 0.0, 0.0, args.epochs, 0.0
         if arm == "dbn":
+            net = to_torch(stack, head="softmax", n_outputs=10, generator=g)
+        elif arm == "dbn-gentle":
+            lr, l2 = args.gentle_lr, args.gentle_l2
             net = to_torch(stack, head="softmax", n_outputs=10, generator=g)
         elif arm == "dbn-dropout":
             dropout, input_dropout = 0.5, 0.2
@@ -120,7 +141,7 @@ def main(argv=None) -> int:
             net = build_mlp(784, args.sizes, 10, activation="relu", init="he", generator=g)
         t0 = time.perf_counter()
         history = fit_network(
-            net, X, y, optimizer="sgd", learning_rate=lr, momentum=0.9, batch_size=args.batch_size,
+            net, X, y, optimizer="sgd", learning_rate=lr, momentum=0.9, weight_decay=l2, batch_size=args.batch_size,
             max_iter=max_iter, early_stopping=True, validation_data=(Xva, yva), n_iter_no_change=args.patience,
             monitor="valid_score", generator=g, verbose=True,
         )
@@ -137,10 +158,11 @@ def main(argv=None) -> int:
             "finetune_seconds": finetune_time,
             "seconds_per_epoch": finetune_time / len(history),
             "pretrain_seconds": pretrain_time if arm.startswith("dbn") else 0.0,
-            "learning_rate": lr, "dropout": dropout, "input_dropout": input_dropout,
+            "learning_rate": lr, "weight_decay": l2, "dropout": dropout, "input_dropout": input_dropout,
             "history": list(history),
         }
         results["arms"][arm] = row
+        print(f"{arm}: {row['test_error_percent']:.2f}% test error", flush=True)
         print(f"{arm:12s} test error {row['test_error_percent']:.2f}%  valid {row['valid_error_percent']:.2f}%  "
               f"train {row['train_error_percent']:.2f}%  best epoch {history.best_epoch}/{len(history)}  "
               f"fine-tuning {finetune_time:.0f} s ({row['seconds_per_epoch']:.1f} s/epoch)")
