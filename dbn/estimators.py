@@ -20,6 +20,7 @@ from sklearn.base import (
     RegressorMixin,
     TransformerMixin,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -1084,6 +1085,12 @@ class _DeepNetwork(_PersistenceMixin, BaseEstimator):
                 self.history_.best_epoch += offset
             self.history_[:0] = freeze_history
         self.n_iter_ = len(self.history_)
+        if self.early_stopping and not self.history_.stopped_early:
+            warnings.warn(
+                f"{type(self).__name__}: max_iter={self.max_iter} reached before the validation score "
+                f"stopped improving for n_iter_no_change={self.n_iter_no_change} epochs; consider a larger max_iter.",
+                ConvergenceWarning,
+            )
         return self
 
     def _fit_options(self, generator, *, max_iter=None, freeze=(), checkpoint="finetune"):

@@ -164,3 +164,11 @@ def test_bernoulli_pretraining_rejects_unscaled_data(digits):
         DBNClassifier((8,), n_iter=1, max_iter=1).fit(Xtr[:50] * 16, ytr[:50])
     # random init does not care about the range
     DBNClassifier((8,), pretrain=None, max_iter=1).fit(Xtr[:50] * 16, ytr[:50])
+
+
+def test_convergence_warning_when_early_stopping_never_triggers(digits):
+    from sklearn.exceptions import ConvergenceWarning
+
+    Xtr, ytr, *_ = digits
+    with pytest.warns(ConvergenceWarning, match="max_iter=2 reached"):
+        DBNClassifier((8,), pretrain=None, max_iter=2, early_stopping=True, random_state=0).fit(Xtr[:200], ytr[:200])
