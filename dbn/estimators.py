@@ -172,6 +172,22 @@ def _restore_stack(layer_configs: list, histories, tensors: dict, device):
 
 
 
+class _ParameterView:
+    """Fitted attribute mapping to a parameter of ``rbm_``: read as numpy, assignment copies in."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        return _to_numpy(getattr(obj.rbm_, self.name))  # AttributeError while unfitted
+
+    def __set__(self, obj, value) -> None:
+        with torch.no_grad():
+            getattr(obj.rbm_, self.name).copy_(torch.as_tensor(np.asarray(value)))
+
+
 _MOMENTUM_CONSTRAINTS = [Interval(Real, 0, 1, closed="left"), StrOptions({"hinton"}), tuple]
 
 
@@ -314,32 +330,10 @@ class RBMTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-    @property
-    def components_(self) -> np.ndarray:
-        return _to_numpy(self.rbm_.weight)
-
-    @components_.setter
-    def components_(self, value) -> None:
-        with torch.no_grad():
-            self.rbm_.weight.copy_(torch.as_tensor(np.asarray(value)))
-
-    @property
-    def intercept_hidden_(self) -> np.ndarray:
-        return _to_numpy(self.rbm_.hidden_bias)
-
-    @intercept_hidden_.setter
-    def intercept_hidden_(self, value) -> None:
-        with torch.no_grad():
-            self.rbm_.hidden_bias.copy_(torch.as_tensor(np.asarray(value)))
-
-    @property
-    def intercept_visible_(self) -> np.ndarray:
-        return _to_numpy(self.rbm_.visible_bias)
-
-    @intercept_visible_.setter
-    def intercept_visible_(self, value) -> None:
-        with torch.no_grad():
-            self.rbm_.visible_bias.copy_(torch.as_tensor(np.asarray(value)))
+    # numpy views of the fitted module's parameters, readable and writable like BernoulliRBM's
+    components_ = _ParameterView("weight")
+    intercept_hidden_ = _ParameterView("hidden_bias")
+    intercept_visible_ = _ParameterView("visible_bias")
 
     @property
     def _n_features_out(self) -> int:
