@@ -441,3 +441,15 @@ def test_pretrained_stacks_are_shared_across_labelled_sizes(tmp_path):
     for a, b in zip(rows_both, alone.rows):
         for key in ("test_error", "train_loss", "valid_loss"):
             assert a[key] == b[key]
+
+
+def test_negligible_differences_are_not_findings():
+    from dbn.harness.report import findings
+
+    # both arms stuck at chance: a 1e-5-nat difference with a tiny interval is no evidence
+    runs = [{"arm": a, "pretrained": a == "dbn", "dataset": "d", "depth": 3, "width": 8, "size": 100, "seed": s,
+             "fold": 0, "test_error": 0.9, "train_error": 0.9, "gap": 0.0,
+             "min_train_loss": 2.302 + (1e-5 if a == "sigmoid-normal" else 0.0) + 1e-7 * s}
+            for a in ("sigmoid-normal", "dbn") for s in range(3)]
+    sentence = findings(runs)["optimisation"][0]
+    assert "inconclusive" in sentence and "supports" not in sentence

@@ -170,9 +170,18 @@ def _ci_num(d: dict[str, float], fmt: str = "{:+.3f}") -> str:
     return f"{fmt.format(d['mean'])} [95% CI {fmt.format(d['low'])}, {fmt.format(d['high'])}], n={d['n']}"
 
 
-def _sign(d: dict[str, float]) -> int:
-    """-1 / +1 when the interval lies below / above zero, 0 when it contains zero or is undefined."""
+#: Differences smaller than these are treated as no difference, even when their interval excludes
+#: zero (e.g. two arms stuck at the same chance-level loss differ by 1e-5 nats with a tiny interval).
+NEGLIGIBLE_ERROR = 1e-3  # 0.1 percentage point
+NEGLIGIBLE_LOSS = 1e-2  # nats
+
+
+def _sign(d: dict[str, float], negligible: float = 0.0) -> int:
+    """-1 / +1 when the interval lies below / above zero, 0 when it contains zero, is undefined,
+    or the mean difference is smaller than ``negligible`` in absolute value."""
     if not (math.isfinite(d["low"]) and math.isfinite(d["high"])):
+        return 0
+    if abs(d["mean"]) < negligible:
         return 0
     if d["high"] < 0:
         return -1
@@ -261,7 +270,8 @@ def findings(
             d_train = paired_differences(train[(p, cell)], train[(base, cell)])
             d_loss = paired_differences(mintl[(p, cell)], mintl[(base, cell)])
             d_gap = paired_differences(gap[(p, cell)], gap[(base, cell)])
-            s_test, s_train, s_loss = _sign(d_test), _sign(d_train), _sign(d_loss)
+            s_test, s_train = _sign(d_test, NEGLIGIBLE_ERROR), _sign(d_train, NEGLIGIBLE_ERROR)
+            s_loss = _sign(d_loss, NEGLIGIBLE_LOSS)
             if s_test < 0 and s_train >= 0:
                 verdict = ("**supports the regulariser reading**: better test error without a better "
                            "training error")
@@ -271,7 +281,8 @@ def findings(
             elif s_test > 0:
                 verdict = "pretraining **hurt** test error here"
             else:
-                verdict = "**inconclusive** (the test-error interval contains 0)"
+                verdict = ("**inconclusive** (the test-error interval contains 0, or the difference is below "
+                           f"{100 * NEGLIGIBLE_ERROR:g} pp)")
             out["regularisation"].append(
                 f"**{p} vs {base}, {_cell_name(cell)}**: test error {_ci_pp(d_test)}; training error "
                 f"{_ci_pp(d_train)}; generalisation gap (test - train) {_ci_pp(d_gap)} -> {verdict} "
@@ -283,7 +294,8 @@ def findings(
                 v = ("pretraining reached a *higher* training loss: it did not help optimisation"
                      + (", yet test error was better (Erhan et al.'s regulariser picture)" if s_test < 0 else ""))
             else:
-                v = "**inconclusive** (the interval contains 0)"
+                v = ("**inconclusive** (the interval contains 0, or the difference is below "
+                     f"{NEGLIGIBLE_LOSS} nats)")
             out["optimisation"].append(
                 f"**{p} vs {base}, {_cell_name(cell)}**: lowest training loss {_ci_num(d_loss)} "
                 f"(nats, {p} minus {base}) -> {v} (figure `learning_curves.png`)."
@@ -300,7 +312,7 @@ def findings(
             cs = sorted(cs, key=lambda c: _size_order(c[3]))
             small, large = cs[0], cs[-1]
             d = paired_differences(advantages[small], advantages[large])
-            s = _sign(d)
+            s = _sign(d, NEGLIGIBLE_ERROR)
             what = ("the benefit of pretraining is **larger with fewer labels**" if s < 0 else
                     "the benefit of pretraining is **smaller with fewer labels**" if s > 0 else
                     "**inconclusive** whether the benefit depends on the number of labels")
@@ -378,7 +390,7 @@ def findings(
             if a == best:
                 continue
             d = paired_differences(test[(a, cell)], test[(best, cell)])
-            tag = "worse" if _sign(d) > 0 else "inconclusive"
+            tag = "worse" if _sign(d, NEGLIGIBLE_ERROR) > 0 else "inconclusive"
             parts.append(f"{a} {_ci_pp(d)} ({tag})")
         m = means[best]
         out["arms"].append(
