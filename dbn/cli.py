@@ -44,7 +44,13 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``dbn`` argument parser (subcommands ``compare``, ``report``, ``arms``)."""
+    """The ``dbn`` argument parser (subcommands ``compare``, ``report``, ``arms``, ``pretrain``, ``plot``).
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["plot", "filters", "m.dbn", "--out", "f.png"]).what
+    'filters'
+    """
     from .harness.config import ARMS, DIGITS_DEFAULTS as D
 
     parser = argparse.ArgumentParser(prog="dbn", description="torch-dbn: pretraining vs random init studies.")
@@ -141,7 +147,14 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dbn`` console script and ``python -m dbn``; returns the exit status."""
+    """Entry point of the ``dbn`` console script and ``python -m dbn``; returns the exit status.
+
+    Examples
+    --------
+    >>> main(["arms"])  # doctest: +ELLIPSIS
+    sigmoid-normal: ...
+    0
+    """
     args = build_parser().parse_args(argv)
     from . import harness
 

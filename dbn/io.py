@@ -98,6 +98,15 @@ def read_archive(
     ValueError
         When the file is truncated or corrupt, is not a torch-dbn model file, comes from a newer
         format version, or holds another kind of object than ``kind``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.dbn")
+    >>> _ = write_archive(path, "demo", {"n": 2}, {"w": torch.zeros(2)})
+    >>> config, tensors, kind = read_archive(path)
+    >>> config, kind, tensors["w"].shape
+    ({'n': 2}, 'demo', torch.Size([2]))
     """
     path = Path(path)
     if not path.exists():
@@ -133,7 +142,13 @@ def read_archive(
 
 
 def layer_config(layer: nn.Module) -> dict:
-    """JSON description of an RBM or denoising autoencoder (its constructor arguments)."""
+    """JSON description of an RBM or denoising autoencoder (its constructor arguments).
+
+    Examples
+    --------
+    >>> layer_config(RBM(4, 3))
+    {'type': 'rbm', 'n_visible': 4, 'n_hidden': 3, 'visible': 'bernoulli', 'dtype': 'float32'}
+    """
     dtype = str(layer.weight.dtype).replace("torch.", "")
     if isinstance(layer, RBM):
         return {"type": "rbm", "n_visible": layer.n_visible, "n_hidden": layer.n_hidden, "visible": layer.visible,
@@ -150,6 +165,12 @@ def layer_from_config(config: dict, device=None, *, stored_weight: torch.Tensor 
 
     ``stored_weight``, the weight the file holds for it, is checked against the described
     sizes before anything is allocated, so a damaged description cannot ask for huge tensors.
+
+    Examples
+    --------
+    >>> rbm = RBM(4, 3)
+    >>> layer_from_config(layer_config(rbm), stored_weight=rbm.weight)
+    RBM(n_visible=4, n_hidden=3, visible='bernoulli')
     """
     try:
         kind = config["type"]
@@ -203,7 +224,15 @@ def save(obj: RBM | DenoisingAutoencoder | LayerStack, path: str | os.PathLike) 
 
 
 def load(path: str | os.PathLike, *, device=None) -> RBM | DenoisingAutoencoder | LayerStack:
-    """Load what :func:`save` wrote, onto ``device`` (CPU by default)."""
+    """Load what :func:`save` wrote, onto ``device`` (CPU by default).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = save(LayerStack([RBM(6, 4), RBM(4, 2)]), os.path.join(tempfile.mkdtemp(), "s.dbn"))
+    >>> load(path).sizes
+    (6, 4, 2)
+    """
     config, tensors, kind = read_archive(path, kind=("RBM", "DenoisingAutoencoder", "LayerStack"))
     try:
         if kind == "LayerStack":

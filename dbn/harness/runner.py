@@ -649,7 +649,25 @@ class ResultStore:
 
 @dataclass
 class StudyResults:
-    """Rows of a study (one dict per run and epoch) and where they are stored."""
+    """Rows of a study (one dict per run and epoch) and where they are stored.
+
+    Attributes
+    ----------
+    rows : list of dict
+        Every stored row of the study directory.
+    out_dir : pathlib.Path
+    config : StudyConfig
+    n_run, n_skipped : int
+        Runs done by this call, and runs found already finished.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cfg = StudyConfig(arms=("relu-he",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=1)
+    >>> res = run_study(cfg, tempfile.mkdtemp(), progress=False)
+    >>> [r["arm"] for r in res.runs()]
+    ['relu-he']
+    """
 
     rows: list[dict[str, Any]]
     out_dir: Path
