@@ -94,7 +94,7 @@ class StudyConfig:
     ----------
     dataset : str, default="digits"
         ``"digits"``, ``"mnist"`` or a path accepted by :func:`dbn.datasets.load_dataset`.
-    arms : tuple of str, default=("sigmoid-normal", "sigmoid-xavier", "relu-he", "dbn", "sda")
+    arms : tuple of str, default=all eight built-in arms (``tuple(ARMS)``)
         Names from :data:`ARMS` or from ``extra_arms``.
     depths : tuple of int, default=(1, 3)
         Numbers of hidden layers.
@@ -103,7 +103,7 @@ class StudyConfig:
     sizes : tuple of int or None, default=(100, None)
         Labelled training-set sizes; ``None`` is the whole training set ("all"). Each seed
         draws its own class-stratified subset, shared by all arms.
-    seeds : tuple of int, default=(0, 1, 2)
+    seeds : tuple of int, default=(0, 1, 2, 3, 4)
         Replicates. A seed fixes the labelled subset, the initialisation/pretraining and the
         mini-batch order; arms run with the same seed see the same data in the same order.
     folds : int or None, default=None
@@ -147,11 +147,11 @@ class StudyConfig:
     """
 
     dataset: str = "digits"
-    arms: tuple[str, ...] = ("sigmoid-normal", "sigmoid-xavier", "relu-he", "dbn", "sda")
+    arms: tuple[str, ...] = tuple(ARMS)  # all eight built-in arms
     depths: tuple[int, ...] = (1, 3)
     widths: tuple[int, ...] = (128,)
     sizes: tuple[int | None, ...] = (100, None)
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     folds: int | None = None
     unlabelled: bool = True
     solver: Solver = "sgd"
