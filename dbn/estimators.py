@@ -188,10 +188,24 @@ class _ParameterView:
             getattr(obj.rbm_, self.name).copy_(torch.as_tensor(np.asarray(value)))
 
 
+class _LayerTransformerTags:
+    """Tags shared by the unsupervised transformers: sparse input, dtype kept, and
+    non-negative data required by Bernoulli visible units."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = self.visible == "bernoulli"
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
 _MOMENTUM_CONSTRAINTS = [Interval(Real, 0, 1, closed="left"), StrOptions({"hinton"}), tuple]
 
 
-class RBMTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class RBMTransformer(
+    _PersistenceMixin, _LayerTransformerTags, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Restricted Boltzmann machine feature extractor, trained by contrastive divergence.
 
     A drop-in replacement for :class:`sklearn.neural_network.BernoulliRBM` (same parameter
@@ -322,14 +336,7 @@ class RBMTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         self.shuffle = shuffle
         self.device = device
 
-    # -- tags and fitted views ---------------------------------------------------------------
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.positive_only = self.visible == "bernoulli"
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
+    # -- fitted views ------------------------------------------------------------------------
     # numpy views of the fitted module's parameters, readable and writable like BernoulliRBM's
     components_ = _ParameterView("weight")
     intercept_hidden_ = _ParameterView("hidden_bias")
@@ -644,7 +651,9 @@ def _pretrain(est, Xt: torch.Tensor, generator: torch.Generator, *, learning_rat
     return pretrain_stack(Xt, _layer_sizes(est.hidden_layer_sizes), **common, **extra)
 
 
-class DBNTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class DBNTransformer(
+    _PersistenceMixin, _LayerTransformerTags, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Unsupervised deep feature extractor: a greedily pretrained stack of RBMs or autoencoders.
 
     Parameters
@@ -753,13 +762,6 @@ class DBNTransformer(_PersistenceMixin, ClassNamePrefixFeaturesOutMixin, Transfo
         self.verbose = verbose
         self.device = device
         self.checkpoint_dir = checkpoint_dir
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.positive_only = self.visible == "bernoulli"
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
     @property
     def _n_features_out(self) -> int:
