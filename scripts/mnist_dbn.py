@@ -63,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--relu-lr", type=float, default=0.05, help="fine-tuning learning rate of the ReLU arm")
     p.add_argument("--gentle-lr", type=float, default=0.02, help="learning rate of the dbn-gentle arm")
     p.add_argument("--gentle-l2", type=float, default=1e-5, help="L2 penalty of the dbn-gentle arm")
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                   help="learning-rate schedule of every arm (cosine: annealed to 0 over the maximum epochs)")
     p.add_argument("--stack", default=None, help="save the pretrained stack here, or load it if the file exists")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
@@ -142,6 +144,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         history = fit_network(
             net, X, y, optimizer="sgd", learning_rate=lr, momentum=0.9, weight_decay=l2, batch_size=args.batch_size,
+            lr_schedule=None if args.schedule == "constant" else "cosine",
             max_iter=max_iter, early_stopping=True, validation_data=(Xva, yva), n_iter_no_change=args.patience,
             monitor="valid_score", generator=g, verbose=True,
         )
@@ -158,7 +161,7 @@ def main(argv=None) -> int:
             "finetune_seconds": finetune_time,
             "seconds_per_epoch": finetune_time / len(history),
             "pretrain_seconds": pretrain_time if arm.startswith("dbn") else 0.0,
-            "learning_rate": lr, "weight_decay": l2, "dropout": dropout, "input_dropout": input_dropout,
+            "learning_rate": lr, "schedule": args.schedule, "weight_decay": l2, "dropout": dropout, "input_dropout": input_dropout,
             "history": list(history),
         }
         results["arms"][arm] = row
