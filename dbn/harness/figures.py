@@ -62,6 +62,14 @@ def _mean_curve(rows: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, n
     return epochs, np.array([np.mean(by_epoch[e]) for e in epochs])
 
 
+def _save(fig, path: Path, title: str) -> None:
+    """Title, lay out, write the PNG and free the figure."""
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+
+
 def _learning_curves(rows, runs, path: Path, colors) -> str:
     plt = _pyplot()
     dmax = max(int(r["depth"]) for r in runs)
@@ -81,10 +89,7 @@ def _learning_curves(rows, runs, path: Path, colors) -> str:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("error (%)")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Learning curves (mean over seeds), depth {dmax}, width {width}, {size} labels", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, f"Learning curves (mean over seeds), depth {dmax}, width {width}, {size} labels")
     return f"Learning curves per arm: training (dashed), validation (dotted) and test (solid) error, depth {dmax}, {size} labels."
 
 
@@ -115,10 +120,7 @@ def _gradient_norms(rows, runs, path: Path, colors) -> str:
     axes[1][0].set_xlabel("layer (input side -> output)")
     axes[1][1].set_xlabel("layer (input side -> output)")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Gradient norms by layer, depth {dmax}, {size} labels (geometric mean over seeds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, f"Gradient norms by layer, depth {dmax}, {size} labels (geometric mean over seeds)")
     return f"Back-propagated and weight gradient norms by layer (log scale), depth {dmax}, at initialisation and after training."
 
 
@@ -148,10 +150,7 @@ def _error_vs_depth(runs, path: Path, colors) -> str:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test error (%)")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Test error vs depth (mean, 95% CI over seeds), width {width}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, f"Test error vs depth (mean, 95% CI over seeds), width {width}")
     return "Test error vs number of hidden layers, mean and 95% t-interval over seeds."
 
 
@@ -171,10 +170,7 @@ def _error_vs_size(runs, path: Path, colors) -> str:
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"Error and generalisation gap vs labelled set size, depth {dmax}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, f"Error and generalisation gap vs labelled set size, depth {dmax}")
     return f"Test error and generalisation gap vs labelled training-set size (log scale), depth {dmax}, 95% CIs."
 
 
@@ -209,10 +205,7 @@ def _train_vs_test(rows, runs, path: Path, colors) -> str:
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("test loss (nats)")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("Training vs test loss of every run through training (dot: selected epoch)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, "Training vs test loss of every run through training (dot: selected epoch)")
     return ("Training vs test loss per run as training proceeds (Erhan et al.'s picture): a regulariser "
             "moves runs down (lower test loss) without moving them left (lower training loss).")
 
