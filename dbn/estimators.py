@@ -634,7 +634,7 @@ def _layer_sizes(sizes) -> tuple[int, ...]:
 
 def _pretrain(est, Xt: torch.Tensor, generator: torch.Generator, *, learning_rate, batch_size, momentum):
     """Greedy pretraining with the estimator's pretraining parameters."""
-    from .stack import pretrain_stack
+    from .stack import kind_options, pretrain_stack
 
     kind = getattr(est, "pretrain", "rbm")
     common = dict(
@@ -642,12 +642,9 @@ def _pretrain(est, Xt: torch.Tensor, generator: torch.Generator, *, learning_rat
         verbose=bool(est.verbose), learning_rate=learning_rate, batch_size=batch_size, weight_decay=est.weight_decay,
         checkpoint_dir=_checkpoint_subdir(est, "pretrain"),
     )
-    if kind == "rbm":
-        extra = dict(k=est.k, persistent=est.persistent, momentum=momentum, sparsity_target=est.sparsity_target,
-                     sparsity_cost=est.sparsity_cost)
-    else:
-        extra = dict(corruption=est.corruption, corruption_level=est.corruption_level,
-                     momentum=0.9 if momentum == "hinton" else momentum)
+    extra = kind_options(kind, momentum=momentum, k=est.k, persistent=est.persistent,
+                         sparsity_target=est.sparsity_target, sparsity_cost=est.sparsity_cost,
+                         corruption=est.corruption, corruption_level=est.corruption_level)
     return pretrain_stack(Xt, _layer_sizes(est.hidden_layer_sizes), **common, **extra)
 
 

@@ -21,7 +21,7 @@ from ._validation import check_choice, check_data_tensor, check_int, per_layer
 from .autoencoder import DenoisingAutoencoder, train_autoencoder
 from .rbm import RBM, CDTrainer
 
-__all__ = ["LayerStack", "pretrain_stack", "PretrainKind", "Propagate"]
+__all__ = ["LayerStack", "pretrain_stack", "kind_options", "PretrainKind", "Propagate"]
 
 PretrainKind = Literal["rbm", "dae"]
 Propagate = Literal["probs", "samples"]
@@ -118,6 +118,35 @@ def _propagate(
             out[start : start + batch_size] = probs
         x = out
     return x
+
+
+def kind_options(
+    pretrain: PretrainKind,
+    *,
+    momentum,
+    k: int = 1,
+    persistent: bool = False,
+    sparsity_target: float | None = None,
+    sparsity_cost: float = 0.0,
+    corruption: str = "mask",
+    corruption_level: float = 0.2,
+) -> dict:
+    """The layer-type-specific options of :func:`pretrain_stack` from estimator-style settings.
+
+    RBMs take ``k``, ``persistent``, the momentum schedule and the sparsity settings;
+    autoencoders take the corruption settings and an SGD momentum, for which the RBM schedule
+    name ``"hinton"`` means its final value, 0.9.
+
+    Examples
+    --------
+    >>> kind_options("dae", momentum="hinton", corruption_level=0.3)
+    {'corruption': 'mask', 'corruption_level': 0.3, 'momentum': 0.9}
+    """
+    if pretrain == "rbm":
+        return dict(k=k, persistent=persistent, momentum=momentum, sparsity_target=sparsity_target,
+                    sparsity_cost=sparsity_cost)
+    return dict(corruption=corruption, corruption_level=corruption_level,
+                momentum=0.9 if momentum == "hinton" else momentum)
 
 
 def pretrain_stack(

@@ -40,7 +40,7 @@ from .._validation import DivergenceError
 from ..datasets import Split, load_dataset
 from ..estimators import DBNClassifier
 from ..export import to_torch
-from ..stack import pretrain_stack
+from ..stack import kind_options, pretrain_stack
 from ..training import History, build_mlp, evaluate, fit_network, linear_layers
 from .config import RunSpec, StudyConfig, arm_params, is_pretrained
 from .metrics import layer_statistics, weight_change
@@ -151,13 +151,9 @@ def build_network(
         verbose=bool(p["verbose"]), learning_rate=p["pretrain_learning_rate"],
         batch_size=p["pretrain_batch_size"] or p["batch_size"], weight_decay=p["weight_decay"],
     )
-    momentum = p["pretrain_momentum"]
-    if kind == "rbm":
-        extra = dict(k=p["k"], persistent=p["persistent"], momentum=momentum, sparsity_target=p["sparsity_target"],
-                     sparsity_cost=p["sparsity_cost"])
-    else:
-        extra = dict(corruption=p["corruption"], corruption_level=p["corruption_level"],
-                     momentum=0.9 if momentum == "hinton" else momentum)
+    extra = kind_options(kind, momentum=p["pretrain_momentum"], k=p["k"], persistent=p["persistent"],
+                         sparsity_target=p["sparsity_target"], sparsity_cost=p["sparsity_cost"],
+                         corruption=p["corruption"], corruption_level=p["corruption_level"])
     Xp = X if X_pretrain is None else X_pretrain
     stack = pretrain_stack(Xp, sizes, **common, **extra)
     net = to_torch(stack, head="softmax", n_outputs=n_outputs, dropout=p["dropout"], input_dropout=p["input_dropout"],
