@@ -378,6 +378,24 @@ def test_findings_inconclusive_when_intervals_overlap():
     assert "inconclusive" in one_seed["regularisation"][0] and "no interval" in one_seed["regularisation"][0]
 
 
+def test_findings_against_modern_random_init():
+    # relu-he fits the training set better (lower loss) but tests worse: the regulariser reading
+    extra = {"sigmoid-normal": {"test_loss": 0.5}, "relu-he": {"test_loss": 0.4}, "dbn": {"test_loss": 0.3}}
+    runs = _synthetic({"sigmoid-normal": (0.20, 0.05), "relu-he": (0.12, 0.0), "dbn": (0.10, 0.05)}, **extra)
+    f = findings(runs)
+    assert all("sigmoid-normal" not in s for s in f["modern"])  # the baseline has its own sections
+    (sentence,) = f["modern"]
+    assert sentence.startswith("**dbn vs relu-he, depth 3, width 8, 100 labels**")
+    assert "still helps, as a regulariser" in sentence and "relu-he reached a lower training loss" in sentence
+    assert "test loss -0.100 [95% CI" in sentence
+    worse = findings(_synthetic({"sigmoid-normal": (0.2, 0.0), "relu-he": (0.05, 0.0), "dbn": (0.10, 0.0)},
+                                **extra))["modern"][0]
+    assert "**relu-he is better** here" in worse
+    tie = findings(_synthetic({"sigmoid-normal": (0.2, 0.0), "relu-he": (0.10, 0.0), "dbn": (0.10, 0.0)}, noise=0.02,
+                              **extra))["modern"][0]
+    assert "inconclusive" in tie
+
+
 def test_findings_vanishing_gradients_and_size_trend():
     grads = {"sigmoid-normal": {"init_grad_shrink": -3.0, "init_wgrad_shrink": -0.5, "init_grad_ratio_bottom": -5.0,
                                 "init_saturated_top": 0.0},

@@ -218,7 +218,8 @@ def findings(
     2010): *regularisation* (better test error without a better training error),
     *vanishing gradients* (the back-propagated gradient shrinks toward the input, and depth
     hurts the arms where it does) and *optimisation* (a lower training loss). Each pretrained
-    arm is compared with ``baseline`` (the same sigmoid network, random init), paired by seed;
+    arm is compared with ``baseline`` (the same sigmoid network, random init), and then with
+    every other random-init arm (does it still help against a modern network?), paired by seed;
     a difference counts only when its 95% t-interval excludes zero, otherwise the sentence says
     "inconclusive".
 
@@ -233,8 +234,11 @@ def findings(
     Returns
     -------
     dict
-        ``"regularisation"``, ``"vanishing_gradients"``, ``"optimisation"`` and ``"arms"``
-        (a ranking of all arms per cell) -> list of sentences (markdown).
+        ``"regularisation"``, ``"vanishing_gradients"``, ``"optimisation"``, ``"modern"`` (each
+        pretrained arm against every other random-init arm, e.g. ``relu-he``: test error, test
+        loss and lowest training loss, with the regulariser reading when the pretrained arm wins
+        on test error without reaching a lower training loss) and ``"arms"`` (a ranking of all
+        arms per cell) -> list of sentences (markdown).
 
     Examples
     --------
@@ -244,7 +248,8 @@ def findings(
     >>> print(findings(runs)["regularisation"][0][:60])
     **dbn vs sigmoid-normal, depth 1, width 8, 100 labels**: tes
     """
-    out: dict[str, list[str]] = {"regularisation": [], "vanishing_gradients": [], "optimisation": [], "arms": []}
+    out: dict[str, list[str]] = {"regularisation": [], "vanishing_gradients": [], "optimisation": [], "modern": [],
+                                 "arms": []}
     base = _pick_baseline(runs, baseline)
     pretrained = [a for a in _arms(runs) if any(r["arm"] == a and r.get("pretrained") for r in runs)]
     test = _by_arm_cell(runs, "test_error")
@@ -320,6 +325,38 @@ def findings(
                 f"**{p} vs {base}, depth {arch[1]}, width {arch[2]}**: (difference at {small[3]} labels) minus "
                 f"(difference at {large[3]} labels) = {_ci_pp(d)} -> {what} (figure `error_vs_size.png`)."
             )
+
+    # -- against the other random-init arms (does pretraining still help?) ---------------------
+    modern = [a for a in _arms(runs) if a != base and a not in pretrained]
+    test_loss = _by_arm_cell(runs, "test_loss")
+    for p in pretrained:
+        for m in modern:
+            for cell in cells:
+                if (p, cell) not in test or (m, cell) not in test:
+                    continue
+                d_test = paired_differences(test[(p, cell)], test[(m, cell)])
+                d_loss = paired_differences(mintl[(p, cell)], mintl[(m, cell)])
+                d_tloss = paired_differences(test_loss[(p, cell)], test_loss[(m, cell)])
+                s_test, s_loss = _sign(d_test, NEGLIGIBLE_ERROR), _sign(d_loss, NEGLIGIBLE_LOSS)
+                if s_test < 0 and s_loss > 0:
+                    verdict = (f"pretraining **still helps, as a regulariser**: better test error although {m} "
+                               "reached a lower training loss")
+                elif s_test < 0 and s_loss == 0:
+                    verdict = ("pretraining **still helps, as a regulariser**: better test error without a lower "
+                               "training loss")
+                elif s_test < 0:
+                    verdict = "pretraining **still helps**, with a lower training loss as well"
+                elif s_test > 0:
+                    verdict = f"**{m} is better** here: pretraining does not help against it"
+                else:
+                    verdict = ("**inconclusive** (the test-error interval contains 0, or the difference is below "
+                               f"{100 * NEGLIGIBLE_ERROR:g} pp)")
+                means = {a: t_interval(list(mintl[(a, cell)].values()))["mean"] for a in (p, m)}
+                out["modern"].append(
+                    f"**{p} vs {m}, {_cell_name(cell)}**: test error {_ci_pp(d_test)}; test loss "
+                    f"{_ci_num(d_tloss)}; lowest training loss {_ci_num(d_loss, '{:+.4f}')} "
+                    f"({p} {means[p]:.4f}, {m} {means[m]:.4f} nats) -> {verdict} (figure `train_vs_test.png`)."
+                )
 
     # -- vanishing gradients -------------------------------------------------------------------
     depths = sorted({c[1] for c in cells if c[1] is not None})
@@ -592,6 +629,7 @@ def write_report(
         "regularisation": "Overfitting / regularisation (Erhan et al. 2010)",
         "vanishing_gradients": "Vanishing gradients (Glorot & Bengio 2010)",
         "optimisation": "Optimisation / local minima",
+        "modern": "Against modern random initialisation: does pretraining still help?",
         "arms": "All arms",
     }
     for key, title in titles.items():
