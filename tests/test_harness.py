@@ -459,6 +459,12 @@ def test_pretrained_stacks_are_shared_across_labelled_sizes(tmp_path):
     for a, b in zip(rows_both, alone.rows):
         for key in ("test_error", "train_loss", "valid_loss"):
             assert a[key] == b[key]
+    # the report counts the shared stack's time once
+    from dbn.harness.report import write_report
+
+    text = write_report(tmp_path / "both", figures=False).read_text()
+    first = next(r for r in both.rows if r["epoch"] == 0)
+    assert f"pretraining {first['pretrain_time']:.1f} s (1 stack, reused by 1 further run that" in text
 
 
 def test_negligible_differences_are_not_findings():
