@@ -32,7 +32,7 @@ from dbn.rbm import RBM, train_rbm  # noqa: E402
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist.pkl.gz")
 
 #: Salakhutdinov & Murray 2008, average test log-probability of RBMs with 500 hidden units
-#: (see ANCHORS.md for the source marks: (M) commonly quoted, (S) secondary source).
+#: (marks: (M) the commonly quoted figure, (S) taken from a secondary source).
 PUBLISHED = {"CD-1": (-125.53, "M"), "CD-3": (-105.50, "M"), "CD-25": (-86.34, "S")}
 
 
