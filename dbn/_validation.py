@@ -137,7 +137,7 @@ def check_data_tensor(
             f"(shape {tuple(X.shape)} vs (n_samples, {n_features}))."
         )
     # one pass, no temporary of the data's size: min and max propagate NaN and expose +-inf
-    lo, hi = (float(t) for t in torch.aminmax(X))
+    lo, hi = (float(t) for t in torch.aminmax(X.detach()))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or infinity. Remove or impute those values first.")
     if unit_interval and (lo < 0 or hi > 1):

@@ -238,3 +238,17 @@ def test_fast_update_equals_the_reference_formula(visible):
     assert torch.allclose(rbm.weight, W, atol=1e-6)
     assert torch.allclose(rbm.visible_bias, b, atol=1e-6)
     assert torch.allclose(rbm.hidden_bias, c, atol=1e-6)
+
+
+def test_training_on_another_rbms_features_is_warning_free():
+    """Features computed with grad enabled (``hidden_probs`` of a module) are valid input."""
+    import warnings
+
+    g = torch.Generator().manual_seed(0)
+    lower, upper = RBM(12, 8, generator=g), RBM(8, 4, generator=g)
+    H = lower.hidden_probs((torch.rand(40, 12, generator=g) < 0.5).float())
+    assert H.requires_grad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_rbm(upper, H, n_epochs=1, batch_size=10, generator=g)
+    assert not upper.weight.grad_fn and upper.weight.grad is None
