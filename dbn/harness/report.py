@@ -123,6 +123,11 @@ def _by_arm_cell(runs: Sequence[dict[str, Any]], metric: str) -> dict[tuple[str,
     return out
 
 
+def _paired(table: dict[tuple[str, Cell], dict[tuple, float]], a: str, b: str, cell: Cell) -> dict[str, float]:
+    """Paired difference ``a - b`` of one metric in one cell (replicates matched by seed and fold)."""
+    return paired_differences(table[(a, cell)], table[(b, cell)])
+
+
 def cell_statistics(
     runs: Sequence[dict[str, Any]], metric: str = "test_error", *, reference: str | None = None
 ) -> list[dict[str, Any]]:
@@ -271,10 +276,10 @@ def findings(
         for cell in cells:
             if (p, cell) not in test or (base, cell) not in test:
                 continue
-            d_test = paired_differences(test[(p, cell)], test[(base, cell)])
-            d_train = paired_differences(train[(p, cell)], train[(base, cell)])
-            d_loss = paired_differences(mintl[(p, cell)], mintl[(base, cell)])
-            d_gap = paired_differences(gap[(p, cell)], gap[(base, cell)])
+            d_test = _paired(test, p, base, cell)
+            d_train = _paired(train, p, base, cell)
+            d_loss = _paired(mintl, p, base, cell)
+            d_gap = _paired(gap, p, base, cell)
             s_test, s_train = _sign(d_test, NEGLIGIBLE_ERROR), _sign(d_train, NEGLIGIBLE_ERROR)
             s_loss = _sign(d_loss, NEGLIGIBLE_LOSS)
             if s_test < 0 and s_train >= 0:
@@ -334,9 +339,9 @@ def findings(
             for cell in cells:
                 if (p, cell) not in test or (m, cell) not in test:
                     continue
-                d_test = paired_differences(test[(p, cell)], test[(m, cell)])
-                d_loss = paired_differences(mintl[(p, cell)], mintl[(m, cell)])
-                d_tloss = paired_differences(test_loss[(p, cell)], test_loss[(m, cell)])
+                d_test = _paired(test, p, m, cell)
+                d_loss = _paired(mintl, p, m, cell)
+                d_tloss = _paired(test_loss, p, m, cell)
                 s_test, s_loss = _sign(d_test, NEGLIGIBLE_ERROR), _sign(d_loss, NEGLIGIBLE_LOSS)
                 if s_test < 0 and s_loss > 0:
                     verdict = (f"pretraining **still helps, as a regulariser**: better test error although {m} "
@@ -405,7 +410,7 @@ def findings(
             for cell in [c for c in cells if c[1] == dmax]:
                 if base is None or (p, cell) not in ratio or (base, cell) not in ratio:
                     continue
-                d = paired_differences(ratio[(p, cell)], ratio[(base, cell)])
+                d = _paired(ratio, p, base, cell)
                 s = _sign(d)
                 what = ("pretraining starts with a **larger** bottom-layer gradient" if s > 0 else
                         "pretraining starts with a **smaller** bottom-layer gradient" if s < 0 else
@@ -426,7 +431,7 @@ def findings(
         for a in sorted(arms, key=lambda a: means[a]["mean"]):
             if a == best:
                 continue
-            d = paired_differences(test[(a, cell)], test[(best, cell)])
+            d = _paired(test, a, best, cell)
             tag = "worse" if _sign(d, NEGLIGIBLE_ERROR) > 0 else "inconclusive"
             parts.append(f"{a} {_ci_pp(d)} ({tag})")
         m = means[best]
