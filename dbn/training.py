@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import numbers
 import os
@@ -178,35 +179,57 @@ def _activation_module(activation: str) -> nn.Module:
     return nn.LeakyReLU(_LEAKY_SLOPE)
 
 
-def _gain_nonlinearity(activation: str) -> tuple[str, float | None]:
-    """The ``nn.init.calculate_gain`` arguments used for ``activation``."""
-    if activation == "leaky_relu":
-        return "leaky_relu", _LEAKY_SLOPE
+@functools.lru_cache(maxsize=None)
+def maxout_gain(pieces: int) -> float:
+    """Gain that keeps the second moment of a maxout layer's output equal to its input's.
+
+    For ``z`` with i.i.d. N(0, s^2) pieces, ``E[max_k z_k ^ 2] = m_k s^2`` where ``m_k`` is the
+    second moment of the maximum of ``k`` standard normals (``m_1 = m_2 = 1``: with two pieces
+    ``max^2 + min^2 = z_1^2 + z_2^2``, and max and min are symmetric). The gain is
+    ``1 / sqrt(m_k)``. (A ReLU's ``sqrt(2)`` would double the second moment at every layer.)
+
+    Examples
+    --------
+    >>> round(maxout_gain(2), 4), round(maxout_gain(4), 3) < 1
+    (1.0, True)
+    """
+    pieces = check_int("pieces", pieces, low=1)
+    # E[M^2] = int x^2 k phi(x) Phi(x)^(k-1) dx, by the midpoint rule on [-12, 12]
+    h, total = 1e-3, 0.0
+    for i in range(24_000):
+        x = -12.0 + (i + 0.5) * h
+        phi = math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        total += x * x * pieces * phi * (0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))) ** (pieces - 1)
+    return 1.0 / math.sqrt(total * h)
+
+
+def _gain(activation: str | None, pieces: int) -> float:
+    """The init gain of a layer followed by ``activation`` (``None``: a linear output layer)."""
+    if activation is None:
+        return 1.0
     if activation == "maxout":
-        # A max of two pieces passes about half of its input through, like a ReLU.
-        return "relu", None
-    return activation, None
+        return maxout_gain(pieces)
+    if activation == "leaky_relu":
+        return nn.init.calculate_gain("leaky_relu", _LEAKY_SLOPE)
+    return nn.init.calculate_gain(activation)  # type: ignore[arg-type]
 
 
 def _init_linear_(
-    layer: nn.Linear, init: str, activation: str | None, generator: torch.Generator | None
+    layer: nn.Linear,
+    init: str,
+    activation: str | None,
+    generator: torch.Generator | None,
+    pieces: int = 2,
 ) -> None:
     """Initialise ``layer`` in place; ``activation=None`` means a linear (output) layer."""
-    nonlinearity, param = ("linear", None) if activation is None else _gain_nonlinearity(activation)
     with torch.no_grad():
         if init == "normal":
             nn.init.normal_(layer.weight, 0.0, _NORMAL_INIT_STD, generator=generator)
         elif init == "xavier":
-            gain = nn.init.calculate_gain(nonlinearity, param)  # type: ignore[arg-type]
-            nn.init.xavier_uniform_(layer.weight, gain=gain, generator=generator)
-        else:
-            nn.init.kaiming_normal_(
-                layer.weight,
-                a=0.0 if param is None else param,
-                mode="fan_in",
-                nonlinearity=nonlinearity,  # type: ignore[arg-type]
-                generator=generator,
-            )
+            nn.init.xavier_uniform_(layer.weight, gain=_gain(activation, pieces), generator=generator)
+        else:  # He et al.: N(0, gain^2 / fan_in), as nn.init.kaiming_normal_ in fan-in mode
+            std = _gain(activation, pieces) / math.sqrt(layer.weight.shape[1])
+            nn.init.normal_(layer.weight, 0.0, std, generator=generator)
         if layer.bias is not None:
             layer.bias.zero_()
 
@@ -257,7 +280,8 @@ def build_mlp(
         - ``"xavier"``: Glorot & Bengio's U(-a, a), ``a = gain * sqrt(6 / (fan_in + fan_out))``
           with ``gain = nn.init.calculate_gain(activation)`` (1 for sigmoid, 5/3 for tanh).
         - ``"he"``: He et al.'s N(0, gain^2 / fan_in) (``kaiming_normal_``, fan-in mode), with
-          the activation's gain (sqrt(2) for relu and maxout).
+          the activation's gain (sqrt(2) for relu; for maxout :func:`maxout_gain`, 1 with two
+          pieces, which keeps the second moment of the activations constant across layers).
 
         The output layer uses the same scheme with the gain of a linear layer (1).
     dropout : float or sequence of float, default=0.0
@@ -333,7 +357,7 @@ def build_mlp(
     for size, p in zip(sizes, dropouts, strict=True):
         if activation == "maxout":
             layer: nn.Module = nn.utils.skip_init(Maxout, fan_in, size, maxout_pieces, **factory)
-            _init_linear_(layer.linear, init, activation, generator)  # type: ignore[arg-type]
+            _init_linear_(layer.linear, init, activation, generator, maxout_pieces)  # type: ignore[arg-type]
         else:
             layer = nn.utils.skip_init(nn.Linear, fan_in, size, **factory)
             _init_linear_(layer, init, activation, generator)  # type: ignore[arg-type]

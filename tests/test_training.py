@@ -605,3 +605,19 @@ def test_cuda_training_is_reproducible():
     torch.testing.assert_close(run(), run(), rtol=0, atol=0)
     with pytest.raises(ValueError, match="generator"):
         fit_network(build_mlp(5, (4,), 3, device="cuda"), X, y, generator=gen())
+
+
+@pytest.mark.parametrize("pieces", [2, 3, 4])
+def test_maxout_he_init_keeps_the_second_moment(pieces):
+    """He init for maxout uses maxout_gain, not ReLU's sqrt(2) (which doubles E[h^2] per layer)."""
+    from dbn.training import maxout_gain
+
+    z = torch.randn(pieces, 400_000, generator=torch.Generator().manual_seed(0))
+    assert abs(z.amax(dim=0).pow(2).mean().item() * maxout_gain(pieces) ** 2 - 1.0) < 0.01
+    net = build_mlp(400, (400,) * 5, None, activation="maxout", init="he", maxout_pieces=pieces,
+                    generator=torch.Generator().manual_seed(1))
+    h = torch.randn(2000, 400, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for layer in net:
+            h = layer(h)
+    assert 0.7 < h.pow(2).mean().item() < 1.3
