@@ -26,7 +26,7 @@ from pathlib import Path
 
 from dbn.harness import StudyConfig, run_study, write_report
 
-DEFAULT_MNIST = Path(os.environ.get("DBN_MNIST", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.pkl.gz"))
+DEFAULT_MNIST = Path(os.environ.get("DBN_MNIST", Path(__file__).resolve().parents[2] / "shared/data/mnist.pkl.gz"))
 
 FULL = StudyConfig(
     dataset=str(DEFAULT_MNIST),

@@ -27,8 +27,8 @@ RUN_COLUMNS: tuple[str, ...] = (
     "run_key", "dataset", "arm", "depth", "width", "size", "seed", "fold", "protocol", "pretrained", "unlabelled",
     "n_train", "n_pretrain", "n_epochs", "selected_epoch", "diverged", "test_error", "valid_error", "train_error",
     "test_loss", "train_loss", "gap", "min_train_loss", "min_train_loss_epoch", "min_train_error", "pretrain_time",
-    "pretrain_cached", "finetune_time", "init_grad_ratio_bottom", "final_grad_ratio_bottom", "init_grad_shrink", "final_grad_shrink",
-    "init_wgrad_shrink", "init_saturated_top", "final_saturated_top",
+    "pretrain_cached", "finetune_time", "init_grad_ratio_bottom", "final_grad_ratio_bottom", "init_grad_shrink",
+    "final_grad_shrink", "init_wgrad_shrink", "init_saturated_top", "final_saturated_top",
 )
 
 
@@ -588,7 +588,9 @@ def write_report(
     computed = [r for r in runs if not r.get("pretrain_cached")]  # a shared stack counts once
     total_pre = sum(_num(r.get("pretrain_time")) for r in computed)
     n_stacks = sum(1 for r in computed if r.get("pretrained"))
-    n_shared = sum(1 for r in runs if r.get("pretrain_cached"))
+    n_shared = len(runs) - len(computed)
+    shared_text = (f", reused by {n_shared} further run{'s' * (n_shared != 1)} that differ only in the labelled size"
+                   if n_shared else "")
     total_ft = sum(_num(r.get("finetune_time")) for r in runs)
     lines += [
         "## Setup", "",
@@ -599,9 +601,8 @@ def write_report(
         "- the selected epoch of a run is the one with the lowest validation loss (early stopping); "
         "errors below are at that epoch. Intervals: 95% Student-t over seeds; paired differences "
         "pair runs of the same seed (same labelled subset, same mini-batch order).",
-        f"- time: pretraining {total_pre:.1f} s ({n_stacks} stack{'s' * (n_stacks != 1)}"
-        + (f", reused by {n_shared} further run{'s' * (n_shared != 1)} that differ only in the labelled size" if n_shared else "")
-        + f"), fine-tuning {total_ft:.1f} s in total (per-epoch measurements excluded).",
+        f"- time: pretraining {total_pre:.1f} s ({n_stacks} stack{'s' * (n_stacks != 1)}{shared_text}), "
+        f"fine-tuning {total_ft:.1f} s in total (per-epoch measurements excluded).",
         "",
         "## Test error (%), mean [95% CI]", "",
         _metric_table(runs, "test_error", arms), "",
