@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "make_generator", "spawn_seed"]
+__all__ = ["resolve_device", "make_generator", "spawn_seed", "check_generator_device"]
 
 _MAX_SEED = 2**63 - 1
 
@@ -114,3 +114,19 @@ def make_generator(random_state=None, device: str | torch.device | None = None) 
     gen = torch.Generator(device=dev)
     gen.manual_seed(spawn_seed(random_state))
     return gen
+
+
+def check_generator_device(generator: torch.Generator | None, device: torch.device) -> None:
+    """Raise ``ValueError`` unless ``generator`` is None or a ``torch.Generator`` on ``device``'s type."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(
+            "The 'generator' parameter must be a torch.Generator or None. "
+            f"Got {type(generator).__name__}."
+        )
+    if generator.device.type != device.type:
+        raise ValueError(
+            f"The 'generator' parameter lives on {generator.device} but the data is on {device}. "
+            f"Make it with torch.Generator(device={str(device)!r}) (or dbn._random.make_generator)."
+        )

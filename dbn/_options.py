@@ -1,0 +1,70 @@
+"""Every option list of the package, defined once.
+
+Each option is a ``Literal`` alias (for type hints and the documentation) and a tuple derived
+from it with :func:`typing.get_args` (for validation and error messages). Modules import both
+from here instead of spelling the choices again.
+
+Examples
+--------
+>>> from dbn._options import OPTIMIZERS
+>>> OPTIMIZERS
+('sgd', 'adam', 'rmsprop', 'adagrad', 'adadelta')
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+from typing import Any, Literal, get_args
+
+__all__ = [
+    "Activation", "ACTIVATIONS", "Init", "INITS", "Loss", "LOSSES", "OptimizerName", "OPTIMIZERS",
+    "FitLRSchedule", "FIT_LR_SCHEDULES", "Monitor", "MONITORS", "VisibleType", "VISIBLE_TYPES",
+    "PretrainKind", "PRETRAIN_KINDS", "Propagate", "PROPAGATES", "CorruptionName", "CORRUPTIONS",
+    "Head", "HEADS", "RBMLRSchedule", "RBM_LR_SCHEDULES", "parse_layer_sizes",
+]
+
+Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu", "maxout"]
+Init = Literal["normal", "xavier", "he"]
+Loss = Literal["cross_entropy", "mse"]
+OptimizerName = Literal["sgd", "adam", "rmsprop", "adagrad", "adadelta"]
+FitLRSchedule = Literal["constant", "step", "exponential", "cosine"]
+Monitor = Literal["valid_loss", "valid_score"]
+VisibleType = Literal["bernoulli", "gaussian"]
+PretrainKind = Literal["rbm", "dae"]
+Propagate = Literal["probs", "samples"]
+CorruptionName = Literal["mask", "gaussian", "salt_pepper"]
+Head = Literal["softmax", "linear"]
+RBMLRSchedule = Literal["constant", "exponential", "inverse"]
+
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+INITS: tuple[str, ...] = get_args(Init)
+LOSSES: tuple[str, ...] = get_args(Loss)
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+FIT_LR_SCHEDULES: tuple[str, ...] = get_args(FitLRSchedule)
+MONITORS: tuple[str, ...] = get_args(Monitor)
+VISIBLE_TYPES: tuple[str, ...] = get_args(VisibleType)
+PRETRAIN_KINDS: tuple[str, ...] = get_args(PretrainKind)
+PROPAGATES: tuple[str, ...] = get_args(Propagate)
+CORRUPTIONS: tuple[str, ...] = get_args(CorruptionName)
+HEADS: tuple[str, ...] = get_args(Head)
+RBM_LR_SCHEDULES: tuple[str, ...] = get_args(RBMLRSchedule)
+
+
+def parse_layer_sizes(sizes: Any, name: str = "hidden_layer_sizes") -> tuple[int, ...]:
+    """Hidden-layer sizes as a tuple of positive ints (an int is one layer).
+
+    Raises ``ValueError`` naming the parameter for an empty sequence, a non-integer, a bool or
+    a size below 1.
+
+    Examples
+    --------
+    >>> parse_layer_sizes(5), parse_layer_sizes([3, 2])
+    ((5,), (3, 2))
+    """
+    try:
+        sizes = (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
+    except TypeError:
+        sizes = None
+    if not sizes or any(isinstance(s, bool) or not isinstance(s, Integral) or s < 1 for s in sizes):
+        raise ValueError(f"The {name!r} parameter must be a non-empty sequence of positive ints. Got {sizes!r}.")
+    return tuple(int(s) for s in sizes)
