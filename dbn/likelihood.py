@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from . import functional as Fn
+from ._random import check_generator_device
 from ._validation import check_choice, check_data_tensor, check_int, check_scalar
 from .units import Units, get_units
 
@@ -443,10 +444,7 @@ class _AnnealingPath:
     def __init__(self, rbm, base_rate: torch.Tensor | None, generator: torch.Generator | None) -> None:
         W, b, c, units = _parameters(rbm)
         a = _resolve_base(base_rate, b, units)
-        if generator is not None and generator.device.type != W.device.type:
-            raise ValueError(
-                f"The generator is on {generator.device} but the RBM is on {W.device}; create it on the model's device."
-            )
+        check_generator_device(generator, W.device)
         self.W, self.Wt, self.a, self.b, self.c, self.units = W, W.t(), a, b, c, units
         self.a64, self.b64 = a.double(), b.double()
         self.log_z_base = float(_log_visible_integral(self.a64, self.a64, units)) + W.shape[0] * math.log(2.0)
