@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._linalg import bernoulli_sample
 from .units import Units, get_units
 
 __all__ = [
@@ -112,13 +113,16 @@ def visible_mean(
 def sample_bernoulli(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw binary samples with the given probabilities (uniform draw and compare).
 
+    The package's one Bernoulli primitive is :func:`dbn._linalg.bernoulli_sample`
+    (``torch.rand(probs.shape, generator=generator) < probs``); this is its public name.
+
     Examples
     --------
     >>> g = torch.Generator().manual_seed(0)
     >>> sample_bernoulli(torch.tensor([0.0, 1.0]), g)
     tensor([0., 1.])
     """
-    return get_units("bernoulli").sample(probs, generator)
+    return bernoulli_sample(probs, generator)
 
 
 def sample_hidden(

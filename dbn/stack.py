@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from ._checkpoint import plain
+from ._linalg import bernoulli_sample
 from ._random import make_generator
+from ._shard import Shard
 from ._validation import check_choice, check_data_tensor, check_int, per_layer
 from .autoencoder import DenoisingAutoencoder, train_autoencoder
 from .rbm import RBM, CDTrainer
@@ -108,16 +110,38 @@ def _propagate(
     batch_size: int = 4096,
     samples: bool = False,
     generator: torch.Generator | None = None,
+    shard: Shard | None = None,
 ) -> torch.Tensor:
+    """Hidden probabilities (or binary samples of them) of ``x`` through ``layers``, in chunks.
+
+    With ``shard`` (data-parallel stacking, :mod:`dbn.distributed`), ``x`` is this process's
+    rows of the whole data: the chunks are the whole data's, each chunk's random draw covers
+    all its rows as one process draws it, and this process keeps its rows (the same numbers).
+    """
+    lo = 0 if shard is None else shard.offset
+    total = x.shape[0] if shard is None else shard.n_total
     for layer in layers:
         out = torch.empty(x.shape[0], layer.n_hidden, device=x.device, dtype=x.dtype)
-        for start in range(0, x.shape[0], batch_size):
-            probs = layer.hidden_probs(x[start : start + batch_size])
+        for start in range(0, total, batch_size):
+            stop = min(start + batch_size, total)
+            a, b = max(start, lo), min(stop, lo + x.shape[0])  # this process's rows of the chunk
+            if a >= b and not samples:
+                continue
+            probs = layer.hidden_probs(x[a - lo : max(a, b) - lo])
             if samples:
-                probs = (torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype) < probs).to(probs.dtype)
-            out[start : start + batch_size] = probs
+                probs = _sample_rows(probs, generator, a - start, stop - start)
+            out[a - lo : max(a, b) - lo] = probs
         x = out
     return x
+
+
+def _sample_rows(probs: torch.Tensor, generator: torch.Generator | None, first: int, total: int) -> torch.Tensor:
+    """Rows ``first ..`` of a Bernoulli draw made for ``total`` rows (all of them: ``probs`` itself)."""
+    if first == 0 and total == probs.shape[0]:
+        return bernoulli_sample(probs, generator)
+    full = probs.new_zeros(total, probs.shape[1])
+    full[first : first + probs.shape[0]] = probs
+    return bernoulli_sample(full, generator)[first : first + probs.shape[0]]
 
 
 def kind_options(
