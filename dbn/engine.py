@@ -200,9 +200,9 @@ class DivergenceCheck(Piece):
 
     Parameters
     ----------
-    loss_key : str
-        Record key of the monitored loss.
-    message : callable
+    loss_key : str or None
+        Record key of the monitored loss (``None``: parameters only).
+    message : callable, optional
         ``message(record) -> str``, the error for a non-finite loss.
     hint : str
         What to do, appended to the error for a non-finite parameter.
@@ -226,8 +226,8 @@ class DivergenceCheck(Piece):
 
     def __init__(
         self,
-        loss_key: str,
-        message: Callable[[dict], str],
+        loss_key: str | None,
+        message: Callable[[dict], str] | None = None,
         *,
         hint: str,
         parameters_first: bool = False,
@@ -253,7 +253,7 @@ class DivergenceCheck(Piece):
     def check(self, model: Any, record: dict) -> None:
         if self.parameters_first:
             self._check_parameters(model, record)
-        if not math.isfinite(record[self.loss_key]):
+        if self.loss_key is not None and not math.isfinite(record[self.loss_key]):
             raise DivergenceError(self.message(record))
         if not self.parameters_first:
             self._check_parameters(model, record)
