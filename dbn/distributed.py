@@ -14,6 +14,8 @@ mini-batch size and seed (up to float rounding):
   from the shared-seed generator and cuts it into the global batches of one process. From
   each global batch a process takes the rows it owns (a varying number, possibly none); the
   split costs one host synchronisation per epoch (:func:`dbn._shard.owned_batches`).
+* **RBM epochs** are :meth:`dbn.rbm.CDTrainer.fit` with a :class:`dbn._shard.Shard` (the same
+  engine, batches and CD step as one process; the all-reduce is the step's reduction hook).
 * **RBM statistics.** :meth:`dbn.rbm.CDTrainer.step` sums the CD statistics over the owned rows,
   scales them by the global counts and all-reduces (SUM) one flat buffer; every process then
   applies the same momentum / decay / sparsity update, so the parameters stay identical.
@@ -175,7 +177,8 @@ def train_rbm_distributed(
     init_visible_bias : bool, default=True
         Set the visible bias from the mean of the whole data (one all-reduce).
     callbacks : sequence of callables
-        ``callback(rbm, record)`` after every epoch, on every process.
+        ``callback(rbm, record)`` after every epoch, on every process; returning ``True``
+        stops training after that epoch (:mod:`dbn.engine`; return the same on every process).
     **trainer_options
         Options of :class:`dbn.rbm.CDTrainer` (``learning_rate``, ``batch_size``, ``k``,
         ``persistent``, ``momentum``, ``generator``...).

@@ -215,6 +215,10 @@ def cd_statistics(
     ``mean F(v_data) - mean F(v_model)`` with the model samples held fixed (for Bernoulli
     visible units and ``h = p(h | v)``).
 
+    This is the test oracle of the trainer's update: :meth:`dbn.rbm.CDTrainer.step` computes the
+    same statistics fused into its momentum buffers (one GEMM each, no temporaries), and the
+    tests check it against this plain form.
+
     Examples
     --------
     >>> v = torch.ones(2, 3); h = torch.ones(2, 4)

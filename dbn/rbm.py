@@ -285,7 +285,9 @@ class CDTrainer:
 
     One call of :meth:`partial_fit` is one pass over the given data in mini-batches; the
     momentum buffers, the persistent chains, the sparsity estimate and the epoch counter carry
-    over, so repeated calls continue training.
+    over, so repeated calls continue training. :meth:`fit` runs epochs on the engine
+    (:func:`dbn.engine.fit_loop`): ``callback(rbm, record)`` after every epoch, and returning
+    ``True`` stops training after that epoch.
 
     Parameters
     ----------
@@ -781,7 +783,8 @@ def train_rbm(
     verbose : bool, default=False
         Show a progress bar with the monitors.
     callbacks : sequence of callables
-        Each is called as ``callback(rbm, record)`` after every epoch.
+        Each is called as ``callback(rbm, record)`` after every epoch; if any returns ``True``
+        (``is True``), training stops after that epoch (the contract of :mod:`dbn.engine`).
     **trainer_options
         Options of :class:`CDTrainer` (``learning_rate``, ``batch_size``, ``k``, ``persistent``,
         ``momentum``, ``weight_decay``, ``sparsity_target``, ``sparsity_cost``, ``generator``...).

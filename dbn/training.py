@@ -8,11 +8,13 @@ Building
     :func:`linear_layers`, :func:`hidden_linear_layers`); the names are re-exported here.
 
 Training
-    :func:`fit_network` -> ``_run_epoch`` -> ``_train_step``, as in skorch's
-    ``fit_loop -> run_single_epoch -> train_step``. Batching, autograd and the optimizers are
-    torch's own; the loop adds validation, early stopping with restoration of the best weights,
-    learning-rate schedules, L1/L2 penalties, gradient clipping, max-norm constraints, frozen
-    layers, callbacks and a :class:`History` of per-epoch records.
+    :func:`fit_network` -> :func:`dbn.engine.fit_loop` -> ``_run_epoch`` -> ``_train_step``, as
+    in skorch's ``fit_loop -> run_single_epoch -> train_step``. Batching, autograd and the
+    optimizers (:func:`dbn.optim.make_optimizer`) are torch's own; the epoch adds validation,
+    learning-rate schedules, L1/L2 penalties, gradient clipping, max-norm constraints and frozen
+    layers, and the engine's pieces add early stopping with restoration of the best weights,
+    divergence detection, the progress bar, checkpoints, callbacks and a :class:`History` of
+    per-epoch records.
 
 Inference
     :func:`predict_logits` (batched, no autograd, eval mode) and :func:`evaluate`
@@ -84,7 +86,7 @@ __all__ = [
 ]
 
 #: ``callback(net, record)`` after every epoch; may add keys to ``record``; returning ``True``
-#: stops training after this epoch.
+#: (``is True``) stops training after this epoch: the contract of :mod:`dbn.engine`.
 EpochCallback = Callable[[nn.Module, dict], Any]
 #: ``callback(net, batch_record)`` after every optimizer step (gradients still in ``.grad``).
 BatchCallback = Callable[[nn.Module, dict], Any]
@@ -577,8 +579,9 @@ def fit_network(
         global RNG.
     callbacks : sequence of callables, default=()
         ``callback(net, record)`` after every epoch, once the record is complete and before the
-        early-stopping decision. It may add keys to ``record``; returning ``True`` stops
-        training after this epoch. The gradients of the epoch's last batch are still in
+        early-stopping decision. It may add keys to ``record``; returning ``True`` (the object
+        ``True``: a truthy value such as ``1`` does not stop) stops training after this epoch,
+        the contract of every trainer (:mod:`dbn.engine`). The gradients of the epoch's last batch are still in
         ``.grad``.
     batch_callbacks : sequence of callables, default=()
         ``callback(net, batch_record)`` after every optimizer step, with the gradients of the
@@ -662,38 +665,15 @@ def fit_network(
                                         validation_data=validation_data)
     ckpt = None if settings is None else load_checkpoint(checkpoint_dir, "fit_network", settings)
 
-    def run_epoch(epoch: int) -> dict:
-        start = time.perf_counter()
-        lr = opt.param_groups[0]["lr"]
-        train_loss, train_score = _run_epoch(
-            net, opt, X, y, train_index=data.train_index, train_sst=data.train_sst, cfg=params.step,
-            batch_size=batch_size, shuffle=opts.shuffle, generator=generator, epoch=epoch,
-            batch_callbacks=opts.batch_callbacks, shard=shard,
-        )
-        valid_loss = valid_score = None
-        if data.has_validation:
-            valid_loss, valid_score = evaluate(net, data.X_val, data.y_val, loss=opts.loss,
-                                               batch_size=opts.eval_batch_size)
-        if scheduler is not None:
-            scheduler.step()
-        return {
-            "epoch": epoch, "train_loss": train_loss, "train_score": train_score, "valid_loss": valid_loss,
-            "valid_score": valid_score, "learning_rate": lr, "time": time.perf_counter() - start,
-        }
+    run_epoch = _epoch_runner(net, opt, scheduler, data, params.step, opts, batch_size, generator, shard)
 
     def pieces() -> list[Piece]:
-        out = [
-            DivergenceCheck(None, hint=_DIVERGENCE_HINT),  # the loss is checked in _epoch_result
-            stopping,
-            ProgressBar(opts.max_iter, "fit_network", refresh=False, disable=not verbose, floats_only=True),
-            _MarkStopped(history, opts.max_iter),
-        ]
+        save = None
         if settings is not None:
-            out.append(CheckpointEvery(lambda record, stop: save_checkpoint(
-                checkpoint_dir, "fit_network", settings,
-                _fit_state(record["epoch"], stop, net, opt, scheduler, history, stopping, generator, X.device),
-            )))
-        return out
+            def save(record: dict, stop: bool) -> None:
+                state = _fit_state(record["epoch"], stop, net, opt, scheduler, history, stopping, generator, X.device)
+                save_checkpoint(checkpoint_dir, "fit_network", settings, state)
+        return _fit_pieces(stopping, history, opts.max_iter, verbose, save)
 
     previous_requires_grad = {id(p): p.requires_grad for p in net.parameters()}
     for p in net.parameters():
@@ -713,6 +693,52 @@ def fit_network(
             p.requires_grad_(previous_requires_grad.get(id(p), True))
     stopping.restore(net)
     return history
+
+
+def _epoch_runner(
+    net: nn.Module, opt: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    data: _Data, cfg: _StepConfig, opts: _Options, batch_size: int, generator: torch.Generator | None,
+    shard: Shard | None,
+) -> Callable[[int], dict]:
+    """``run_epoch(epoch) -> record`` of :func:`fit_network`: train, validate, step the schedule."""
+
+    def run_epoch(epoch: int) -> dict:
+        start = time.perf_counter()
+        lr = opt.param_groups[0]["lr"]
+        train_loss, train_score = _run_epoch(
+            net, opt, data.X, data.y, train_index=data.train_index, train_sst=data.train_sst, cfg=cfg,
+            batch_size=batch_size, shuffle=opts.shuffle, generator=generator, epoch=epoch,
+            batch_callbacks=opts.batch_callbacks, shard=shard,
+        )
+        valid_loss = valid_score = None
+        if data.has_validation:
+            valid_loss, valid_score = evaluate(net, data.X_val, data.y_val, loss=opts.loss,
+                                               batch_size=opts.eval_batch_size)
+        if scheduler is not None:
+            scheduler.step()
+        return {
+            "epoch": epoch, "train_loss": train_loss, "train_score": train_score, "valid_loss": valid_loss,
+            "valid_score": valid_score, "learning_rate": lr, "time": time.perf_counter() - start,
+        }
+
+    return run_epoch
+
+
+def _fit_pieces(
+    stopping: EarlyStopping, history: History, max_iter: int, verbose: bool,
+    save: Callable[[dict, bool], None] | None,
+) -> list[Piece]:
+    """The engine pieces of :func:`fit_network`, in order: divergence check (before the
+    callbacks), early stopping, progress bar, ``History.stopped_early``, checkpoint."""
+    pieces = [
+        DivergenceCheck(None, hint=_DIVERGENCE_HINT),  # the loss is checked in _epoch_result
+        stopping,
+        ProgressBar(max_iter, "fit_network", refresh=False, disable=not verbose, floats_only=True),
+        _MarkStopped(history, max_iter),
+    ]
+    if save is not None:
+        pieces.append(CheckpointEvery(save))
+    return pieces
 
 
 class _MarkStopped(Piece):
