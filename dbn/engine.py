@@ -24,7 +24,8 @@ The pieces
       its weights) and stops after ``patience`` epochs without improvement;
     * :class:`ProgressBar` (tqdm) and :class:`PrintProgress` (one line per epoch) report;
     * :class:`CheckpointEvery` hands the training state to a saver after every epoch;
-    * :func:`lr_factor` is the RBM's per-epoch learning-rate schedule.
+    * :class:`SchedulerStep` steps a torch learning-rate scheduler after every epoch (fine-tuning)
+      and :func:`lr_factor` is the RBM's per-epoch learning-rate schedule.
 
     A piece implements any of ``check(model, record)`` (before the callbacks),
     ``on_epoch_end(model, record, stop) -> bool | None`` (after them; returning ``True``
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from typing import Any, NamedTuple
@@ -63,6 +63,7 @@ __all__ = [
     "ProgressBar",
     "PrintProgress",
     "CheckpointEvery",
+    "SchedulerStep",
     "lr_factor",
     "Batches",
     "minibatches",
@@ -430,6 +431,25 @@ class CheckpointEvery(Piece):
         self.save(record, stop)
 
 
+class SchedulerStep(Piece):
+    """Step a ``torch.optim.lr_scheduler`` after every epoch (before the pieces after it, such
+    as a checkpoint, see the new rate).
+
+    Examples
+    --------
+    >>> opt = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=1.0)
+    >>> piece = SchedulerStep(torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5))
+    >>> piece.on_epoch_end(None, {"epoch": 1}, False); opt.param_groups[0]["lr"]
+    0.5
+    """
+
+    def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+        self.scheduler = scheduler
+
+    def on_epoch_end(self, model: Any, record: dict, stop: bool) -> None:
+        self.scheduler.step()
+
+
 def lr_factor(schedule: str | Callable[[int], float], decay: float, epoch: int) -> float:
     """Learning-rate factor of a 0-based ``epoch`` under the RBM schedules.
 
@@ -541,21 +561,3 @@ def take_rows(X: torch.Tensor, rows: slice | torch.Tensor, buffer: torch.Tensor 
     if buffer is None:
         return X.index_select(0, rows)
     return torch.index_select(X, 0, rows, out=buffer[: rows.shape[0]])
-
-
-def timed(run_epoch: Callable[[int], dict]) -> Callable[[int], dict]:
-    """Wrap an epoch function so that its record gets ``time`` (seconds) if it lacks it.
-
-    Examples
-    --------
-    >>> "time" in timed(lambda e: {"epoch": e})(1)
-    True
-    """
-
-    def wrapper(epoch: int) -> dict:
-        start = time.perf_counter()
-        record = run_epoch(epoch)
-        record.setdefault("time", time.perf_counter() - start)
-        return record
-
-    return wrapper

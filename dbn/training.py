@@ -61,7 +61,16 @@ from ._validation import (
     check_probability,
     check_scalar,
 )
-from .engine import CheckpointEvery, DivergenceCheck, EarlyStopping, Piece, ProgressBar, fit_loop, minibatches
+from .engine import (
+    CheckpointEvery,
+    DivergenceCheck,
+    EarlyStopping,
+    Piece,
+    ProgressBar,
+    SchedulerStep,
+    fit_loop,
+    minibatches,
+)
 from .optim import make_optimizer
 from .network import Maxout, _layer_parameters, build_mlp, hidden_linear_layers, linear_layers, maxout_gain  # noqa: F401
 
@@ -665,7 +674,7 @@ def fit_network(
                                         validation_data=validation_data)
     ckpt = None if settings is None else load_checkpoint(checkpoint_dir, "fit_network", settings)
 
-    run_epoch = _epoch_runner(net, opt, scheduler, data, params.step, opts, batch_size, generator, shard)
+    run_epoch = _epoch_runner(net, opt, data, params.step, opts, batch_size, generator, shard)
 
     def pieces() -> list[Piece]:
         save = None
@@ -673,7 +682,7 @@ def fit_network(
             def save(record: dict, stop: bool) -> None:
                 state = _fit_state(record["epoch"], stop, net, opt, scheduler, history, stopping, generator, X.device)
                 save_checkpoint(checkpoint_dir, "fit_network", settings, state)
-        return _fit_pieces(stopping, history, opts.max_iter, verbose, save)
+        return _fit_pieces(stopping, history, opts.max_iter, verbose, scheduler, save)
 
     previous_requires_grad = {id(p): p.requires_grad for p in net.parameters()}
     for p in net.parameters():
@@ -696,11 +705,10 @@ def fit_network(
 
 
 def _epoch_runner(
-    net: nn.Module, opt: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    data: _Data, cfg: _StepConfig, opts: _Options, batch_size: int, generator: torch.Generator | None,
+    net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: _StepConfig, opts: _Options, batch_size: int, generator: torch.Generator | None,
     shard: Shard | None,
 ) -> Callable[[int], dict]:
-    """``run_epoch(epoch) -> record`` of :func:`fit_network`: train, validate, step the schedule."""
+    """``run_epoch(epoch) -> record`` of :func:`fit_network`: train, then validate."""
 
     def run_epoch(epoch: int) -> dict:
         start = time.perf_counter()
@@ -714,8 +722,6 @@ def _epoch_runner(
         if data.has_validation:
             valid_loss, valid_score = evaluate(net, data.X_val, data.y_val, loss=opts.loss,
                                                batch_size=opts.eval_batch_size)
-        if scheduler is not None:
-            scheduler.step()
         return {
             "epoch": epoch, "train_loss": train_loss, "train_score": train_score, "valid_loss": valid_loss,
             "valid_score": valid_score, "learning_rate": lr, "time": time.perf_counter() - start,
@@ -726,12 +732,15 @@ def _epoch_runner(
 
 def _fit_pieces(
     stopping: EarlyStopping, history: History, max_iter: int, verbose: bool,
-    save: Callable[[dict, bool], None] | None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None, save: Callable[[dict, bool], None] | None,
 ) -> list[Piece]:
     """The engine pieces of :func:`fit_network`, in order: divergence check (before the
-    callbacks), early stopping, progress bar, ``History.stopped_early``, checkpoint."""
-    pieces = [
-        DivergenceCheck(None, hint=_DIVERGENCE_HINT),  # the loss is checked in _epoch_result
+    callbacks), learning-rate schedule, early stopping, progress bar, ``History.stopped_early``,
+    checkpoint."""
+    pieces: list[Piece] = [DivergenceCheck(None, hint=_DIVERGENCE_HINT)]  # the loss: in _epoch_result
+    if scheduler is not None:
+        pieces.append(SchedulerStep(scheduler))
+    pieces += [
         stopping,
         ProgressBar(max_iter, "fit_network", refresh=False, disable=not verbose, floats_only=True),
         _MarkStopped(history, max_iter),
