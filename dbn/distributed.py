@@ -22,6 +22,8 @@ mini-batch size and seed (up to float rounding):
 * **Randomness.** Every random draw is made for the whole global batch (or all the persistent
   chains) from the shared generator, exactly as one process draws it, and each process uses its
   rows. This costs ``P`` times the (cheap) uniform draws, not the matrix products.
+* **Stacking** is :mod:`dbn.stack`'s own greedy loop and propagation, given a
+  :class:`dbn._shard.Shard` (:func:`pretrain_stack_distributed`).
 * **Persistent chains** are split into ``P`` contiguous blocks; the chain initialisation
   gathers the picked rows' hidden probabilities with one all-reduce.
 * **Monitors** (reconstruction error, pseudo-likelihood) use the same random subset and unit
@@ -51,10 +53,10 @@ from torch import nn
 
 from ._random import make_generator, resolve_device
 from ._shard import Shard
-from ._validation import check_choice, check_data_tensor, check_int
-from .engine import indexed_callbacks
+from ._validation import check_choice, check_data_tensor, check_int, per_layer
+from ._options import PROPAGATES
 from .rbm import RBM, CDTrainer
-from .stack import LayerStack, _propagate
+from .stack import LayerStack, _pretrain_layers
 
 __all__ = [
     "init_distributed",
@@ -147,7 +149,8 @@ def _global_layout(n_local: int, device: torch.device) -> tuple[int, int]:
 
 def _make_shard(X: torch.Tensor) -> Shard:
     offset, n_total = _global_layout(X.shape[0], X.device)
-    return Shard(offset, n_total, world()[1], all_reduce_sum)
+    rank, size = world()
+    return Shard(offset, n_total, size, all_reduce_sum, rank)
 
 
 def train_rbm_distributed(
@@ -206,21 +209,9 @@ def train_rbm_distributed(
     X = X.to(device=rbm.weight.device, dtype=rbm.weight.dtype)
     shard = _make_shard(X)
     if init_visible_bias:
-        _init_visible_bias(rbm, X, shard)
+        rbm.init_visible_bias_(X, shard=shard)
     trainer.fit(X, n_epochs, callbacks=callbacks, shard=shard)
     return trainer.history
-
-
-@torch.no_grad()
-def _init_visible_bias(rbm: RBM, X: torch.Tensor, shard: Shard, eps: float = 1e-3) -> None:
-    total = X.sum(dim=0, dtype=torch.float64)
-    shard.all_reduce(total)
-    mean = (total / shard.n_total).to(rbm.visible_bias.dtype)
-    if rbm.visible == "bernoulli":
-        p = mean.clamp(eps, 1 - eps)
-        rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
-    else:
-        rbm.visible_bias.copy_(mean)
 
 
 def pretrain_stack_distributed(
@@ -248,32 +239,23 @@ def pretrain_stack_distributed(
     >>> pretrain_stack_distributed(X, (8, 4), n_epochs=1, batch_size=20, generator=g).sizes
     (10, 8, 4)
     """
-    from ._validation import per_layer
-
-    propagate = check_choice("propagate", propagate, ("probs", "samples"))
+    propagate = check_choice("propagate", propagate, PROPAGATES)
     sizes = [check_int("hidden_layer_sizes", s, low=1) for s in hidden_layer_sizes]
     if not sizes:
         raise ValueError("The 'hidden_layer_sizes' parameter must name at least one layer.")
+    for name in ("all_reduce", "rank", "world_size"):
+        if name in layer_options:
+            raise ValueError(f"The {name!r} option is set by pretrain_stack_distributed; leave it out.")
     X = check_data_tensor(X, unit_interval=visible == "bernoulli")
     n_layers = len(sizes)
     epochs = [check_int("n_epochs", e, low=0) for e in per_layer("n_epochs", n_epochs, n_layers)]
     options = {name: per_layer(name, value, n_layers) for name, value in layer_options.items()}
     generator = generator if generator is not None else make_generator(None, X.device)
-    shard = _make_shard(X)
-    layers, histories, inputs = [], [], X
-    for i, n_hidden in enumerate(sizes):
-        opts = {name: values[i] for name, values in options.items()}
-        layer = RBM(inputs.shape[1], n_hidden, visible=visible if i == 0 else "bernoulli", generator=generator,
-                    device=X.device, dtype=X.dtype)
-        hooks = indexed_callbacks(callbacks, i)
-        histories.append(train_rbm_distributed(layer, inputs, n_epochs=epochs[i], generator=generator,
-                                               callbacks=hooks, **opts))
-        layers.append(layer)
-        if i < n_layers - 1:
-            inputs = _propagate(inputs, [layer], samples=propagate == "samples", generator=generator, shard=shard)
-    stack = LayerStack(layers)
-    stack.histories = histories
-    return stack
+    return _pretrain_layers(
+        X, sizes, pretrain="rbm", visible=visible, epochs=epochs, options=options, corruptions=[None] * n_layers,
+        levels=[None] * n_layers, propagate=propagate, generator=generator, callbacks=callbacks,
+        shard=_make_shard(X),
+    )
 
 
 def finetune_distributed(net: nn.Module, X: torch.Tensor, y: torch.Tensor, **fit_options):

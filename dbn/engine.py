@@ -383,15 +383,13 @@ class ProgressBar(Piece):
         self.skip, self.refresh, self.fmt, self.disable, self.floats_only = skip, refresh, fmt, disable, floats_only
 
     def on_epoch_end(self, model: Any, record: dict, stop: bool) -> None:
+        self.bar.update(1)
         if not self.disable:
             shown = {
                 k: (v if self.fmt is None else format(v, self.fmt)) for k, v in record.items()
                 if k not in self.skip and (not self.floats_only or isinstance(v, float))
             }
-            self.bar.update(1)
             self.bar.set_postfix(shown, refresh=self.refresh)
-        else:
-            self.bar.update(1)
 
     def close(self) -> None:
         self.bar.close()

@@ -223,11 +223,12 @@ class RBM(nn.Module):
         return likelihood.log_likelihood(self, v, log_z)
 
     @torch.no_grad()
-    def init_visible_bias_(self, X: torch.Tensor, eps: float = 1e-3) -> "RBM":
+    def init_visible_bias_(self, X: torch.Tensor, eps: float = 1e-3, *, shard: Shard | None = None) -> "RBM":
         """Set the visible bias from the data, in place (Hinton's practical guide).
 
         Bernoulli units get ``log(p / (1 - p))`` with ``p`` each unit's mean activity (clipped to
-        ``[eps, 1 - eps]``); Gaussian units get the data mean.
+        ``[eps, 1 - eps]``); Gaussian units get the data mean. With ``shard`` (data-parallel
+        runs) ``X`` is this process's shard and the mean is over all processes (one all-reduce).
 
         Examples
         --------
@@ -235,7 +236,12 @@ class RBM(nn.Module):
         >>> rbm.visible_bias[1].item()
         0.0
         """
-        mean = X.mean(dim=0).to(self.visible_bias.dtype)
+        if shard is None:
+            mean = X.mean(dim=0).to(self.visible_bias.dtype)
+        else:
+            total = X.sum(dim=0, dtype=torch.float64)
+            shard.all_reduce(total)
+            mean = (total / shard.n_total).to(self.visible_bias.dtype)
         if self.visible == "bernoulli":
             p = mean.clamp(eps, 1 - eps)
             self.visible_bias.copy_(torch.log(p) - torch.log1p(-p))

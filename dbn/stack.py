@@ -262,24 +262,59 @@ def pretrain_stack(
     corruptions = per_layer("corruption", corruption, n_layers)
     levels = per_layer("corruption_level", corruption_level, n_layers)
     generator = generator if generator is not None else make_generator(None, X.device)
-    layers: list[Layer] = []
-    histories: list[list[dict]] = []
-    # generator state before each finished layer's outputs were propagated (samples replay)
-    propagate_states: list[torch.Tensor] = []
-    ckpt = saved = None
+    ckpt = None
     if checkpoint_dir is not None:
         ckpt = _StackCheckpoint(checkpoint_dir, {
             "pretrain": pretrain, "visible": visible, "hidden_layer_sizes": sizes, "n_epochs": epochs,
             "propagate": propagate, "options": options, "corruption": corruptions if pretrain == "dae" else None,
             "corruption_level": levels if pretrain == "dae" else None, "X": [list(X.shape), str(X.dtype)],
             "validation_data": None if validation_data is None else list(validation_data.shape),
-        }, generator, layers, histories, propagate_states)
+        }, generator)
+    return _pretrain_layers(
+        X, sizes, pretrain=pretrain, visible=visible, epochs=epochs, options=options, corruptions=corruptions,
+        levels=levels, propagate=propagate, generator=generator, validation_data=validation_data, verbose=verbose,
+        callbacks=callbacks, ckpt=ckpt,
+    )
+
+
+def _pretrain_layers(
+    X: torch.Tensor,
+    sizes: Sequence[int],
+    *,
+    pretrain: str,
+    visible: str,
+    epochs: Sequence[int],
+    options: dict[str, list],
+    corruptions: Sequence[str],
+    levels: Sequence[float],
+    propagate: str,
+    generator: torch.Generator,
+    validation_data: torch.Tensor | None = None,
+    verbose: bool = False,
+    callbacks: Sequence[Callable[[int, nn.Module, dict], Any]] = (),
+    ckpt: _StackCheckpoint | None = None,
+    shard: Shard | None = None,
+) -> LayerStack:
+    """The greedy loop of :func:`pretrain_stack` on checked, per-layer arguments.
+
+    Also the loop of :func:`dbn.distributed.pretrain_stack_distributed`: with ``shard``
+    (RBMs only) ``X`` is this process's shard, the visible biases and the CD statistics are
+    all-reduced, and the propagation draws as one process would.
+    """
+    n_layers = len(sizes)
+    layers: list[Layer] = []
+    histories: list[list[dict]] = []
+    # generator state before each finished layer's outputs were propagated (samples replay)
+    propagate_states: list[torch.Tensor] = []
+    saved = None
+    if ckpt is not None:
+        ckpt.layers, ckpt.histories, ckpt.propagate_states = layers, histories, propagate_states
         saved = ckpt.state
     resume_layer = -1 if saved is None else _check_resume_layer(saved, n_layers)
     inputs, valid = X, validation_data
     for i, n_hidden in enumerate(sizes):
         units = visible if i == 0 else "bernoulli"
-        layer = _new_layer(pretrain, inputs, n_hidden, units, corruptions[i], levels[i], generator)
+        layer = _new_layer(pretrain, inputs, n_hidden, units, corruptions[i], levels[i], generator, shard)
         if i < resume_layer:  # finished before the interruption: restore, no training
             _load_layer(layer, saved["finished"][i])
             history = [dict(r) for r in saved["histories"][i]]
@@ -292,7 +327,7 @@ def pretrain_stack(
             history = _train_layer(
                 layer, inputs, i, n_layers, n_epochs=epochs[i], options={name: v[i] for name, v in options.items()},
                 generator=generator, validation_data=valid, verbose=verbose,
-                callbacks=indexed_callbacks(callbacks, i), state=state, ckpt=ckpt,
+                callbacks=indexed_callbacks(callbacks, i), state=state, ckpt=ckpt, shard=shard,
             )
         layers.append(layer)
         histories.append(history)
@@ -301,7 +336,7 @@ def pretrain_stack(
                 generator.set_state(saved["propagate_generator"][i])
             else:
                 propagate_states.append(generator.get_state())
-            inputs = _propagate(inputs, [layer], samples=propagate == "samples", generator=generator)
+            inputs = _propagate(inputs, [layer], samples=propagate == "samples", generator=generator, shard=shard)
             if valid is not None:
                 valid = _propagate(valid, [layer])
         if i < resume_layer:
@@ -313,14 +348,16 @@ def pretrain_stack(
 
 def _new_layer(
     pretrain: str, inputs: torch.Tensor, n_hidden: int, units: str, corruption: str, level: float,
-    generator: torch.Generator,
+    generator: torch.Generator, shard: Shard | None = None,
 ) -> Layer:
     """A fresh layer on ``inputs``' device and dtype (an RBM's visible bias set from the data)."""
     factory = {"device": inputs.device, "dtype": inputs.dtype}
     if pretrain == "rbm":
         layer = RBM(inputs.shape[1], n_hidden, visible=units, generator=generator, **factory)
-        layer.init_visible_bias_(inputs)
+        layer.init_visible_bias_(inputs, shard=shard)
         return layer
+    if shard is not None:
+        raise ValueError("Data-parallel pretraining trains RBMs only; use pretrain='rbm'.")
     return DenoisingAutoencoder(inputs.shape[1], n_hidden, visible=units, corruption=corruption,
                                 corruption_level=level, generator=generator, **factory)
 
@@ -339,9 +376,12 @@ def _train_layer(
     callbacks: list,
     state: dict | None,
     ckpt: _StackCheckpoint | None,
+    shard: Shard | None = None,
 ) -> list[dict]:
     """Train layer ``i`` (resumed from a trainer ``state``) on the engine; returns its history."""
     if isinstance(layer, RBM):
+        if shard is not None:  # data-parallel: the CD step's reduction hook is the all-reduce
+            options = dict(options, all_reduce=shard.all_reduce, rank=shard.rank, world_size=shard.world_size)
         trainer = CDTrainer(layer, generator=generator, **options)
         if state is not None:
             trainer.load_state_dict(state)
@@ -350,7 +390,7 @@ def _train_layer(
             hooks.append(lambda layer, record: ckpt.save(i, layer, trainer.state_dict()))
         trainer.fit(
             inputs, max(0, n_epochs - trainer.epoch), validation_data=validation_data, verbose=verbose,
-            callbacks=hooks, description=f"RBM layer {i + 1}/{n_layers}",
+            callbacks=hooks, description=f"RBM layer {i + 1}/{n_layers}", shard=shard,
         )
         return trainer.history
     checkpoint = None if ckpt is None else (lambda st: ckpt.save(i, layer, st))
@@ -370,14 +410,14 @@ class _StackCheckpoint:
         directory: str | os.PathLike,
         settings: dict,
         generator: torch.Generator,
-        layers: list[Layer],
-        histories: list[list[dict]],
-        propagate_states: list[torch.Tensor],
     ) -> None:
         self.directory = directory
         self.settings = settings_text(settings)
         self.generator = generator
-        self.layers, self.histories, self.propagate_states = layers, histories, propagate_states
+        # the run's lists, bound by _pretrain_layers
+        self.layers: list[Layer] = []
+        self.histories: list[list[dict]] = []
+        self.propagate_states: list[torch.Tensor] = []
         self.state = load_checkpoint(directory, "pretrain_stack", self.settings)
 
     def save(self, i: int, layer: Layer, trainer_state: dict) -> None:
