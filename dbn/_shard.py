@@ -33,6 +33,8 @@ class Shard:
         Number of processes.
     all_reduce : callable
         ``all_reduce(tensor)``: in-place SUM over the processes (identity for one process).
+    rank : int, default=0
+        This process's index (the persistent chains of an RBM are split by it).
 
     Examples
     --------
@@ -44,6 +46,7 @@ class Shard:
     n_total: int
     world_size: int
     all_reduce: Callable[[torch.Tensor], None]
+    rank: int = 0
 
 
 def owned_batches(

@@ -12,22 +12,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._options import CORRUPTIONS, OPTIMIZERS, VISIBLE_TYPES, CorruptionName, OptimizerName
+from ._options import VisibleType as AEVisibleName
 from ._random import make_generator, resolve_device
-from ._validation import (
-    DivergenceError,
-    check_choice,
-    check_data_tensor,
-    check_finite_parameters,
-    check_int,
-    check_scalar,
-)
+from ._validation import check_choice, check_data_tensor, check_int, check_scalar
+from .engine import CheckpointEvery, DivergenceCheck, Piece, PrintProgress, fit_loop, minibatches
+from .optim import MOMENTUM_OPTIMIZERS, make_optimizer
 
 __all__ = [
     "DenoisingAutoencoder",
@@ -38,13 +35,8 @@ __all__ = [
     "OptimizerName",
 ]
 
-CorruptionName = Literal["mask", "gaussian", "salt_pepper"]
-AEVisibleName = Literal["bernoulli", "gaussian"]
-OptimizerName = Literal["sgd", "adam", "rmsprop", "adagrad"]
-
-_CORRUPTIONS = ("mask", "gaussian", "salt_pepper")
-_VISIBLE = ("bernoulli", "gaussian")
-_OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad")
+_CORRUPTIONS = CORRUPTIONS
+_VISIBLE = VISIBLE_TYPES
 
 _DIVERGENCE_HINT = (
     "Lower the learning rate, scale the data (to [0, 1] for visible='bernoulli', standardise "
@@ -385,29 +377,6 @@ class DenoisingAutoencoder(nn.Module):
         return self._loss(x, generator, corrupted=corrupt)
 
 
-def _make_optimizer(
-    name: str | Callable[..., torch.optim.Optimizer],
-    params: Sequence[nn.Parameter],
-    learning_rate: float,
-    momentum: float,
-    weight_decay: float,
-) -> torch.optim.Optimizer:
-    if callable(name):
-        return name(params)
-    check_choice("optimizer", name, _OPTIMIZERS)
-    if name in ("sgd", "rmsprop"):
-        cls = torch.optim.SGD if name == "sgd" else torch.optim.RMSprop
-        return cls(params, lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
-    if momentum != 0.0:
-        raise ValueError(
-            f"The 'momentum' parameter only applies to optimizer='sgd' or 'rmsprop'; got "
-            f"momentum={momentum} with optimizer={name!r}. Set momentum=0.0."
-        )
-    if name == "adam":
-        return torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay)
-    return torch.optim.Adagrad(params, lr=learning_rate, weight_decay=weight_decay)
-
-
 def train_autoencoder(
     dae: DenoisingAutoencoder,
     X: torch.Tensor | np.ndarray,
@@ -436,16 +405,18 @@ def train_autoencoder(
         model's device; a numpy array, or a tensor of another floating dtype, is converted
         once to the model's device and dtype.
     n_epochs : int, default=10
-        Passes over the data.
+        Passes over the data (0 trains nothing and returns the history so far).
     batch_size : int, default=100
         Minibatch size (the last batch may be smaller).
     learning_rate : float, default=0.1
         Step size of the optimizer.
-    optimizer : {"sgd", "adam", "rmsprop", "adagrad"} or callable, default="sgd"
-        A torch optimizer by name, or a callable ``params -> torch.optim.Optimizer`` (then
-        ``learning_rate``, ``momentum`` and ``weight_decay`` are ignored).
+    optimizer : {"sgd", "adam", "rmsprop", "adagrad", "adadelta"} or callable, default="sgd"
+        A torch optimizer by name (:func:`dbn.optim.make_optimizer`, shared with
+        :func:`dbn.training.fit_network`), or a callable ``params -> torch.optim.Optimizer``
+        (then ``learning_rate``, ``momentum`` and ``weight_decay`` are ignored).
     momentum : float, default=0.0
-        Momentum of ``"sgd"`` / ``"rmsprop"``.
+        Momentum of ``"sgd"`` / ``"rmsprop"``; a nonzero value with another named optimizer
+        raises ``ValueError``.
     weight_decay : float, default=0.0
         L2 penalty coefficient, passed to the optimizer (applies to biases too).
     shuffle : bool, default=True
@@ -457,7 +428,8 @@ def train_autoencoder(
         Print one line per epoch.
     callbacks : sequence of callables, default=()
         Each is called as ``callback(dae, record)`` after every epoch; if any returns
-        ``True``, training stops after that epoch.
+        ``True`` (``is True``), training stops after that epoch (the contract of
+        :mod:`dbn.engine`).
     state : dict or None, default=None
         Resume from a training state passed earlier to ``checkpoint`` (with the model's
         parameters restored by the caller): the optimizer state, the generator state, the
@@ -491,7 +463,7 @@ def train_autoencoder(
     """
     if not isinstance(dae, DenoisingAutoencoder):
         raise TypeError(f"dae must be a DenoisingAutoencoder. Got {type(dae).__name__} instead.")
-    n_epochs = check_int("n_epochs", n_epochs, low=1)
+    n_epochs = check_int("n_epochs", n_epochs, low=0)
     batch_size = check_int("batch_size", batch_size, low=1)
     learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
     momentum = check_scalar("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
@@ -500,6 +472,52 @@ def train_autoencoder(
         raise ValueError(
             "The 'callbacks' parameter must be a sequence of callables (dae, record) -> bool."
         )
+    X = _training_tensor(dae, X)
+    gen = make_generator(generator, X.device)
+    if not callable(optimizer):
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        if momentum != 0.0 and optimizer not in MOMENTUM_OPTIMIZERS:
+            raise ValueError(
+                f"The 'momentum' parameter only applies to optimizer='sgd' or 'rmsprop'; got "
+                f"momentum={momentum} with optimizer={optimizer!r}. Set momentum=0.0."
+            )
+    opt = make_optimizer(optimizer, list(dae.parameters()), learning_rate=learning_rate, momentum=momentum,
+                         weight_decay=weight_decay)
+    history, first = _resume(state, opt, gen, n_epochs)
+
+    def run_epoch(epoch: int) -> dict:
+        start = time.perf_counter()
+        batches = minibatches(X.shape[0], batch_size, shuffle=shuffle, generator=gen, device=X.device)
+        total = torch.zeros((), device=X.device, dtype=X.dtype)
+        for rows in batches.rows:
+            xb = X[rows]
+            loss = dae._loss(xb, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * xb.shape[0]
+        mean_loss = float(total) / X.shape[0]  # one host sync per epoch
+        return {"epoch": epoch, "loss": mean_loss, "time": time.perf_counter() - start}
+
+    pieces: list[Piece] = [DivergenceCheck(
+        "loss", lambda r: f"Training diverged at epoch {r['epoch']}: the reconstruction loss is {r['loss']}. "
+        f"{_DIVERGENCE_HINT}", hint=_DIVERGENCE_HINT,
+    )]
+    if verbose:
+        pieces.append(PrintProgress(
+            lambda r: f"[DenoisingAutoencoder] epoch {r['epoch']:3d}  loss {r['loss']:.4f}  time {r['time']:.2f}s"
+        ))
+    if checkpoint is not None:
+        pieces.append(CheckpointEvery(lambda record, stop: checkpoint({
+            "epoch": record["epoch"], "history": [dict(r) for r in history], "optimizer": opt.state_dict(),
+            "generator": gen.get_state(), "stopped": stop,
+        })))
+    dae.train()
+    return fit_loop(dae, range(first, n_epochs + 1), run_epoch, callbacks=callbacks, pieces=pieces, records=history)
+
+
+def _training_tensor(dae: DenoisingAutoencoder, X: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``X`` checked and on the model's device and dtype (a numpy array is converted once)."""
     device, dtype = dae.weight.device, dae.weight.dtype
     if isinstance(X, np.ndarray):
         X = torch.as_tensor(X, dtype=dtype, device=device)  # the one numpy -> torch crossing
@@ -514,50 +532,20 @@ def train_autoencoder(
     else:
         raise TypeError(f"X must be a torch.Tensor or numpy array. Got {type(X).__name__} instead.")
     check_data_tensor(X, n_features=dae.n_visible, unit_interval=dae.visible == "bernoulli")
-    gen = make_generator(generator, device)
-    opt = _make_optimizer(optimizer, list(dae.parameters()), learning_rate, momentum, weight_decay)
+    return X
 
-    n = X.shape[0]
-    history: list[dict] = []
-    first = 1
-    if state is not None:
-        try:
-            opt.load_state_dict(state["optimizer"])
-            gen.set_state(state["generator"])
-            history = [dict(r) for r in state["history"]]
-            first = int(state["epoch"]) + 1
-            if state.get("stopped"):
-                first = n_epochs + 1
-        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-            raise ValueError(f"Invalid autoencoder training state: {exc}") from exc
-    dae.train()
-    for epoch in range(first, n_epochs + 1):
-        start = time.perf_counter()
-        order = torch.randperm(n, generator=gen, device=device) if shuffle else None
-        total = torch.zeros((), device=device, dtype=dtype)
-        for lo in range(0, n, batch_size):
-            xb = X[order[lo:lo + batch_size]] if order is not None else X[lo:lo + batch_size]
-            loss = dae._loss(xb, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * xb.shape[0]
-        mean_loss = float(total) / n  # one host sync per epoch
-        if not math.isfinite(mean_loss):
-            raise DivergenceError(
-                f"Training diverged at epoch {epoch}: the reconstruction loss is {mean_loss}. "
-                f"{_DIVERGENCE_HINT}"
-            )
-        check_finite_parameters(dae, where=f"epoch {epoch}", hint=_DIVERGENCE_HINT)
-        record = {"epoch": epoch, "loss": mean_loss, "time": time.perf_counter() - start}
-        history.append(record)
-        if verbose:
-            print(f"[DenoisingAutoencoder] epoch {epoch:3d}  loss {mean_loss:.4f}  "
-                  f"time {record['time']:.2f}s")
-        stop = any([cb(dae, record) is True for cb in callbacks])
-        if checkpoint is not None:
-            checkpoint({"epoch": epoch, "history": [dict(r) for r in history], "optimizer": opt.state_dict(),
-                        "generator": gen.get_state(), "stopped": stop})
-        if stop:
-            break
-    return history
+
+def _resume(
+    state: dict | None, opt: torch.optim.Optimizer, gen: torch.Generator, n_epochs: int
+) -> tuple[list[dict], int]:
+    """``(history, first epoch)`` of a run resumed from ``state`` (a fresh run without one)."""
+    if state is None:
+        return [], 1
+    try:
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        history = [dict(r) for r in state["history"]]
+        first = n_epochs + 1 if state.get("stopped") else int(state["epoch"]) + 1
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"Invalid autoencoder training state: {exc}") from exc
+    return history, first

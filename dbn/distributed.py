@@ -14,12 +14,16 @@ mini-batch size and seed (up to float rounding):
   from the shared-seed generator and cuts it into the global batches of one process. From
   each global batch a process takes the rows it owns (a varying number, possibly none); the
   split costs one host synchronisation per epoch (:func:`dbn._shard.owned_batches`).
+* **RBM epochs** are :meth:`dbn.rbm.CDTrainer.fit` with a :class:`dbn._shard.Shard` (the same
+  engine, batches and CD step as one process; the all-reduce is the step's reduction hook).
 * **RBM statistics.** :meth:`dbn.rbm.CDTrainer.step` sums the CD statistics over the owned rows,
   scales them by the global counts and all-reduces (SUM) one flat buffer; every process then
   applies the same momentum / decay / sparsity update, so the parameters stay identical.
 * **Randomness.** Every random draw is made for the whole global batch (or all the persistent
   chains) from the shared generator, exactly as one process draws it, and each process uses its
   rows. This costs ``P`` times the (cheap) uniform draws, not the matrix products.
+* **Stacking** is :mod:`dbn.stack`'s own greedy loop and propagation, given a
+  :class:`dbn._shard.Shard` (:func:`pretrain_stack_distributed`).
 * **Persistent chains** are split into ``P`` contiguous blocks; the chain initialisation
   gathers the picked rows' hidden probabilities with one all-reduce.
 * **Monitors** (reconstruction error, pseudo-likelihood) use the same random subset and unit
@@ -45,15 +49,14 @@ from typing import Literal
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
-from . import functional as Fn
 from ._random import make_generator, resolve_device
-from ._shard import Shard, owned_batches
-from ._validation import check_choice, check_data_tensor, check_int
-from .rbm import RBM, CDTrainer, _lr_factor, momentum_at
-from .stack import LayerStack
+from ._shard import Shard
+from ._validation import check_choice, check_data_tensor, check_int, per_layer
+from ._options import PROPAGATES
+from .rbm import RBM, CDTrainer
+from .stack import LayerStack, _pretrain_layers
 
 __all__ = [
     "init_distributed",
@@ -144,56 +147,10 @@ def _global_layout(n_local: int, device: torch.device) -> tuple[int, int]:
     return sum(counts[:rank]), sum(counts)
 
 
-@torch.no_grad()
-def _run_epoch(trainer: CDTrainer, X: torch.Tensor, shard: Shard) -> dict:
-    """One epoch of :meth:`CDTrainer.partial_fit` on this process's shard ``X``."""
-    rbm, g = trainer.rbm, trainer.generator
-    device = rbm.weight.device
-    lr = trainer.learning_rate * _lr_factor(trainer.lr_schedule, trainer.lr_decay, trainer.epoch)
-    mom = momentum_at(trainer.momentum, trainer.epoch)
-    start_time = time.perf_counter()
-    n = shard.n_total
-    order = torch.randperm(n, generator=g, device=device) if trainer.shuffle else torch.arange(n, device=device)
-    local, positions, sizes = owned_batches(order, shard.offset, X.shape[0], trainer.batch_size)
-    for idx, pos, size in zip(local, positions, sizes, strict=True):
-        trainer.step(X.index_select(0, idx), lr, mom, rows=pos, n_rows=size)
-    record = {"epoch": trainer.epoch + 1, "learning_rate": lr, "momentum": mom, "time": time.perf_counter() - start_time}
-    record.update(_monitor(trainer, X, shard))
-    trainer.epoch += 1
-    trainer.history.append(record)
-    trainer._check_divergence(record)
-    return record
-
-
-@torch.no_grad()
-def _monitor(trainer: CDTrainer, X: torch.Tensor, shard: Shard) -> dict:
-    """:meth:`CDTrainer.monitor` over all processes: the same random subset and pseudo-likelihood
-    units as one process, sums all-reduced."""
-    rbm, g = trainer.rbm, trainer.generator
-    device = X.device
-    n = shard.n_total
-    m = min(trainer.monitor_size, n)
-    sub = torch.arange(n, device=device) if m == n else torch.randperm(n, generator=g, device=device)[:m]
-    own = ((sub >= shard.offset) & (sub < shard.offset + X.shape[0])).nonzero().squeeze(1)
-    v = X.index_select(0, sub[own] - shard.offset)
-    sums = torch.zeros(2, dtype=torch.float64, device=device)
-    sums[0] = ((v - rbm.reconstruct(v)) ** 2).sum(dtype=torch.float64)
-    bernoulli = rbm.visible == "bernoulli"
-    if bernoulli:
-        units = torch.randint(0, rbm.n_visible, (m,), generator=g, device=device).index_select(0, own)
-        delta = Fn._flip_free_energy_delta(v, rbm.weight, rbm.visible_bias, rbm.hidden_bias, units)
-        sums[1] = (rbm.n_visible * F.logsigmoid(delta)).sum(dtype=torch.float64)
-    shard.all_reduce(sums)
-    out = {"reconstruction_error": float(sums[0]) / m}
-    if bernoulli:
-        out["pseudo_likelihood"] = float(sums[1]) / m
-        out["pseudo_likelihood_per_unit"] = out["pseudo_likelihood"] / rbm.n_visible
-    return out
-
-
 def _make_shard(X: torch.Tensor) -> Shard:
     offset, n_total = _global_layout(X.shape[0], X.device)
-    return Shard(offset, n_total, world()[1], all_reduce_sum)
+    rank, size = world()
+    return Shard(offset, n_total, size, all_reduce_sum, rank)
 
 
 def train_rbm_distributed(
@@ -223,7 +180,8 @@ def train_rbm_distributed(
     init_visible_bias : bool, default=True
         Set the visible bias from the mean of the whole data (one all-reduce).
     callbacks : sequence of callables
-        ``callback(rbm, record)`` after every epoch, on every process.
+        ``callback(rbm, record)`` after every epoch, on every process; returning ``True``
+        stops training after that epoch (:mod:`dbn.engine`; return the same on every process).
     **trainer_options
         Options of :class:`dbn.rbm.CDTrainer` (``learning_rate``, ``batch_size``, ``k``,
         ``persistent``, ``momentum``, ``generator``...).
@@ -251,42 +209,9 @@ def train_rbm_distributed(
     X = X.to(device=rbm.weight.device, dtype=rbm.weight.dtype)
     shard = _make_shard(X)
     if init_visible_bias:
-        _init_visible_bias(rbm, X, shard)
-    for _ in range(n_epochs):
-        record = _run_epoch(trainer, X, shard)
-        for callback in callbacks:
-            callback(rbm, record)
+        rbm.init_visible_bias_(X, shard=shard)
+    trainer.fit(X, n_epochs, callbacks=callbacks, shard=shard)
     return trainer.history
-
-
-@torch.no_grad()
-def _init_visible_bias(rbm: RBM, X: torch.Tensor, shard: Shard, eps: float = 1e-3) -> None:
-    total = X.sum(dim=0, dtype=torch.float64)
-    shard.all_reduce(total)
-    mean = (total / shard.n_total).to(rbm.visible_bias.dtype)
-    if rbm.visible == "bernoulli":
-        p = mean.clamp(eps, 1 - eps)
-        rbm.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
-    else:
-        rbm.visible_bias.copy_(mean)
-
-
-@torch.no_grad()
-def _propagate_shard(
-    x: torch.Tensor, layer: RBM, shard: Shard, *, samples: bool, generator: torch.Generator, batch_size: int = 4096
-) -> torch.Tensor:
-    """This shard's rows of :func:`dbn.stack._propagate` on the whole data (same random draws)."""
-    out = layer.hidden_probs(x)
-    if not samples:
-        return out
-    lo, hi = shard.offset, shard.offset + x.shape[0]
-    for start in range(0, shard.n_total, batch_size):  # the chunks one process draws
-        stop = min(start + batch_size, shard.n_total)
-        u = torch.rand((stop - start, layer.n_hidden), generator=generator, device=x.device, dtype=x.dtype)
-        a, b = max(start, lo), min(stop, hi)
-        if a < b:
-            out[a - lo : b - lo] = (u[a - start : b - start] < out[a - lo : b - lo]).to(x.dtype)
-    return out
 
 
 def pretrain_stack_distributed(
@@ -314,32 +239,23 @@ def pretrain_stack_distributed(
     >>> pretrain_stack_distributed(X, (8, 4), n_epochs=1, batch_size=20, generator=g).sizes
     (10, 8, 4)
     """
-    from ._validation import per_layer
-
-    propagate = check_choice("propagate", propagate, ("probs", "samples"))
+    propagate = check_choice("propagate", propagate, PROPAGATES)
     sizes = [check_int("hidden_layer_sizes", s, low=1) for s in hidden_layer_sizes]
     if not sizes:
         raise ValueError("The 'hidden_layer_sizes' parameter must name at least one layer.")
+    for name in ("all_reduce", "rank", "world_size"):
+        if name in layer_options:
+            raise ValueError(f"The {name!r} option is set by pretrain_stack_distributed; leave it out.")
     X = check_data_tensor(X, unit_interval=visible == "bernoulli")
     n_layers = len(sizes)
     epochs = [check_int("n_epochs", e, low=0) for e in per_layer("n_epochs", n_epochs, n_layers)]
     options = {name: per_layer(name, value, n_layers) for name, value in layer_options.items()}
     generator = generator if generator is not None else make_generator(None, X.device)
-    shard = _make_shard(X)
-    layers, histories, inputs = [], [], X
-    for i, n_hidden in enumerate(sizes):
-        opts = {name: values[i] for name, values in options.items()}
-        layer = RBM(inputs.shape[1], n_hidden, visible=visible if i == 0 else "bernoulli", generator=generator,
-                    device=X.device, dtype=X.dtype)
-        hooks = [lambda layer, record, i=i: [cb(i, layer, record) for cb in callbacks]] if callbacks else []
-        histories.append(train_rbm_distributed(layer, inputs, n_epochs=epochs[i], generator=generator,
-                                               callbacks=hooks, **opts))
-        layers.append(layer)
-        if i < n_layers - 1:
-            inputs = _propagate_shard(inputs, layer, shard, samples=propagate == "samples", generator=generator)
-    stack = LayerStack(layers)
-    stack.histories = histories
-    return stack
+    return _pretrain_layers(
+        X, sizes, pretrain="rbm", visible=visible, epochs=epochs, options=options, corruptions=[None] * n_layers,
+        levels=[None] * n_layers, propagate=propagate, generator=generator, callbacks=callbacks,
+        shard=_make_shard(X),
+    )
 
 
 def finetune_distributed(net: nn.Module, X: torch.Tensor, y: torch.Tensor, **fit_options):

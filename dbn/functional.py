@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._linalg import bernoulli_sample
 from .units import Units, get_units
 
 __all__ = [
@@ -112,13 +113,16 @@ def visible_mean(
 def sample_bernoulli(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw binary samples with the given probabilities (uniform draw and compare).
 
+    The package's one Bernoulli primitive is :func:`dbn._linalg.bernoulli_sample`
+    (``torch.rand(probs.shape, generator=generator) < probs``); this is its public name.
+
     Examples
     --------
     >>> g = torch.Generator().manual_seed(0)
     >>> sample_bernoulli(torch.tensor([0.0, 1.0]), g)
     tensor([0., 1.])
     """
-    return get_units("bernoulli").sample(probs, generator)
+    return bernoulli_sample(probs, generator)
 
 
 def sample_hidden(
@@ -210,6 +214,10 @@ def cd_statistics(
     chains). This is the ascent direction; it equals minus the gradient of
     ``mean F(v_data) - mean F(v_model)`` with the model samples held fixed (for Bernoulli
     visible units and ``h = p(h | v)``).
+
+    This is the test oracle of the trainer's update: :meth:`dbn.rbm.CDTrainer.step` computes the
+    same statistics fused into its momentum buffers (one GEMM each, no temporaries), and the
+    tests check it against this plain form.
 
     Examples
     --------

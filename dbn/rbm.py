@@ -9,33 +9,34 @@ a sparsity target and a learning-rate schedule, and keeps a per-epoch history;
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import functional as Fn
 from ._linalg import bernoulli_sample, linear, linear_t, outer_accumulate_
+from ._options import RBM_LR_SCHEDULES, RBMLRSchedule, VisibleType
 from ._random import make_generator, resolve_device
+from ._shard import Shard
 from ._validation import (
-    DivergenceError,
     check_choice,
     check_data_tensor,
     check_int,
     check_probability,
     check_scalar,
 )
+from .engine import DivergenceCheck, ProgressBar, fit_loop, lr_factor, minibatches, take_rows
 from .units import get_units
 
 __all__ = ["RBM", "CDTrainer", "train_rbm", "MomentumSchedule", "momentum_at"]
 
-VisibleType = Literal["bernoulli", "gaussian"]
 HiddenType = Literal["bernoulli"]
 MomentumSchedule = float | Literal["hinton"] | tuple[float, float, int]
-LRSchedule = Literal["constant", "exponential", "inverse"] | Callable[[int], float]
+LRSchedule = RBMLRSchedule | Callable[[int], float]
 
 _DIVERGENCE_HINT = (
     "The learning rate is probably too high for the scale of the data: lower 'learning_rate' "
@@ -222,11 +223,12 @@ class RBM(nn.Module):
         return likelihood.log_likelihood(self, v, log_z)
 
     @torch.no_grad()
-    def init_visible_bias_(self, X: torch.Tensor, eps: float = 1e-3) -> "RBM":
+    def init_visible_bias_(self, X: torch.Tensor, eps: float = 1e-3, *, shard: Shard | None = None) -> "RBM":
         """Set the visible bias from the data, in place (Hinton's practical guide).
 
         Bernoulli units get ``log(p / (1 - p))`` with ``p`` each unit's mean activity (clipped to
-        ``[eps, 1 - eps]``); Gaussian units get the data mean.
+        ``[eps, 1 - eps]``); Gaussian units get the data mean. With ``shard`` (data-parallel
+        runs) ``X`` is this process's shard and the mean is over all processes (one all-reduce).
 
         Examples
         --------
@@ -234,7 +236,12 @@ class RBM(nn.Module):
         >>> rbm.visible_bias[1].item()
         0.0
         """
-        mean = X.mean(dim=0).to(self.visible_bias.dtype)
+        if shard is None:
+            mean = X.mean(dim=0).to(self.visible_bias.dtype)
+        else:
+            total = X.sum(dim=0, dtype=torch.float64)
+            shard.all_reduce(total)
+            mean = (total / shard.n_total).to(self.visible_bias.dtype)
         if self.visible == "bernoulli":
             p = mean.clamp(eps, 1 - eps)
             self.visible_bias.copy_(torch.log(p) - torch.log1p(-p))
@@ -279,22 +286,14 @@ def _check_momentum(momentum) -> MomentumSchedule:
     return check_scalar("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
 
 
-def _lr_factor(schedule: LRSchedule, decay: float, epoch: int) -> float:
-    if callable(schedule):
-        return float(schedule(epoch))
-    if schedule == "exponential":
-        return decay**epoch
-    if schedule == "inverse":
-        return 1.0 / (1.0 + decay * epoch)
-    return 1.0
-
-
 class CDTrainer:
     """Contrastive-divergence trainer for an :class:`RBM`, with state kept across calls.
 
     One call of :meth:`partial_fit` is one pass over the given data in mini-batches; the
     momentum buffers, the persistent chains, the sparsity estimate and the epoch counter carry
-    over, so repeated calls continue training.
+    over, so repeated calls continue training. :meth:`fit` runs epochs on the engine
+    (:func:`dbn.engine.fit_loop`): ``callback(rbm, record)`` after every epoch, and returning
+    ``True`` stops training after that epoch.
 
     Parameters
     ----------
@@ -388,7 +387,7 @@ class CDTrainer:
         self.sparsity_cost = check_scalar("sparsity_cost", sparsity_cost, low=0.0)
         self.sparsity_decay = check_probability("sparsity_decay", sparsity_decay)
         if not callable(lr_schedule):
-            check_choice("lr_schedule", lr_schedule, ("constant", "exponential", "inverse"))
+            check_choice("lr_schedule", lr_schedule, RBM_LR_SCHEDULES)
         self.lr_schedule = lr_schedule
         self.lr_decay = check_scalar("lr_decay", lr_decay, low=0.0)
         self.shuffle = bool(shuffle)
@@ -455,38 +454,92 @@ class CDTrainer:
         except (KeyError, RuntimeError, TypeError) as exc:
             raise ValueError(f"Invalid CDTrainer state: {exc}") from exc
 
-    def _negative_phase(self, h0_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the Gibbs chain and return the model statistics ``(v_model, h_model)``."""
-        rbm, g, units = self.rbm, self.generator, self.units
-        W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
-        act = "sigmoid" if units.name == "bernoulli" else "none"
-        if units.name not in ("bernoulli", "gaussian"):  # other unit types: their own mean function
-            act = None
-        if self.persistent:
-            if self._chain is None:
-                rows = torch.randint(0, h0_probs.shape[0], (self.n_chains,), generator=g, device=W.device)
-                self._chain = bernoulli_sample(h0_probs[rows], g)
-            h = self._chain
-            for _ in range(self.k):
-                v = units.sample(self._visible_mean(h, act), g)
-                h_probs = linear(v, W, c, activation="sigmoid")
-                h = bernoulli_sample(h_probs, g)
-            self._chain = h
-            return v, h_probs
-        h = bernoulli_sample(h0_probs, g)
-        for step in range(self.k):
-            v = self._visible_mean(h, act)
-            if step < self.k - 1:
-                v = units.sample(v, g)
-                h = bernoulli_sample(linear(v, W, c, activation="sigmoid"), g)
-        # last visible update uses means, the last hidden one probabilities (Hinton's guide)
-        return v, linear(v, W, c, activation="sigmoid")
+    def _visible_act(self) -> str | None:
+        """The fused activation of the visible mean: ``None`` for unit types with their own mean."""
+        name = self.units.name
+        if name == "bernoulli":
+            return "sigmoid"
+        return "none" if name == "gaussian" else None
 
     def _visible_mean(self, h: torch.Tensor, act) -> torch.Tensor:
         rbm = self.rbm
         if act is None:
             return self.units.mean(linear_t(h, rbm.weight, rbm.visible_bias))
         return linear_t(h, rbm.weight, rbm.visible_bias, activation=act)
+
+    def _draw(self, own: torch.Tensor | None, total: int) -> Callable[[torch.Tensor, Callable], torch.Tensor]:
+        """The sampling rule of the negative phase: ``draw(local, sample)``.
+
+        One process (``own is None``) samples its tensor. In a data-parallel run every draw
+        covers the ``total`` rows of the global batch (or all the chains), as one process would
+        draw it, and this process keeps its rows ``own``.
+        """
+        g = self.generator
+        if own is None:
+            return lambda local, sample: sample(local, g)
+
+        def draw(local: torch.Tensor, sample: Callable) -> torch.Tensor:
+            full = local.new_zeros(total, local.shape[1])
+            full.index_copy_(0, own, local)
+            return sample(full, g).index_select(0, own)
+
+        return draw
+
+    def _init_chains(self, h0_probs: torch.Tensor, rows: torch.Tensor | None, n: int) -> torch.Tensor:
+        """Start the persistent chains from samples of ``n_chains`` random batch rows."""
+        g, device = self.generator, self.rbm.weight.device
+        pick = torch.randint(0, n, (self.n_chains,), generator=g, device=device)
+        if rows is None:
+            return bernoulli_sample(h0_probs[pick], g)
+        # the picked rows' probabilities live on the processes that own them: gather by all-reduce
+        where = torch.full((n,), -1, dtype=torch.long, device=device)
+        where[rows] = torch.arange(rows.shape[0], device=device)
+        sel = where[pick]
+        init = h0_probs.new_zeros(self.n_chains, h0_probs.shape[1])
+        if h0_probs.shape[0]:
+            picked = h0_probs.index_select(0, sel.clamp(min=0))
+            init = torch.where((sel >= 0)[:, None], picked, init)
+        if self.all_reduce is not None:
+            self.all_reduce(init)
+        return bernoulli_sample(init, g).index_select(0, self._own_chains())
+
+    def _own_chains(self) -> torch.Tensor:
+        chains = torch.arange(self.n_chains, device=self.rbm.weight.device)
+        return torch.tensor_split(chains, self.world_size)[self.rank]
+
+    def _negative_phase(
+        self, h0_probs: torch.Tensor, rows: torch.Tensor | None = None, n: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Run the Gibbs chain; returns ``(v_model, h_model, number of model samples)``.
+
+        ``rows`` (data-parallel runs): this process's rows of a global batch of ``n`` rows;
+        every random draw covers the global batch (or all the persistent chains) and this
+        process keeps its rows, so the numbers are those one process would use. Without
+        ``rows`` the draws are the process's own tensors (the same draws in the same order).
+        """
+        W, c = self.rbm.weight, self.rbm.hidden_bias
+        units, act = self.units, self._visible_act()
+        n = h0_probs.shape[0] if n is None else n
+        if self.persistent:
+            if self._chain is None:
+                self._chain = self._init_chains(h0_probs, rows, n)
+            draw = self._draw(None if rows is None else self._own_chains(), self.n_chains)
+            h = self._chain
+            for _ in range(self.k):
+                v = draw(self._visible_mean(h, act), units.sample)
+                h_probs = linear(v, W, c, activation="sigmoid")
+                h = draw(h_probs, bernoulli_sample)
+            self._chain = h
+            return v, h_probs, self.n_chains
+        draw = self._draw(rows, n)
+        h = draw(h0_probs, bernoulli_sample)
+        for step in range(self.k):
+            v = self._visible_mean(h, act)
+            if step < self.k - 1:
+                v = draw(v, units.sample)
+                h = draw(linear(v, W, c, activation="sigmoid"), bernoulli_sample)
+        # last visible update uses means, the last hidden one probabilities (Hinton's guide)
+        return v, linear(v, W, c, activation="sigmoid"), n
 
     def step(
         self,
@@ -501,28 +554,30 @@ class CDTrainer:
 
         With velocity ``u``: ``u <- momentum * u + learning_rate * (data stats - model stats
         + sparsity term - weight_decay * W)`` and ``W <- W + u`` (likewise for the biases,
-        without decay). The statistics are accumulated straight into the velocity buffers.
+        without decay).
+
+        The statistics are accumulated by one of two rules, the only difference between one
+        process and a data-parallel run: one process accumulates them straight into the
+        velocity buffers (:meth:`_accumulate_velocity`); with ``all_reduce`` (or ``rows``) they
+        are summed over this process's rows into a flat gradient buffer scaled by the global
+        counts, all-reduced, and added to the velocities (:meth:`_reduce_statistics`).
 
         In a data-parallel run ``v0`` holds this process's rows of a global batch of ``n_rows``
         rows, at positions ``rows`` in it; every random draw is made for the whole global batch
         (as one process would) and this process uses its rows, so the update equals the
         single-process one up to float rounding.
         """
-        if rows is not None or self.all_reduce is not None:
-            self._reduced_step(v0, learning_rate, momentum, rows, n_rows)
-            return
         rbm = self.rbm
         W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
+        if rows is None and self.world_size > 1:
+            rows = torch.arange(v0.shape[0], device=W.device)
+        n = v0.shape[0] if n_rows is None else int(n_rows)
         h0 = linear(v0, W, c, activation="sigmoid")
-        vk, hk = self._negative_phase(h0)
-        n_data, n_model = v0.shape[0], vk.shape[0]
-        v0_mean = v0.mean(dim=0)
-        self._vel_vb.mul_(momentum).add_(v0_mean - vk.mean(dim=0), alpha=learning_rate)
-        self._vel_hb.mul_(momentum).add_(h0.mean(dim=0) - hk.mean(dim=0), alpha=learning_rate)
-        outer_accumulate_(self._vel_w, h0, v0, alpha=learning_rate / n_data, beta=momentum)
-        outer_accumulate_(self._vel_w, hk, vk, alpha=-learning_rate / n_model)
-        if self.sparsity_target is not None and self.sparsity_cost > 0:
-            batch_q = h0.mean(dim=0)
+        vk, hk, n_model = self._negative_phase(h0, rows, n)
+        reduced = rows is not None or self.all_reduce is not None
+        accumulate = self._reduce_statistics if reduced else self._accumulate_velocity
+        v0_mean, batch_q = accumulate(v0, h0, vk, hk, n, n_model, learning_rate, momentum)
+        if self._sparse:
             self._q = batch_q if self._q is None else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * batch_q
             penalty = self.sparsity_cost * (self.sparsity_target - self._q)
             self._vel_hb.add_(penalty, alpha=learning_rate)
@@ -533,16 +588,30 @@ class CDTrainer:
         b.add_(self._vel_vb)
         c.add_(self._vel_hb)
 
-    def _reduced_step(
-        self, v0: torch.Tensor, lr: float, momentum: float, rows: torch.Tensor | None, n_rows: int | None
-    ) -> None:
-        rbm = self.rbm
-        W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
-        if rows is None:
-            rows = torch.arange(v0.shape[0], device=W.device)
-        n = v0.shape[0] if n_rows is None else int(n_rows)
-        h0 = linear(v0, W, c, activation="sigmoid")
-        vk, hk, n_model = self._negative_phase_rows(h0, rows, n)
+    @property
+    def _sparse(self) -> bool:
+        return self.sparsity_target is not None and self.sparsity_cost > 0
+
+    def _accumulate_velocity(
+        self, v0, h0, vk, hk, n: int, n_model: int, lr: float, momentum: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One process: ``u <- momentum * u + lr * (data - model statistics)`` in place, the
+        weight statistics accumulated by GEMM straight into the velocity. Returns the batch
+        means ``(v0_mean, h0_mean)``."""
+        v0_mean, h0_mean = v0.mean(dim=0), h0.mean(dim=0)
+        self._vel_vb.mul_(momentum).add_(v0_mean - vk.mean(dim=0), alpha=lr)
+        self._vel_hb.mul_(momentum).add_(h0_mean - hk.mean(dim=0), alpha=lr)
+        outer_accumulate_(self._vel_w, h0, v0, alpha=lr / n, beta=momentum)
+        outer_accumulate_(self._vel_w, hk, vk, alpha=-lr / n_model)
+        return v0_mean, h0_mean
+
+    def _reduce_statistics(
+        self, v0, h0, vk, hk, n: int, n_model: int, lr: float, momentum: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Data-parallel: the statistics of this process's rows, divided by the global counts,
+        in one flat buffer, summed over the processes by ``all_reduce`` (so they are the global
+        batch means), then added to the velocities. Returns ``(v0_mean, h0_mean)`` of the global batch."""
+        W = self.rbm.weight
         n_hidden, n_visible = W.shape
         size = n_hidden * n_visible
         if self._grad is None:
@@ -550,7 +619,6 @@ class CDTrainer:
         buf = self._grad
         grad_w = buf[:size].view(n_hidden, n_visible)
         grad_vb, v0_mean, grad_hb, batch_q = buf[size:].split((n_visible, n_visible, n_hidden, n_hidden))
-        # sums over this process's rows divided by the global counts: SUM over processes = means
         grad_w.addmm_(h0.t(), v0, beta=0.0, alpha=1.0 / n).addmm_(hk.t(), vk, alpha=-1.0 / n_model)
         torch.sum(v0, dim=0, out=v0_mean).div_(n)
         grad_vb.copy_(v0_mean).sub_(vk.sum(dim=0), alpha=1.0 / n_model)
@@ -561,101 +629,56 @@ class CDTrainer:
         self._vel_vb.mul_(momentum).add_(grad_vb, alpha=lr)
         self._vel_hb.mul_(momentum).add_(grad_hb, alpha=lr)
         self._vel_w.mul_(momentum).add_(grad_w, alpha=lr)
-        if self.sparsity_target is not None and self.sparsity_cost > 0:
-            q = batch_q.clone()
-            self._q = q if self._q is None else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * q
-            penalty = self.sparsity_cost * (self.sparsity_target - self._q)
-            self._vel_hb.add_(penalty, alpha=lr)
-            self._vel_w.addr_(penalty, v0_mean, alpha=lr)
-        if self.weight_decay:
-            self._vel_w.add_(W, alpha=-lr * self.weight_decay)
-        W.add_(self._vel_w)
-        b.add_(self._vel_vb)
-        c.add_(self._vel_hb)
-
-    def _negative_phase_rows(
-        self, h0_probs: torch.Tensor, rows: torch.Tensor, n: int
-    ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """:meth:`_negative_phase` for this process's ``rows`` of a global batch of ``n`` rows.
-
-        Each random draw covers the global batch (or all the persistent chains), so the numbers
-        are those one process would use; this process keeps its rows. Returns
-        ``(v_model, h_model, global number of model samples)``.
-        """
-        rbm, g, units = self.rbm, self.generator, self.units
-        W, c = rbm.weight, rbm.hidden_bias
-        act = "sigmoid" if units.name == "bernoulli" else "none"
-        if units.name not in ("bernoulli", "gaussian"):
-            act = None
-
-        def draw(local: torch.Tensor, sample: Callable, own: torch.Tensor, total: int) -> torch.Tensor:
-            full = local.new_zeros(total, local.shape[1])
-            full.index_copy_(0, own, local)
-            return sample(full, g).index_select(0, own)
-
-        if self.persistent:
-            n_chains = self.n_chains
-            own = torch.tensor_split(torch.arange(n_chains, device=W.device), self.world_size)[self.rank]
-            if self._chain is None:
-                pick = torch.randint(0, n, (n_chains,), generator=g, device=W.device)
-                where = torch.full((n,), -1, dtype=torch.long, device=W.device)
-                where[rows] = torch.arange(rows.shape[0], device=W.device)
-                sel = where[pick]
-                init = h0_probs.new_zeros(n_chains, h0_probs.shape[1])
-                if h0_probs.shape[0]:
-                    picked = h0_probs.index_select(0, sel.clamp(min=0))
-                    init = torch.where((sel >= 0)[:, None], picked, init)
-                if self.all_reduce is not None:
-                    self.all_reduce(init)
-                self._chain = bernoulli_sample(init, g).index_select(0, own)
-            h = self._chain
-            for _ in range(self.k):
-                v = draw(self._visible_mean(h, act), units.sample, own, n_chains)
-                h_probs = linear(v, W, c, activation="sigmoid")
-                h = draw(h_probs, bernoulli_sample, own, n_chains)
-            self._chain = h
-            return v, h_probs, n_chains
-        h = draw(h0_probs, bernoulli_sample, rows, n)
-        for step in range(self.k):
-            v = self._visible_mean(h, act)
-            if step < self.k - 1:
-                v = draw(v, units.sample, rows, n)
-                h = draw(linear(v, W, c, activation="sigmoid"), bernoulli_sample, rows, n)
-        return v, linear(v, W, c, activation="sigmoid"), n
+        return v0_mean, batch_q.clone() if self._sparse else batch_q  # the buffer is reused
 
     # ------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def partial_fit(self, X: torch.Tensor, validation_data: torch.Tensor | None = None) -> dict:
-        """One pass over ``X`` in mini-batches; returns and records the epoch's monitors."""
-        rbm = self.rbm
-        W = rbm.weight
-        X = check_data_tensor(X, n_features=rbm.n_visible, unit_interval=self.units.unit_interval)
-        X = X.to(device=W.device, dtype=W.dtype)
-        lr = self.learning_rate * _lr_factor(self.lr_schedule, self.lr_decay, self.epoch)
+    def _prepare(self, X: torch.Tensor) -> torch.Tensor:
+        W = self.rbm.weight
+        X = check_data_tensor(X, n_features=self.rbm.n_visible, unit_interval=self.units.unit_interval)
+        return X.to(device=W.device, dtype=W.dtype)
+
+    def _run_epoch(self, X: torch.Tensor, validation_data: torch.Tensor | None, shard: Shard | None) -> dict:
+        """One pass over ``X`` (this process's shard of it with ``shard``) in mini-batches."""
+        W = self.rbm.weight
+        lr = self.learning_rate * lr_factor(self.lr_schedule, self.lr_decay, self.epoch)
         mom = momentum_at(self.momentum, self.epoch)
         start_time = time.perf_counter()
-        n = X.shape[0]
-        order = torch.randperm(n, generator=self.generator, device=W.device) if self.shuffle else None
-        buffer = torch.empty(min(self.batch_size, n), X.shape[1], device=X.device, dtype=X.dtype) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
-            if order is None:
-                batch = X[start : start + self.batch_size]
-            else:
-                idx = order[start : start + self.batch_size]
-                batch = torch.index_select(X, 0, idx, out=buffer[: idx.shape[0]])
-            self.step(batch, lr, mom)
+        n = X.shape[0] if shard is None else shard.n_total
+        batches = minibatches(n, self.batch_size, shuffle=self.shuffle, generator=self.generator, device=W.device,
+                              shard=shard, n_local=X.shape[0])
+        buffer = None
+        if self.shuffle:  # gathered batches land in one reused buffer
+            buffer = torch.empty(min(self.batch_size, X.shape[0]), X.shape[1], device=X.device, dtype=X.dtype)
+        for rows, positions, size in zip(batches.rows, batches.positions, batches.sizes):
+            self.step(take_rows(X, rows, buffer), lr, mom, rows=positions, n_rows=size)
         record = {"epoch": self.epoch + 1, "learning_rate": lr, "momentum": mom, "time": time.perf_counter() - start_time}
-        record.update(self.monitor(X, validation_data))
+        record.update(self.monitor(X, validation_data) if shard is None else self._sharded_monitor(X, shard))
         self.epoch += 1
         self.history.append(record)
-        self._check_divergence(record)
         return record
 
-    def _check_divergence(self, record: dict) -> None:
-        bad = [name for name, p in self.rbm.named_parameters() if not bool(torch.isfinite(p).all())]
-        if bad or not math.isfinite(record["reconstruction_error"]):
-            what = f"parameters {bad} are NaN or infinite" if bad else "the reconstruction error is not finite"
-            raise DivergenceError(f"RBM training diverged at epoch {record['epoch']}: {what}. {_DIVERGENCE_HINT}")
+    def _divergence_check(self) -> DivergenceCheck:
+        return DivergenceCheck(
+            "reconstruction_error",
+            lambda r: f"RBM training diverged at epoch {r['epoch']}: the reconstruction error is not finite. "
+            f"{_DIVERGENCE_HINT}",
+            hint=_DIVERGENCE_HINT,
+            parameters_first=True,
+            parameter_message=lambda r, bad: f"RBM training diverged at epoch {r['epoch']}: parameters {bad} are "
+            f"NaN or infinite. {_DIVERGENCE_HINT}",
+        )
+
+    @torch.no_grad()
+    def partial_fit(
+        self, X: torch.Tensor, validation_data: torch.Tensor | None = None, *, shard: Shard | None = None
+    ) -> dict:
+        """One pass over ``X`` in mini-batches; returns and records the epoch's monitors.
+
+        ``shard`` (data-parallel runs, :mod:`dbn.distributed`): ``X`` is this process's shard and
+        the batches are its rows of the global batches (:func:`dbn.engine.minibatches`).
+        Raises :class:`DivergenceError` when the parameters or the monitors are not finite.
+        """
+        return self.fit(X, 1, validation_data=validation_data, shard=shard)[0]
 
     @torch.no_grad()
     def monitor(self, X: torch.Tensor, validation_data: torch.Tensor | None = None) -> dict:
@@ -685,6 +708,32 @@ class CDTrainer:
             out["free_energy_gap"] = float(gap)
         return out
 
+    @torch.no_grad()
+    def _sharded_monitor(self, X: torch.Tensor, shard: Shard) -> dict:
+        """:meth:`monitor` over all processes: the same random subset and pseudo-likelihood
+        units as one process, sums all-reduced."""
+        rbm, g = self.rbm, self.generator
+        device = X.device
+        n = shard.n_total
+        m = min(self.monitor_size, n)
+        sub = torch.arange(n, device=device) if m == n else torch.randperm(n, generator=g, device=device)[:m]
+        own = ((sub >= shard.offset) & (sub < shard.offset + X.shape[0])).nonzero().squeeze(1)
+        v = X.index_select(0, sub[own] - shard.offset)
+        sums = torch.zeros(2, dtype=torch.float64, device=device)
+        sums[0] = ((v - rbm.reconstruct(v)) ** 2).sum(dtype=torch.float64)
+        bernoulli = rbm.visible == "bernoulli"
+        if bernoulli:
+            units = torch.randint(0, rbm.n_visible, (m,), generator=g, device=device).index_select(0, own)
+            delta = Fn._flip_free_energy_delta(v, rbm.weight, rbm.visible_bias, rbm.hidden_bias, units)
+            sums[1] = (rbm.n_visible * F.logsigmoid(delta)).sum(dtype=torch.float64)
+        shard.all_reduce(sums)
+        out = {"reconstruction_error": float(sums[0]) / m}
+        if bernoulli:
+            out["pseudo_likelihood"] = float(sums[1]) / m
+            out["pseudo_likelihood_per_unit"] = out["pseudo_likelihood"] / rbm.n_visible
+        return out
+
+    @torch.no_grad()
     def fit(
         self,
         X: torch.Tensor,
@@ -692,31 +741,26 @@ class CDTrainer:
         *,
         validation_data: torch.Tensor | None = None,
         verbose: bool = False,
-        callbacks: Sequence[Callable[[RBM, dict], None]] = (),
+        callbacks: Sequence[Callable[[RBM, dict], Any]] = (),
         description: str = "RBM",
+        shard: Shard | None = None,
     ) -> list[dict]:
-        """Run ``n_epochs`` passes of :meth:`partial_fit`; returns this call's records."""
+        """Run ``n_epochs`` passes of :meth:`partial_fit` on :func:`dbn.engine.fit_loop`;
+        returns this call's records.
+
+        ``callback(rbm, record)`` is called after every epoch; if any returns ``True``
+        training stops after that epoch (the engine's contract). ``verbose`` shows a progress
+        bar; ``shard`` as in :meth:`partial_fit`.
+        """
         n_epochs = check_int("n_epochs", n_epochs, low=0)
-        records = []
-        bar = None
+        X = self._prepare(X)
+        pieces: list = [self._divergence_check()]
         if verbose:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n_epochs, desc=description, unit="epoch", leave=False)
-        try:
-            for _ in range(n_epochs):
-                record = self.partial_fit(X, validation_data)
-                for callback in callbacks:
-                    callback(self.rbm, record)
-                records.append(record)
-                if bar is not None:
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k not in ("epoch", "momentum")})
-                    bar.update()
-        finally:
-            if bar is not None:
-                bar.close()
-        return records
-
+            pieces.append(ProgressBar(n_epochs, description, skip=("epoch", "momentum"), fmt=".4g", leave=False))
+        return fit_loop(
+            self.rbm, range(n_epochs), lambda _: self._run_epoch(X, validation_data, shard),
+            callbacks=callbacks, pieces=pieces,
+        )
 
 def train_rbm(
     rbm: RBM,
@@ -745,7 +789,8 @@ def train_rbm(
     verbose : bool, default=False
         Show a progress bar with the monitors.
     callbacks : sequence of callables
-        Each is called as ``callback(rbm, record)`` after every epoch.
+        Each is called as ``callback(rbm, record)`` after every epoch; if any returns ``True``
+        (``is True``), training stops after that epoch (the contract of :mod:`dbn.engine`).
     **trainer_options
         Options of :class:`CDTrainer` (``learning_rate``, ``batch_size``, ``k``, ``persistent``,
         ``momentum``, ``weight_decay``, ``sparsity_target``, ``sparsity_cost``, ``generator``...).

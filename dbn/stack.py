@@ -15,16 +15,18 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ._checkpoint import plain
+from ._checkpoint import load_checkpoint, plain, save_checkpoint, settings_text
+from ._linalg import bernoulli_sample
+from ._options import PRETRAIN_KINDS, PROPAGATES, PretrainKind, Propagate
 from ._random import make_generator
+from ._shard import Shard
 from ._validation import check_choice, check_data_tensor, check_int, per_layer
 from .autoencoder import DenoisingAutoencoder, train_autoencoder
+from .engine import indexed_callbacks
 from .rbm import RBM, CDTrainer
 
 __all__ = ["LayerStack", "pretrain_stack", "kind_options", "PretrainKind", "Propagate"]
 
-PretrainKind = Literal["rbm", "dae"]
-Propagate = Literal["probs", "samples"]
 Layer = RBM | DenoisingAutoencoder
 
 _RBM_OPTIONS = (
@@ -108,16 +110,38 @@ def _propagate(
     batch_size: int = 4096,
     samples: bool = False,
     generator: torch.Generator | None = None,
+    shard: Shard | None = None,
 ) -> torch.Tensor:
+    """Hidden probabilities (or binary samples of them) of ``x`` through ``layers``, in chunks.
+
+    With ``shard`` (data-parallel stacking, :mod:`dbn.distributed`), ``x`` is this process's
+    rows of the whole data: the chunks are the whole data's, each chunk's random draw covers
+    all its rows as one process draws it, and this process keeps its rows (the same numbers).
+    """
+    lo = 0 if shard is None else shard.offset
+    total = x.shape[0] if shard is None else shard.n_total
     for layer in layers:
         out = torch.empty(x.shape[0], layer.n_hidden, device=x.device, dtype=x.dtype)
-        for start in range(0, x.shape[0], batch_size):
-            probs = layer.hidden_probs(x[start : start + batch_size])
+        for start in range(0, total, batch_size):
+            stop = min(start + batch_size, total)
+            a, b = max(start, lo), min(stop, lo + x.shape[0])  # this process's rows of the chunk
+            if a >= b and not samples:
+                continue
+            probs = layer.hidden_probs(x[a - lo : max(a, b) - lo])
             if samples:
-                probs = (torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype) < probs).to(probs.dtype)
-            out[start : start + batch_size] = probs
+                probs = _sample_rows(probs, generator, a - start, stop - start)
+            out[a - lo : max(a, b) - lo] = probs
         x = out
     return x
+
+
+def _sample_rows(probs: torch.Tensor, generator: torch.Generator | None, first: int, total: int) -> torch.Tensor:
+    """Rows ``first ..`` of a Bernoulli draw made for ``total`` rows (all of them: ``probs`` itself)."""
+    if first == 0 and total == probs.shape[0]:
+        return bernoulli_sample(probs, generator)
+    full = probs.new_zeros(total, probs.shape[1])
+    full[first : first + probs.shape[0]] = probs
+    return bernoulli_sample(full, generator)[first : first + probs.shape[0]]
 
 
 def kind_options(
@@ -189,7 +213,9 @@ def pretrain_stack(
     verbose : bool, default=False
         Progress bars per layer.
     callbacks : sequence of callables
-        Called as ``callback(layer_index, layer, record)`` after every epoch.
+        Called as ``callback(layer_index, layer, record)`` after every epoch of every layer;
+        returning ``True`` (``is True``, the contract of :mod:`dbn.engine`) stops the training
+        of that layer after this epoch, and pretraining goes on with the next layer.
     corruption, corruption_level : str / float or per-layer sequences
         Denoising autoencoder corruption (``pretrain="dae"`` only).
     checkpoint_dir : str or path-like, optional
@@ -220,8 +246,8 @@ def pretrain_stack(
     >>> stack.sizes, len(stack.histories[1])
     ((16, 12, 8), 2)
     """
-    pretrain = check_choice("pretrain", pretrain, ("rbm", "dae"))
-    propagate = check_choice("propagate", propagate, ("probs", "samples"))
+    pretrain = check_choice("pretrain", pretrain, PRETRAIN_KINDS)
+    propagate = check_choice("propagate", propagate, PROPAGATES)
     sizes = [check_int("hidden_layer_sizes", s, low=1) for s in hidden_layer_sizes]
     if not sizes:
         raise ValueError("The 'hidden_layer_sizes' parameter must name at least one layer.")
@@ -236,92 +262,174 @@ def pretrain_stack(
     corruptions = per_layer("corruption", corruption, n_layers)
     levels = per_layer("corruption_level", corruption_level, n_layers)
     generator = generator if generator is not None else make_generator(None, X.device)
-    factory = {"device": X.device, "dtype": X.dtype}
-
-    ckpt, save = None, None
+    ckpt = None
     if checkpoint_dir is not None:
-        from ._checkpoint import load_checkpoint, save_checkpoint, settings_text
-
-        settings = settings_text({
+        ckpt = _StackCheckpoint(checkpoint_dir, {
             "pretrain": pretrain, "visible": visible, "hidden_layer_sizes": sizes, "n_epochs": epochs,
             "propagate": propagate, "options": options, "corruption": corruptions if pretrain == "dae" else None,
             "corruption_level": levels if pretrain == "dae" else None, "X": [list(X.shape), str(X.dtype)],
             "validation_data": None if validation_data is None else list(validation_data.shape),
-        })
-        ckpt = load_checkpoint(checkpoint_dir, "pretrain_stack", settings)
+        }, generator)
+    return _pretrain_layers(
+        X, sizes, pretrain=pretrain, visible=visible, epochs=epochs, options=options, corruptions=corruptions,
+        levels=levels, propagate=propagate, generator=generator, validation_data=validation_data, verbose=verbose,
+        callbacks=callbacks, ckpt=ckpt,
+    )
 
-        def save(i: int, layer: Layer, trainer_state: dict) -> None:
-            save_checkpoint(checkpoint_dir, "pretrain_stack", settings, {
-                "layer": i,
-                "finished": [dict(done.state_dict()) for done in layers],
-                "histories": [[plain(r) for r in h] for h in histories],
-                "propagate_generator": propagate_states,
-                "current": dict(layer.state_dict()),
-                "trainer": trainer_state,
-                "generator": generator.get_state(),
-            })
 
+def _pretrain_layers(
+    X: torch.Tensor,
+    sizes: Sequence[int],
+    *,
+    pretrain: str,
+    visible: str,
+    epochs: Sequence[int],
+    options: dict[str, list],
+    corruptions: Sequence[str],
+    levels: Sequence[float],
+    propagate: str,
+    generator: torch.Generator,
+    validation_data: torch.Tensor | None = None,
+    verbose: bool = False,
+    callbacks: Sequence[Callable[[int, nn.Module, dict], Any]] = (),
+    ckpt: _StackCheckpoint | None = None,
+    shard: Shard | None = None,
+) -> LayerStack:
+    """The greedy loop of :func:`pretrain_stack` on checked, per-layer arguments.
+
+    Also the loop of :func:`dbn.distributed.pretrain_stack_distributed`: with ``shard``
+    (RBMs only) ``X`` is this process's shard, the visible biases and the CD statistics are
+    all-reduced, and the propagation draws as one process would.
+    """
+    n_layers = len(sizes)
     layers: list[Layer] = []
     histories: list[list[dict]] = []
     # generator state before each finished layer's outputs were propagated (samples replay)
     propagate_states: list[torch.Tensor] = []
-    resume_layer = -1 if ckpt is None else _check_resume_layer(ckpt, n_layers)
+    saved = None
+    if ckpt is not None:
+        ckpt.layers, ckpt.histories, ckpt.propagate_states = layers, histories, propagate_states
+        saved = ckpt.state
+    resume_layer = -1 if saved is None else _check_resume_layer(saved, n_layers)
     inputs, valid = X, validation_data
     for i, n_hidden in enumerate(sizes):
-        opts = {name: values[i] for name, values in options.items()}
         units = visible if i == 0 else "bernoulli"
-        hooks = [lambda layer, record, i=i: [cb(i, layer, record) for cb in callbacks]] if callbacks else []
-        if pretrain == "rbm":
-            layer = RBM(inputs.shape[1], n_hidden, visible=units, generator=generator, **factory)
-            layer.init_visible_bias_(inputs)
-        else:
-            layer = DenoisingAutoencoder(
-                inputs.shape[1], n_hidden, visible=units, corruption=corruptions[i],
-                corruption_level=levels[i], generator=generator, **factory,
-            )
+        layer = _new_layer(pretrain, inputs, n_hidden, units, corruptions[i], levels[i], generator, shard)
         if i < resume_layer:  # finished before the interruption: restore, no training
-            _load_layer(layer, ckpt["finished"][i])
-            history = [dict(r) for r in ckpt["histories"][i]]
+            _load_layer(layer, saved["finished"][i])
+            history = [dict(r) for r in saved["histories"][i]]
         else:
             state = None
             if i == resume_layer:
-                _load_layer(layer, ckpt["current"])
-                state = ckpt["trainer"]
-                generator.set_state(ckpt["generator"])
-            hooks_i = list(hooks)
-            if save is not None and pretrain == "rbm":
-                hooks_i.append(lambda layer, record, i=i: save(i, layer, trainer.state_dict()))
-            if pretrain == "rbm":
-                trainer = CDTrainer(layer, generator=generator, **opts)
-                if state is not None:
-                    trainer.load_state_dict(state)
-                trainer.fit(
-                    inputs, max(0, epochs[i] - trainer.epoch), validation_data=valid, verbose=verbose,
-                    callbacks=hooks_i, description=f"RBM layer {i + 1}/{n_layers}",
-                )
-                history = trainer.history
-            else:
-                checkpoint = None if save is None else (lambda st, i=i, layer=layer: save(i, layer, st))
-                history = train_autoencoder(
-                    layer, inputs, n_epochs=epochs[i], generator=generator, verbose=verbose, callbacks=hooks,
-                    state=state, checkpoint=checkpoint, **opts
-                )
+                _load_layer(layer, saved["current"])
+                state = saved["trainer"]
+                generator.set_state(saved["generator"])
+            history = _train_layer(
+                layer, inputs, i, n_layers, n_epochs=epochs[i], options={name: v[i] for name, v in options.items()},
+                generator=generator, validation_data=valid, verbose=verbose,
+                callbacks=indexed_callbacks(callbacks, i), state=state, ckpt=ckpt, shard=shard,
+            )
         layers.append(layer)
         histories.append(history)
         if i < n_layers - 1:
-            samples = propagate == "samples"
             if i < resume_layer:
-                generator.set_state(ckpt["propagate_generator"][i])
+                generator.set_state(saved["propagate_generator"][i])
             else:
                 propagate_states.append(generator.get_state())
-            inputs = _propagate(inputs, [layer], samples=samples, generator=generator)
+            inputs = _propagate(inputs, [layer], samples=propagate == "samples", generator=generator, shard=shard)
             if valid is not None:
                 valid = _propagate(valid, [layer])
         if i < resume_layer:
-            propagate_states[:] = [s.clone() for s in ckpt["propagate_generator"][: i + 1]]
+            propagate_states[:] = [s.clone() for s in saved["propagate_generator"][: i + 1]]
     stack = LayerStack(layers)
     stack.histories = histories
     return stack
+
+
+def _new_layer(
+    pretrain: str, inputs: torch.Tensor, n_hidden: int, units: str, corruption: str, level: float,
+    generator: torch.Generator, shard: Shard | None = None,
+) -> Layer:
+    """A fresh layer on ``inputs``' device and dtype (an RBM's visible bias set from the data)."""
+    factory = {"device": inputs.device, "dtype": inputs.dtype}
+    if pretrain == "rbm":
+        layer = RBM(inputs.shape[1], n_hidden, visible=units, generator=generator, **factory)
+        layer.init_visible_bias_(inputs, shard=shard)
+        return layer
+    if shard is not None:
+        raise ValueError("Data-parallel pretraining trains RBMs only; use pretrain='rbm'.")
+    return DenoisingAutoencoder(inputs.shape[1], n_hidden, visible=units, corruption=corruption,
+                                corruption_level=level, generator=generator, **factory)
+
+
+def _train_layer(
+    layer: Layer,
+    inputs: torch.Tensor,
+    i: int,
+    n_layers: int,
+    *,
+    n_epochs: int,
+    options: dict,
+    generator: torch.Generator,
+    validation_data: torch.Tensor | None,
+    verbose: bool,
+    callbacks: list,
+    state: dict | None,
+    ckpt: _StackCheckpoint | None,
+    shard: Shard | None = None,
+) -> list[dict]:
+    """Train layer ``i`` (resumed from a trainer ``state``) on the engine; returns its history."""
+    if isinstance(layer, RBM):
+        if shard is not None:  # data-parallel: the CD step's reduction hook is the all-reduce
+            options = dict(options, all_reduce=shard.all_reduce, rank=shard.rank, world_size=shard.world_size)
+        trainer = CDTrainer(layer, generator=generator, **options)
+        if state is not None:
+            trainer.load_state_dict(state)
+        hooks = list(callbacks)
+        if ckpt is not None:
+            hooks.append(lambda layer, record: ckpt.save(i, layer, trainer.state_dict()))
+        trainer.fit(
+            inputs, max(0, n_epochs - trainer.epoch), validation_data=validation_data, verbose=verbose,
+            callbacks=hooks, description=f"RBM layer {i + 1}/{n_layers}", shard=shard,
+        )
+        return trainer.history
+    checkpoint = None if ckpt is None else (lambda st: ckpt.save(i, layer, st))
+    return train_autoencoder(
+        layer, inputs, n_epochs=n_epochs, generator=generator, verbose=verbose, callbacks=callbacks,
+        state=state, checkpoint=checkpoint, **options,
+    )
+
+
+class _StackCheckpoint:
+    """The pretraining checkpoint of :func:`pretrain_stack`: the saved state (``None`` when
+    there is none) and the saver, which writes the finished layers, the current layer with
+    its trainer state and the generator state."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        settings: dict,
+        generator: torch.Generator,
+    ) -> None:
+        self.directory = directory
+        self.settings = settings_text(settings)
+        self.generator = generator
+        # the run's lists, bound by _pretrain_layers
+        self.layers: list[Layer] = []
+        self.histories: list[list[dict]] = []
+        self.propagate_states: list[torch.Tensor] = []
+        self.state = load_checkpoint(directory, "pretrain_stack", self.settings)
+
+    def save(self, i: int, layer: Layer, trainer_state: dict) -> None:
+        save_checkpoint(self.directory, "pretrain_stack", self.settings, {
+            "layer": i,
+            "finished": [dict(done.state_dict()) for done in self.layers],
+            "histories": [[plain(r) for r in h] for h in self.histories],
+            "propagate_generator": self.propagate_states,
+            "current": dict(layer.state_dict()),
+            "trainer": trainer_state,
+            "generator": self.generator.get_state(),
+        })
 
 
 def _check_resume_layer(ckpt: dict, n_layers: int) -> int:

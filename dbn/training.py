@@ -8,11 +8,13 @@ Building
     :func:`linear_layers`, :func:`hidden_linear_layers`); the names are re-exported here.
 
 Training
-    :func:`fit_network` -> ``_run_epoch`` -> ``_train_step``, as in skorch's
-    ``fit_loop -> run_single_epoch -> train_step``. Batching, autograd and the optimizers are
-    torch's own; the loop adds validation, early stopping with restoration of the best weights,
-    learning-rate schedules, L1/L2 penalties, gradient clipping, max-norm constraints, frozen
-    layers, callbacks and a :class:`History` of per-epoch records.
+    :func:`fit_network` -> :func:`dbn.engine.fit_loop` -> ``_run_epoch`` -> ``_train_step``, as
+    in skorch's ``fit_loop -> run_single_epoch -> train_step``. Batching, autograd and the
+    optimizers (:func:`dbn.optim.make_optimizer`) are torch's own; the epoch adds validation,
+    learning-rate schedules, L1/L2 penalties, gradient clipping, max-norm constraints and frozen
+    layers, and the engine's pieces add early stopping with restoration of the best weights,
+    divergence detection, the progress bar, checkpoints, callbacks and a :class:`History` of
+    per-epoch records.
 
 Inference
     :func:`predict_logits` (batched, no autograd, eval mode) and :func:`evaluate`
@@ -24,23 +26,21 @@ This module depends on torch and tqdm only; conversion from numpy lives in the e
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import numbers
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ._checkpoint import load_checkpoint, plain, save_checkpoint, settings_text
 from ._random import check_generator_device as _check_generator_device
-from ._shard import Shard, owned_batches
+from ._shard import Shard
 from ._options import (
     LOSSES,
     MONITORS,
@@ -57,11 +57,21 @@ from ._validation import (
     DivergenceError,
     check_choice,
     check_data_tensor,
-    check_finite_parameters,
     check_int,
     check_probability,
     check_scalar,
 )
+from .engine import (
+    CheckpointEvery,
+    DivergenceCheck,
+    EarlyStopping,
+    Piece,
+    ProgressBar,
+    SchedulerStep,
+    fit_loop,
+    minibatches,
+)
+from .optim import make_optimizer
 from .network import Maxout, _layer_parameters, build_mlp, hidden_linear_layers, linear_layers, maxout_gain  # noqa: F401
 
 __all__ = [
@@ -85,7 +95,7 @@ __all__ = [
 ]
 
 #: ``callback(net, record)`` after every epoch; may add keys to ``record``; returning ``True``
-#: stops training after this epoch.
+#: (``is True``) stops training after this epoch: the contract of :mod:`dbn.engine`.
 EpochCallback = Callable[[nn.Module, dict], Any]
 #: ``callback(net, batch_record)`` after every optimizer step (gradients still in ``.grad``).
 BatchCallback = Callable[[nn.Module, dict], Any]
@@ -302,25 +312,6 @@ def _check_callbacks(name: str, callbacks: Any) -> tuple:
 # ---------------------------------------------------------------------------------------------
 
 
-def _make_optimizer(
-    name: str,
-    groups: list[dict],
-    *,
-    learning_rate: float,
-    momentum: float,
-    nesterov: bool,
-) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=learning_rate, momentum=momentum, nesterov=nesterov)
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=learning_rate)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=learning_rate, momentum=momentum)
-    if name == "adagrad":
-        return torch.optim.Adagrad(groups, lr=learning_rate)
-    return torch.optim.Adadelta(groups, lr=learning_rate)
-
-
 def _make_scheduler(
     optimizer: torch.optim.Optimizer,
     schedule: str,
@@ -416,44 +407,40 @@ def _run_epoch(
     batch_callbacks: tuple,
     shard: Shard | None = None,
 ) -> tuple[float, float]:
-    """One pass over the training samples; returns (mean loss, score) of the batches."""
-    if shard is not None:
-        return _run_sharded_epoch(
-            net, optimizer, X, y, train_sst=train_sst, cfg=cfg, batch_size=batch_size, shuffle=shuffle,
-            generator=generator, epoch=epoch, batch_callbacks=batch_callbacks, shard=shard,
-        )
+    """One pass over the training samples; returns (mean loss, score) of the batches.
+
+    With ``shard`` (data-parallel runs) this process trains on its rows of every global batch
+    (see :mod:`dbn._shard`): the gradient of ``sum(loss over owned rows) * world_size /
+    global_batch_size`` averaged by DistributedDataParallel over the processes is the gradient
+    of the global batch's mean loss, and the epoch's sums are all-reduced.
+    """
     n = X.shape[0] if train_index is None else train_index.shape[0]
-    order: torch.Tensor | None = None
-    if shuffle:
-        order = torch.randperm(n, generator=generator, device=X.device)
-        if train_index is not None:
-            order = train_index[order]
-    elif train_index is not None:
-        order = train_index
+    if shard is not None:
+        n = shard.n_total
+    batches = minibatches(n, batch_size, shuffle=shuffle, generator=generator, device=X.device,
+                          train_index=train_index, shard=shard, n_local=X.shape[0])
+    cross_entropy = cfg.loss == "cross_entropy"
+    per_output = 1 if cross_entropy else y.shape[1]
+    world = 1 if shard is None else shard.world_size
     loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
-    stat = (
-        torch.zeros((), device=X.device, dtype=torch.float64)
-        if cfg.loss == "cross_entropy"
-        else None
-    )
-    for b, start in enumerate(range(0, n, batch_size)):
-        if order is None:
-            X_batch, y_batch = X[start : start + batch_size], y[start : start + batch_size]
-        else:
-            idx = order[start : start + batch_size]
-            X_batch, y_batch = X[idx], y[idx]
-        loss, out = _train_step(net, optimizer, X_batch, y_batch, cfg)
-        m = X_batch.shape[0]
-        loss_sum += loss * m
-        if cfg.loss == "cross_entropy":
+    stat = torch.zeros(() if cross_entropy else y.shape[1], device=X.device, dtype=torch.float64)
+    for b, (rows, size) in enumerate(zip(batches.rows, batches.sizes)):
+        X_batch, y_batch = X[rows], y[rows]
+        scale = None if shard is None else world / (size * per_output)
+        loss, out = _train_step(net, optimizer, X_batch, y_batch, cfg, sum_scale=scale)
+        loss_sum += loss * (size if shard is None else size / world)  # this process's summed loss
+        if cross_entropy:
             stat += (out.argmax(dim=1) == y_batch).sum()
         else:
-            sse = ((out - y_batch) ** 2).sum(dim=0, dtype=torch.float64)
-            stat = sse if stat is None else stat + sse
+            stat += ((out - y_batch) ** 2).sum(dim=0, dtype=torch.float64)
         if batch_callbacks:
-            record = {"epoch": epoch, "batch": b, "batch_size": m, "loss": loss}
+            record = {"epoch": epoch, "batch": b, "batch_size": X_batch.shape[0], "loss": loss}
             for callback in batch_callbacks:
                 callback(net, record)
+    if shard is not None:
+        totals = torch.cat([loss_sum.view(1), stat.view(-1)])
+        shard.all_reduce(totals)
+        loss_sum, stat = totals[0], totals[1:] if per_output > 1 else totals[1]
     return _epoch_result(optimizer, cfg, loss_sum, stat, n, train_sst, epoch)
 
 
@@ -461,7 +448,7 @@ def _epoch_result(
     optimizer: torch.optim.Optimizer,
     cfg: _StepConfig,
     loss_sum: torch.Tensor,
-    stat: torch.Tensor | None,
+    stat: torch.Tensor,
     n: int,
     train_sst: torch.Tensor | None,
     epoch: int,
@@ -473,60 +460,10 @@ def _epoch_result(
             f"Training diverged at epoch {epoch}: the training loss is {mean_loss} "
             f"(learning rate {lr:g}). {_DIVERGENCE_HINT}"
         )
-    assert stat is not None
     if cfg.loss == "cross_entropy":
-        score = float(stat) / n
-    else:
-        assert train_sst is not None
-        score = _r2(stat, train_sst)
-    return mean_loss, score
-
-
-def _run_sharded_epoch(
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    train_sst: torch.Tensor | None,
-    cfg: _StepConfig,
-    batch_size: int,
-    shuffle: bool,
-    generator: torch.Generator | None,
-    epoch: int,
-    batch_callbacks: tuple,
-    shard: Shard,
-) -> tuple[float, float]:
-    """One data-parallel pass: this process's rows of every global batch (see :mod:`dbn._shard`).
-
-    The gradient of ``sum(loss over owned rows) * world_size / global_batch_size`` averaged by
-    DistributedDataParallel over the processes is the gradient of the global batch's mean loss.
-    """
-    n = shard.n_total
-    if shuffle:
-        order = torch.randperm(n, generator=generator, device=X.device)
-    else:
-        order = torch.arange(n, device=X.device)
-    local, _, sizes = owned_batches(order, shard.offset, X.shape[0], batch_size)
-    per_output = 1 if cfg.loss == "cross_entropy" else y.shape[1]
-    loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
-    stat = torch.zeros(1 if cfg.loss == "cross_entropy" else y.shape[1], device=X.device, dtype=torch.float64)
-    for b, (idx, m) in enumerate(zip(local, sizes, strict=True)):
-        X_batch, y_batch = X[idx], y[idx]
-        scale = shard.world_size / (m * per_output)
-        loss, out = _train_step(net, optimizer, X_batch, y_batch, cfg, sum_scale=scale)
-        loss_sum += loss * (m / shard.world_size)  # this process's summed per-sample loss
-        if cfg.loss == "cross_entropy":
-            stat += (out.argmax(dim=1) == y_batch).sum()
-        else:
-            stat += ((out - y_batch) ** 2).sum(dim=0, dtype=torch.float64)
-        if batch_callbacks:
-            record = {"epoch": epoch, "batch": b, "batch_size": idx.shape[0], "loss": loss}
-            for callback in batch_callbacks:
-                callback(net, record)
-    totals = torch.cat([loss_sum.view(1), stat])
-    shard.all_reduce(totals)
-    return _epoch_result(optimizer, cfg, totals[0], totals[1:] if per_output > 1 else totals[1], n, train_sst, epoch)
+        return mean_loss, float(stat) / n
+    assert train_sst is not None
+    return mean_loss, _r2(stat, train_sst)
 
 
 def fit_network(
@@ -651,8 +588,9 @@ def fit_network(
         global RNG.
     callbacks : sequence of callables, default=()
         ``callback(net, record)`` after every epoch, once the record is complete and before the
-        early-stopping decision. It may add keys to ``record``; returning ``True`` stops
-        training after this epoch. The gradients of the epoch's last batch are still in
+        early-stopping decision. It may add keys to ``record``; returning ``True`` (the object
+        ``True``: a truthy value such as ``1`` does not stop) stops training after this epoch,
+        the contract of every trainer (:mod:`dbn.engine`). The gradients of the epoch's last batch are still in
         ``.grad``.
     batch_callbacks : sequence of callables, default=()
         ``callback(net, batch_record)`` after every optimizer step, with the gradients of the
@@ -705,284 +643,372 @@ def fit_network(
     >>> history[-1]["train_score"] > 0.9
     True
     """
-    # ---- validation of the arguments
-    check_choice("loss", loss, LOSSES)
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    learning_rate = check_scalar("learning_rate", learning_rate, low=0.0, low_inclusive=False)
-    momentum = check_scalar("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
-    if not isinstance(nesterov, bool):
-        raise ValueError(f"The 'nesterov' parameter must be a bool. Got {nesterov!r} instead.")
+    opts = _check_options(
+        loss=loss, optimizer=optimizer, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
+        weight_decay=weight_decay, l1=l1, max_iter=max_iter, batch_size=batch_size, lr_schedule=lr_schedule,
+        lr_step_size=lr_step_size, lr_gamma=lr_gamma, lr_min=lr_min, clip_grad_norm=clip_grad_norm,
+        max_norm=max_norm, early_stopping=early_stopping, validation_fraction=validation_fraction,
+        monitor=monitor, n_iter_no_change=n_iter_no_change, tol=tol, shuffle=shuffle, callbacks=callbacks,
+        batch_callbacks=batch_callbacks, eval_batch_size=eval_batch_size,
+    )
+    data = _check_data(net, X, y, opts, generator=generator, validation_data=validation_data, freeze=freeze,
+                       shard=shard)
+    X, y = data.X, data.y
+    batch_size = min(opts.batch_size, data.n_train)
+    params = _parameter_groups(net, data.layers, data.frozen, opts)
+    opt = make_optimizer(opts.optimizer, params.groups, learning_rate=opts.learning_rate, momentum=opts.momentum,
+                         nesterov=opts.nesterov)
+    scheduler = _make_scheduler(opt, opts.schedule, max_iter=opts.max_iter, step_size=opts.lr_step_size,
+                                gamma=opts.lr_gamma, lr_min=opts.lr_min)
+    monitor_key = opts.monitor if data.has_validation else (
+        "train_loss" if opts.monitor == "valid_loss" else "train_score"
+    )
+    history = History(score_name="accuracy" if opts.loss == "cross_entropy" else "r2", monitor=monitor_key)
+    stopping = EarlyStopping(
+        monitor_key, minimize=monitor_key.endswith("loss"), patience=opts.n_iter_no_change, tol=opts.tol,
+        stop=opts.early_stopping, on_best=lambda epoch: setattr(history, "best_epoch", epoch),
+    )
+    settings = None
+    if checkpoint_dir is not None:
+        settings = _checkpoint_settings(opts, data, net, batch_size=batch_size, freeze=data.frozen, shard=shard,
+                                        validation_data=validation_data)
+    ckpt = None if settings is None else load_checkpoint(checkpoint_dir, "fit_network", settings)
+
+    run_epoch = _epoch_runner(net, opt, data, params.step, opts, batch_size, generator, shard)
+
+    def pieces() -> list[Piece]:
+        save = None
+        if settings is not None:
+            def save(record: dict, stop: bool) -> None:
+                state = _fit_state(record["epoch"], stop, net, opt, scheduler, history, stopping, generator, X.device)
+                save_checkpoint(checkpoint_dir, "fit_network", settings, state)
+        return _fit_pieces(stopping, history, opts.max_iter, verbose, scheduler, save)
+
+    previous_requires_grad = {id(p): p.requires_grad for p in net.parameters()}
+    for p in net.parameters():
+        if id(p) in params.frozen_ids:
+            p.requires_grad_(False)
+    net.train()
+    try:
+        with _forked_rng(generator, X.device):
+            first_epoch, finished = 1, False
+            if ckpt is not None:
+                first_epoch, finished = _restore_fit_state(ckpt, net, opt, scheduler, history, stopping,
+                                                           generator, X.device)
+            epochs = range(first_epoch, opts.max_iter + 1) if not finished else range(0)
+            fit_loop(net, epochs, run_epoch, callbacks=opts.callbacks, pieces=pieces(), records=history)
+    finally:
+        for p in net.parameters():
+            p.requires_grad_(previous_requires_grad.get(id(p), True))
+    stopping.restore(net)
+    return history
+
+
+def _epoch_runner(
+    net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: _StepConfig, opts: _Options, batch_size: int, generator: torch.Generator | None,
+    shard: Shard | None,
+) -> Callable[[int], dict]:
+    """``run_epoch(epoch) -> record`` of :func:`fit_network`: train, then validate."""
+
+    def run_epoch(epoch: int) -> dict:
+        start = time.perf_counter()
+        lr = opt.param_groups[0]["lr"]
+        train_loss, train_score = _run_epoch(
+            net, opt, data.X, data.y, train_index=data.train_index, train_sst=data.train_sst, cfg=cfg,
+            batch_size=batch_size, shuffle=opts.shuffle, generator=generator, epoch=epoch,
+            batch_callbacks=opts.batch_callbacks, shard=shard,
+        )
+        valid_loss = valid_score = None
+        if data.has_validation:
+            valid_loss, valid_score = evaluate(net, data.X_val, data.y_val, loss=opts.loss,
+                                               batch_size=opts.eval_batch_size)
+        return {
+            "epoch": epoch, "train_loss": train_loss, "train_score": train_score, "valid_loss": valid_loss,
+            "valid_score": valid_score, "learning_rate": lr, "time": time.perf_counter() - start,
+        }
+
+    return run_epoch
+
+
+def _fit_pieces(
+    stopping: EarlyStopping, history: History, max_iter: int, verbose: bool,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None, save: Callable[[dict, bool], None] | None,
+) -> list[Piece]:
+    """The engine pieces of :func:`fit_network`, in order: divergence check (before the
+    callbacks), learning-rate schedule, early stopping, progress bar, ``History.stopped_early``,
+    checkpoint."""
+    pieces: list[Piece] = [DivergenceCheck(None, hint=_DIVERGENCE_HINT)]  # the loss: in _epoch_result
+    if scheduler is not None:
+        pieces.append(SchedulerStep(scheduler))
+    pieces += [
+        stopping,
+        ProgressBar(max_iter, "fit_network", refresh=False, disable=not verbose, floats_only=True),
+        _MarkStopped(history, max_iter),
+    ]
+    if save is not None:
+        pieces.append(CheckpointEvery(save))
+    return pieces
+
+
+class _MarkStopped(Piece):
+    """Sets ``History.stopped_early`` when training stops before ``max_iter``."""
+
+    def __init__(self, history: History, max_iter: int) -> None:
+        self.history, self.max_iter = history, max_iter
+
+    def on_epoch_end(self, model: nn.Module, record: dict, stop: bool) -> None:
+        if stop:
+            self.history.stopped_early = record["epoch"] < self.max_iter
+
+
+@contextlib.contextmanager
+def _forked_rng(generator: torch.Generator | None, device: torch.device) -> Iterator[None]:
+    """Fork the global RNG of ``device`` and seed it from ``generator`` (nothing without one).
+
+    Dropout draws from the global RNG; forking it and seeding it from the generator makes the
+    run reproducible from ``generator`` and leaves the caller's global RNG state untouched.
+    """
+    if generator is None:
+        yield
+        return
+    if device.type == "cpu":
+        fork = torch.random.fork_rng(devices=[])
+    else:
+        fork = torch.random.fork_rng(devices=[device], device_type=device.type)
+    with fork:
+        seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
+        torch.manual_seed(int(seed))
+        yield
+
+
+@dataclass
+class _Options:
+    """The checked scalar options of :func:`fit_network`."""
+
+    loss: str
+    optimizer: str
+    learning_rate: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    l1: float
+    max_iter: int
+    batch_size: int
+    eval_batch_size: int
+    schedule: str
+    lr_step_size: int
+    lr_gamma: float | None
+    lr_min: float
+    clip_grad_norm: float | None
+    max_norm: float | None
+    early_stopping: bool
+    validation_fraction: float
+    monitor: str
+    n_iter_no_change: int
+    tol: float
+    shuffle: bool
+    callbacks: tuple
+    batch_callbacks: tuple
+
+
+def _check_bool(name: str, value: Any, suffix: str = " instead") -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"The {name!r} parameter must be a bool. Got {value!r}{suffix}.")
+    return value
+
+
+def _check_options(**kw: Any) -> _Options:
+    """Check :func:`fit_network`'s scalar options, in the order of its signature."""
+    loss = check_choice("loss", kw["loss"], LOSSES)
+    optimizer = check_choice("optimizer", kw["optimizer"], OPTIMIZERS)
+    learning_rate = check_scalar("learning_rate", kw["learning_rate"], low=0.0, low_inclusive=False)
+    momentum = check_scalar("momentum", kw["momentum"], low=0.0, high=1.0, high_inclusive=False)
+    nesterov = _check_bool("nesterov", kw["nesterov"])
     if nesterov and (optimizer != "sgd" or momentum == 0):
         raise ValueError(
             "The 'nesterov' parameter needs optimizer='sgd' and momentum > 0. "
             f"Got optimizer={optimizer!r}, momentum={momentum}."
         )
-    weight_decay = check_scalar("weight_decay", weight_decay, low=0.0)
-    l1 = check_scalar("l1", l1, low=0.0)
-    max_iter = check_int("max_iter", max_iter, low=1)
-    batch_size = check_int("batch_size", batch_size, low=1)
-    eval_batch_size = check_int("eval_batch_size", eval_batch_size, low=1)
-    schedule = (
-        "constant"
-        if lr_schedule is None
-        else check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
-    )
-    lr_step_size = check_int("lr_step_size", lr_step_size, low=1)
+    weight_decay = check_scalar("weight_decay", kw["weight_decay"], low=0.0)
+    l1 = check_scalar("l1", kw["l1"], low=0.0)
+    max_iter = check_int("max_iter", kw["max_iter"], low=1)
+    batch_size = check_int("batch_size", kw["batch_size"], low=1)
+    eval_batch_size = check_int("eval_batch_size", kw["eval_batch_size"], low=1)
+    lr_schedule = kw["lr_schedule"]
+    schedule = "constant" if lr_schedule is None else check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+    lr_step_size = check_int("lr_step_size", kw["lr_step_size"], low=1)
+    lr_gamma = kw["lr_gamma"]
     if lr_gamma is not None:
         lr_gamma = check_scalar("lr_gamma", lr_gamma, low=0.0, high=1.0, low_inclusive=False)
-    lr_min = check_scalar("lr_min", lr_min, low=0.0)
-    clip_grad_norm = _check_optional_positive("clip_grad_norm", clip_grad_norm)
-    max_norm = _check_optional_positive("max_norm", max_norm)
-    if not isinstance(early_stopping, bool):
-        raise ValueError(f"The 'early_stopping' parameter must be a bool. Got {early_stopping!r}.")
-    validation_fraction = check_probability(
-        "validation_fraction", validation_fraction, open_interval=True
+    lr_min = check_scalar("lr_min", kw["lr_min"], low=0.0)
+    clip_grad_norm = _check_optional_positive("clip_grad_norm", kw["clip_grad_norm"])
+    max_norm = _check_optional_positive("max_norm", kw["max_norm"])
+    early_stopping = _check_bool("early_stopping", kw["early_stopping"], suffix="")
+    validation_fraction = check_probability("validation_fraction", kw["validation_fraction"], open_interval=True)
+    monitor = check_choice("monitor", kw["monitor"], MONITORS)
+    n_iter_no_change = check_int("n_iter_no_change", kw["n_iter_no_change"], low=1)
+    tol = check_scalar("tol", kw["tol"], low=0.0)
+    shuffle = _check_bool("shuffle", kw["shuffle"])
+    return _Options(
+        loss, optimizer, learning_rate, momentum, nesterov, weight_decay, l1, max_iter, batch_size,
+        eval_batch_size, schedule, lr_step_size, lr_gamma, lr_min, clip_grad_norm, max_norm, early_stopping,
+        validation_fraction, monitor, n_iter_no_change, tol, shuffle,
+        _check_callbacks("callbacks", kw["callbacks"]), _check_callbacks("batch_callbacks", kw["batch_callbacks"]),
     )
-    check_choice("monitor", monitor, MONITORS)
-    n_iter_no_change = check_int("n_iter_no_change", n_iter_no_change, low=1)
-    tol = check_scalar("tol", tol, low=0.0)
-    if not isinstance(shuffle, bool):
-        raise ValueError(f"The 'shuffle' parameter must be a bool. Got {shuffle!r} instead.")
-    callbacks = _check_callbacks("callbacks", callbacks)
-    batch_callbacks = _check_callbacks("batch_callbacks", batch_callbacks)
 
-    X = _check_inputs(net, X)
-    y = _check_targets(y, X, loss)
-    _check_generator_device(generator, X.device)
-    layers = linear_layers(net)
+
+@dataclass
+class _Data:
+    """The checked training data of :func:`fit_network` and its validation split."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+    layers: list[nn.Module]
+    frozen: set[int]
+    X_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+    train_index: torch.Tensor | None = None
+    train_sst: torch.Tensor | None = None
+    n_train: int = 0
+
+    @property
+    def has_validation(self) -> bool:
+        return self.X_val is not None
+
+
+def _check_freeze(freeze: Any, n_layers: int) -> set[int]:
     if isinstance(freeze, numbers.Integral):
         freeze = (int(freeze),)
     if not isinstance(freeze, (Sequence, range)) or isinstance(freeze, str):
-        raise ValueError(
-            f"The 'freeze' parameter must be a sequence of layer indices. Got {freeze!r}."
-        )
+        raise ValueError(f"The 'freeze' parameter must be a sequence of layer indices. Got {freeze!r}.")
     frozen: set[int] = set()
     for i in freeze:
-        if (
-            isinstance(i, bool)
-            or not isinstance(i, numbers.Integral)
-            or not -len(layers) <= i < len(layers)
-        ):
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not -n_layers <= i < n_layers:
             raise ValueError(
-                f"The 'freeze' parameter has index {i!r}, but the network has {len(layers)} linear "
-                f"layers (valid indices {-len(layers)} .. {len(layers) - 1})."
+                f"The 'freeze' parameter has index {i!r}, but the network has {n_layers} linear "
+                f"layers (valid indices {-n_layers} .. {n_layers - 1})."
             )
-        frozen.add(int(i) % len(layers))
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError(
-                "The 'validation_data' parameter must be a pair (X_val, y_val) of tensors. "
-                f"Got {type(validation_data).__name__}."
-            )
-        X_val = _check_inputs(net, validation_data[0], name="X_val")
-        y_val = _check_targets(validation_data[1], X_val, loss, name="y_val")
-        if X_val.shape[1] != X.shape[1]:
-            raise ValueError(
-                f"X_val has {X_val.shape[1]} features but X has {X.shape[1]} "
-                f"(shapes {tuple(X_val.shape)} and {tuple(X.shape)})."
-            )
-        if y_val.shape[1:] != y.shape[1:]:
-            raise ValueError(f"y_val has shape {tuple(y_val.shape)} but y has {tuple(y.shape)}.")
-    _check_output_shape(net, X, y, loss)
-    if validation_data is not None:
-        _check_output_shape(net, X_val, y_val, loss)
+        frozen.add(int(i) % n_layers)
+    return frozen
 
+
+def _check_validation_data(net: nn.Module, validation_data: Any, X: torch.Tensor, y: torch.Tensor, loss: str):
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError(
+            "The 'validation_data' parameter must be a pair (X_val, y_val) of tensors. "
+            f"Got {type(validation_data).__name__}."
+        )
+    X_val = _check_inputs(net, validation_data[0], name="X_val")
+    y_val = _check_targets(validation_data[1], X_val, loss, name="y_val")
+    if X_val.shape[1] != X.shape[1]:
+        raise ValueError(
+            f"X_val has {X_val.shape[1]} features but X has {X.shape[1]} "
+            f"(shapes {tuple(X_val.shape)} and {tuple(X.shape)})."
+        )
+    if y_val.shape[1:] != y.shape[1:]:
+        raise ValueError(f"y_val has shape {tuple(y_val.shape)} but y has {tuple(y.shape)}.")
+    return X_val, y_val
+
+
+def _check_data(
+    net: nn.Module, X: Any, y: Any, opts: _Options, *, generator: torch.Generator | None, validation_data: Any,
+    freeze: Any, shard: Shard | None,
+) -> _Data:
+    """Check the data, the frozen layers and the shard; draw the validation split."""
+    X = _check_inputs(net, X)
+    y = _check_targets(y, X, opts.loss)
+    _check_generator_device(generator, X.device)
+    layers = linear_layers(net)
+    data = _Data(X, y, layers, _check_freeze(freeze, len(layers)))
+    if validation_data is not None:
+        data.X_val, data.y_val = _check_validation_data(net, validation_data, X, y, opts.loss)
+    _check_output_shape(net, X, y, opts.loss)
+    if validation_data is not None:
+        _check_output_shape(net, data.X_val, data.y_val, opts.loss)
     if shard is not None:
         if not isinstance(shard, Shard):
             raise ValueError(f"The 'shard' parameter must be a dbn._shard.Shard or None. Got {shard!r}.")
-        if early_stopping and validation_data is None:
+        if opts.early_stopping and validation_data is None:
             raise ValueError("Data-parallel training (shard) needs validation_data for early stopping.")
-        if frozen:
+        if data.frozen:
             raise ValueError("Data-parallel training (shard) does not support frozen layers; set freeze=().")
-
-    # ---- training / validation split
-    train_index: torch.Tensor | None = None
-    has_validation = validation_data is not None
-    if early_stopping and validation_data is None:
-        n = X.shape[0]
-        n_val = max(1, int(round(validation_fraction * n)))
-        if n - n_val < 1:
-            raise ValueError(
-                f"validation_fraction={validation_fraction} leaves no training samples out of {n}. "
-                "Lower it or pass validation_data."
-            )
-        perm = torch.randperm(n, generator=generator, device=X.device)
-        val_index, train_index = perm[:n_val], perm[n_val:]
-        X_val, y_val = X[val_index], y[val_index]
-        has_validation = True
-    n_train = X.shape[0] if train_index is None else train_index.shape[0]
-    if shard is not None:
-        n_train = shard.n_total
-    batch_size = min(batch_size, n_train)
-    train_sst = None
-    if loss == "mse" and shard is not None:
+    if opts.early_stopping and validation_data is None:
+        _split_validation(data, opts.validation_fraction, generator)
+    data.n_train = shard.n_total if shard is not None else (
+        X.shape[0] if data.train_index is None else data.train_index.shape[0]
+    )
+    if opts.loss == "mse" and shard is not None:
         moments = torch.cat([y.sum(dim=0), (y * y).sum(dim=0)]).double()
         shard.all_reduce(moments)
         s1, s2 = moments.chunk(2)
-        train_sst = (s2 - s1 * s1 / shard.n_total).clamp(min=0.0)
-    elif loss == "mse":
-        train_sst = _total_sum_squares(y if train_index is None else y[train_index])
+        data.train_sst = (s2 - s1 * s1 / shard.n_total).clamp(min=0.0)
+    elif opts.loss == "mse":
+        data.train_sst = _total_sum_squares(y if data.train_index is None else y[data.train_index])
+    return data
 
-    # ---- parameters, optimizer, schedule
+
+def _split_validation(data: _Data, validation_fraction: float, generator: torch.Generator | None) -> None:
+    """Hold out ``validation_fraction`` of the samples (a random split drawn with ``generator``)."""
+    n = data.X.shape[0]
+    n_val = max(1, int(round(validation_fraction * n)))
+    if n - n_val < 1:
+        raise ValueError(
+            f"validation_fraction={validation_fraction} leaves no training samples out of {n}. "
+            "Lower it or pass validation_data."
+        )
+    perm = torch.randperm(n, generator=generator, device=data.X.device)
+    val_index, data.train_index = perm[:n_val], perm[n_val:]
+    data.X_val, data.y_val = data.X[val_index], data.y[val_index]
+
+
+@dataclass
+class _Parameters:
+    """Trainable parameters of :func:`fit_network`: optimizer groups and the step's settings."""
+
+    groups: list[dict]
+    frozen_ids: set[int]
+    step: _StepConfig
+
+
+def _parameter_groups(net: nn.Module, layers: list[nn.Module], frozen: set[int], opts: _Options) -> _Parameters:
+    """Weights of the linear layers (decayed, L1, max-norm) and the other trainable parameters."""
     blocks = _layer_parameters(net)
     frozen_ids = {id(p) for i in frozen for p in blocks[i]}
-    previous_requires_grad = {id(p): p.requires_grad for p in net.parameters()}
     trainable = [p for p in net.parameters() if p.requires_grad and id(p) not in frozen_ids]
     if not trainable:
         raise ValueError("Every parameter is frozen: nothing to train. Freeze fewer layers.")
     linear_weights = {id(layer.weight) for layer in layers}
     decayed = [p for p in trainable if id(p) in linear_weights]
     others = [p for p in trainable if id(p) not in linear_weights]
-    groups = [
-        {"params": decayed, "weight_decay": weight_decay},
-        {"params": others, "weight_decay": 0.0},
-    ]
-    groups = [g for g in groups if g["params"]]
-    opt = _make_optimizer(
-        optimizer, groups, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov
-    )
-    scheduler = _make_scheduler(
-        opt, schedule, max_iter=max_iter, step_size=lr_step_size, gamma=lr_gamma, lr_min=lr_min
-    )
+    groups = [{"params": decayed, "weight_decay": opts.weight_decay}, {"params": others, "weight_decay": 0.0}]
     trainable_ids = {id(p) for p in trainable}
-    cfg = _StepConfig(
-        loss=loss,
-        params=trainable,
-        l1=l1,
-        l1_weights=decayed,
-        clip_grad_norm=clip_grad_norm,
-        max_norm=max_norm,
-        max_norm_weights=[
-            layer.weight for layer in hidden_linear_layers(net) if id(layer.weight) in trainable_ids
-        ],
+    step = _StepConfig(
+        loss=opts.loss, params=trainable, l1=opts.l1, l1_weights=decayed, clip_grad_norm=opts.clip_grad_norm,
+        max_norm=opts.max_norm,
+        max_norm_weights=[layer.weight for layer in hidden_linear_layers(net) if id(layer.weight) in trainable_ids],
     )
+    return _Parameters([g for g in groups if g["params"]], frozen_ids, step)
 
-    if has_validation:
-        monitor_key = monitor
-    else:
-        monitor_key = "train_loss" if monitor == "valid_loss" else "train_score"
-    history = History(
-        score_name="accuracy" if loss == "cross_entropy" else "r2", monitor=monitor_key
-    )
-    sign = 1.0 if monitor_key.endswith("loss") else -1.0  # minimise sign * value
-    best_value = math.inf
-    best_state: dict[str, torch.Tensor] | None = None
-    epochs_no_change = 0
-    settings = None
-    if checkpoint_dir is not None:
-        settings = settings_text({
-            "loss": loss, "optimizer": optimizer, "learning_rate": learning_rate, "momentum": momentum,
-            "nesterov": nesterov, "weight_decay": weight_decay, "l1": l1, "max_iter": max_iter,
-            "batch_size": batch_size, "lr_schedule": schedule, "lr_step_size": lr_step_size, "lr_gamma": lr_gamma,
-            "lr_min": lr_min, "clip_grad_norm": clip_grad_norm, "max_norm": max_norm, "freeze": sorted(frozen),
-            "early_stopping": early_stopping, "validation_fraction": validation_fraction, "monitor": monitor,
-            "n_iter_no_change": n_iter_no_change, "tol": tol, "shuffle": shuffle,
-            "X": [list(X.shape), str(X.dtype)], "y": [list(y.shape), str(y.dtype)],
-            "validation_data": None if validation_data is None else [list(X_val.shape), list(y_val.shape)],
-            "network": [[name, list(p.shape)] for name, p in net.state_dict().items()],
-            "shard": None if shard is None else [shard.offset, shard.n_total, shard.world_size],
-        })
-    ckpt = None if settings is None else load_checkpoint(checkpoint_dir, "fit_network", settings)
 
-    # Dropout draws from the global RNG; fork it and seed it from the generator so that the
-    # run is reproducible from `generator` and the caller's global RNG state is untouched.
-    rng_context: contextlib.AbstractContextManager = contextlib.nullcontext()
-    if generator is not None:
-        if X.device.type == "cpu":
-            rng_context = torch.random.fork_rng(devices=[])
-        else:
-            rng_context = torch.random.fork_rng(devices=[X.device], device_type=X.device.type)
-    for p in net.parameters():
-        if id(p) in frozen_ids:
-            p.requires_grad_(False)
-    net.train()
-    bar = tqdm(total=max_iter, desc="fit_network", unit="epoch", disable=not verbose)
-    try:
-        with rng_context:
-            if generator is not None:
-                seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
-                torch.manual_seed(int(seed))
-            first_epoch, finished = 1, False
-            if ckpt is not None:
-                first_epoch, finished, best_value, best_state, epochs_no_change = _restore_fit_state(
-                    ckpt, net, opt, scheduler, history, generator, X.device
-                )
-            for epoch in range(first_epoch, max_iter + 1):
-                if finished:
-                    break
-                start = time.perf_counter()
-                lr = opt.param_groups[0]["lr"]
-                train_loss, train_score = _run_epoch(
-                    net,
-                    opt,
-                    X,
-                    y,
-                    train_index=train_index,
-                    train_sst=train_sst,
-                    cfg=cfg,
-                    batch_size=batch_size,
-                    shuffle=shuffle,
-                    generator=generator,
-                    epoch=epoch,
-                    batch_callbacks=batch_callbacks,
-                    shard=shard,
-                )
-                check_finite_parameters(net, where=f"epoch {epoch}", hint=_DIVERGENCE_HINT)
-                valid_loss = valid_score = None
-                if has_validation:
-                    valid_loss, valid_score = evaluate(
-                        net, X_val, y_val, loss=loss, batch_size=eval_batch_size
-                    )
-                if scheduler is not None:
-                    scheduler.step()
-                record: dict[str, Any] = {
-                    "epoch": epoch,
-                    "train_loss": train_loss,
-                    "train_score": train_score,
-                    "valid_loss": valid_loss,
-                    "valid_score": valid_score,
-                    "learning_rate": lr,
-                    "time": time.perf_counter() - start,
-                }
-                stop = False
-                for callback in callbacks:
-                    stop = bool(callback(net, record)) or stop
-                history.append(record)
-
-                value = sign * record[monitor_key]
-                if value < best_value - tol:
-                    epochs_no_change = 0
-                else:
-                    epochs_no_change += 1
-                if value < best_value:
-                    best_value = value
-                    history.best_epoch = epoch
-                    if early_stopping:
-                        best_state = copy.deepcopy(net.state_dict())
-                bar.update(1)
-                if verbose:
-                    bar.set_postfix(
-                        {k: v for k, v in record.items() if k != "epoch" and isinstance(v, float)},
-                        refresh=False,
-                    )
-                if early_stopping and epochs_no_change >= n_iter_no_change:
-                    stop = True
-                if stop:
-                    history.stopped_early = epoch < max_iter
-                if settings is not None:
-                    save_checkpoint(checkpoint_dir, "fit_network", settings, _fit_state(
-                        epoch, stop, net, opt, scheduler, history, best_value, best_state, epochs_no_change,
-                        generator, X.device,
-                    ))
-                if stop:
-                    break
-    finally:
-        bar.close()
-        for p in net.parameters():
-            p.requires_grad_(previous_requires_grad.get(id(p), True))
-    if early_stopping and best_state is not None:
-        net.load_state_dict(best_state)
-    return history
+def _checkpoint_settings(
+    opts: _Options, data: _Data, net: nn.Module, *, batch_size: int, freeze: set[int], shard: Shard | None,
+    validation_data: Any,
+) -> str:
+    """What a fine-tuning checkpoint must agree on to be resumed."""
+    X, y = data.X, data.y
+    return settings_text({
+        "loss": opts.loss, "optimizer": opts.optimizer, "learning_rate": opts.learning_rate,
+        "momentum": opts.momentum, "nesterov": opts.nesterov, "weight_decay": opts.weight_decay, "l1": opts.l1,
+        "max_iter": opts.max_iter, "batch_size": batch_size, "lr_schedule": opts.schedule,
+        "lr_step_size": opts.lr_step_size, "lr_gamma": opts.lr_gamma, "lr_min": opts.lr_min,
+        "clip_grad_norm": opts.clip_grad_norm, "max_norm": opts.max_norm, "freeze": sorted(freeze),
+        "early_stopping": opts.early_stopping, "validation_fraction": opts.validation_fraction,
+        "monitor": opts.monitor, "n_iter_no_change": opts.n_iter_no_change, "tol": opts.tol,
+        "shuffle": opts.shuffle, "X": [list(X.shape), str(X.dtype)], "y": [list(y.shape), str(y.dtype)],
+        "validation_data": None if validation_data is None else [list(data.X_val.shape), list(data.y_val.shape)],
+        "network": [[name, list(p.shape)] for name, p in net.state_dict().items()],
+        "shard": None if shard is None else [shard.offset, shard.n_total, shard.world_size],
+    })
 
 
 def _fit_state(
@@ -992,9 +1018,7 @@ def _fit_state(
     opt: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     history: History,
-    best_value: float,
-    best_state: dict | None,
-    epochs_no_change: int,
+    stopping: EarlyStopping,
     generator: torch.Generator | None,
     device: torch.device,
 ) -> dict:
@@ -1011,9 +1035,7 @@ def _fit_state(
         "history": [plain(r) for r in history],
         "best_epoch": history.best_epoch,
         "stopped_early": history.stopped_early,
-        "best_value": best_value,
-        "best_state": best_state,
-        "epochs_no_change": epochs_no_change,
+        **stopping.state(),
         "generator": None if generator is None else generator.get_state(),
         "rng": rng,
     }
@@ -1025,16 +1047,18 @@ def _restore_fit_state(
     opt: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     history: History,
+    stopping: EarlyStopping,
     generator: torch.Generator | None,
     device: torch.device,
-) -> tuple[int, bool, float, dict | None, int]:
+) -> tuple[int, bool]:
+    """Restore what :func:`_fit_state` saved; returns ``(first epoch to run, whether finished)``."""
     try:
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["optimizer"])
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
         history[:] = [dict(r) for r in state["history"]]
-        history.best_epoch = state["best_epoch"]
+        history.best_epoch = stopping.best_epoch = state["best_epoch"]
         history.stopped_early = bool(state["stopped_early"])
         if generator is not None:
             generator.set_state(state["generator"])
@@ -1045,8 +1069,8 @@ def _restore_fit_state(
         best_state = state["best_state"]
         if best_state is not None:
             best_state = {k: v.to(device) for k, v in best_state.items()}
-        return (int(state["epoch"]) + 1, bool(state["stopped"]), float(state["best_value"]), best_state,
-                int(state["epochs_no_change"]))
+        stopping.load_state(float(state["best_value"]), best_state, int(state["epochs_no_change"]))
+        return int(state["epoch"]) + 1, bool(state["stopped"])
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(
             f"The fine-tuning checkpoint does not fit this run ({type(exc).__name__}: {exc}). Delete the "

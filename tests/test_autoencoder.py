@@ -278,7 +278,7 @@ def test_gaussian_corruption_level_may_exceed_one():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"n_epochs": 0}, "n_epochs"),
+        ({"n_epochs": -1}, "n_epochs"),
         ({"batch_size": -1}, "batch_size"),
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"momentum": 1.0}, "momentum"),

@@ -1,0 +1,561 @@
+"""The epoch engine that every trainer runs on.
+
+:func:`fit_loop` is the one loop over epochs (skorch's ``fit_loop``): it asks the trainer for
+one epoch's record (a dict), hands it to the plugged-in pieces and the user's callbacks, and
+stops when one of them asks. The trainers supply only their epoch: the RBM's CD/PCD pass
+(:class:`dbn.rbm.CDTrainer`), the denoising autoencoder's pass
+(:func:`dbn.autoencoder.train_autoencoder`) and the supervised pass
+(:func:`dbn.training.fit_network`), sharded or not (:mod:`dbn.distributed`).
+
+The callback contract
+    A callback is called as ``callback(model, record)`` after every epoch, once the record is
+    complete (:func:`dbn.stack.pretrain_stack` calls ``callback(layer_index, layer, record)``).
+    It may add keys to ``record``. Every callback is called; if any returns ``True`` (the
+    object ``True``: ``is True``, not merely a truthy value) training stops after that epoch.
+    Any other return value, ``None`` included, lets training go on.
+
+The pieces
+    Small objects with hooks, run in the order given after the callbacks (a piece that checks
+    the record, such as :class:`DivergenceCheck`, runs before them):
+
+    * :class:`DivergenceCheck` raises :class:`dbn.DivergenceError` on a non-finite loss or
+      parameter;
+    * :class:`EarlyStopping` follows a monitored record key, remembers the best epoch (and
+      its weights) and stops after ``patience`` epochs without improvement;
+    * :class:`ProgressBar` (tqdm) and :class:`PrintProgress` (one line per epoch) report;
+    * :class:`CheckpointEvery` hands the training state to a saver after every epoch;
+    * :class:`SchedulerStep` steps a torch learning-rate scheduler after every epoch (fine-tuning)
+      and :func:`lr_factor` is the RBM's per-epoch learning-rate schedule.
+
+    A piece implements any of ``check(model, record)`` (before the callbacks),
+    ``on_epoch_end(model, record, stop) -> bool | None`` (after them; returning ``True``
+    stops) and ``close()`` (always, at the end).
+
+Mini-batches
+    :func:`minibatches` draws one epoch's visiting order on the device (a ``torch.randperm``
+    of the samples, of an optional training index, or of the global index space of a
+    data-parallel run, keeping this process's rows: :func:`dbn._shard.owned_batches`) and cuts
+    it into batches. Everything per batch stays in the trainers' tight inner loops; the engine
+    works per epoch, with no host synchronisation of its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from ._shard import Shard, owned_batches
+from ._validation import DivergenceError, check_finite_parameters
+
+__all__ = [
+    "fit_loop",
+    "run_callbacks",
+    "indexed_callbacks",
+    "Piece",
+    "DivergenceCheck",
+    "EarlyStopping",
+    "ProgressBar",
+    "PrintProgress",
+    "CheckpointEvery",
+    "SchedulerStep",
+    "lr_factor",
+    "Batches",
+    "minibatches",
+    "take_rows",
+]
+
+Callback = Callable[[Any, dict], Any]
+
+
+def run_callbacks(callbacks: Iterable[Callback], model: Any, record: dict) -> bool:
+    """Call every callback as ``callback(model, record)``; ``True`` if any returned ``True``.
+
+    Examples
+    --------
+    >>> run_callbacks([lambda m, r: None, lambda m, r: True], None, {})
+    True
+    >>> run_callbacks([lambda m, r: 1], None, {})  # truthy is not True
+    False
+    """
+    stop = False
+    for callback in callbacks:
+        if callback(model, record) is True:
+            stop = True
+    return stop
+
+
+def indexed_callbacks(callbacks: Sequence[Callable[[int, Any, dict], Any]], index: int) -> list[Callback]:
+    """Adapt ``callback(index, model, record)`` callbacks (the stacks' form) to the engine's
+    ``(model, record)`` form, keeping the contract: ``True`` from any of them stops.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> [hook] = indexed_callbacks([lambda i, m, r: seen.append(i)], 2)
+    >>> hook(None, {}), seen
+    (False, [2])
+    """
+    if not callbacks:
+        return []
+
+    def hook(model: Any, record: dict) -> bool:
+        return any([callback(index, model, record) is True for callback in callbacks])
+
+    return [hook]
+
+
+class Piece:
+    """Base class of the pieces plugged into :func:`fit_loop`; every hook is optional.
+
+    Examples
+    --------
+    >>> Piece().on_epoch_end(None, {}, False) is None
+    True
+    """
+
+    def check(self, model: Any, record: dict) -> None:
+        """Before the callbacks: inspect the record (may raise)."""
+
+    def on_epoch_end(self, model: Any, record: dict, stop: bool) -> bool | None:
+        """After the callbacks; ``stop`` says whether training stops after this epoch.
+        Return ``True`` to stop."""
+        return None
+
+    def close(self) -> None:
+        """At the end of training, also after an exception."""
+
+
+def fit_loop(
+    model: Any,
+    epochs: Iterable[int],
+    run_epoch: Callable[[int], dict],
+    *,
+    callbacks: Sequence[Callback] = (),
+    pieces: Sequence[Piece] = (),
+    records: list | None = None,
+) -> list:
+    """Run ``run_epoch(epoch)`` for each epoch; the one epoch loop of the package.
+
+    After each epoch the record goes, in this order, to every piece's ``check``, to the
+    callbacks (the contract in the module docstring: returning ``True`` stops) and to every
+    piece's ``on_epoch_end`` (which sees whether training stops and may stop it too). Every
+    piece is closed at the end, also when an epoch raises.
+
+    Parameters
+    ----------
+    model : object
+        What the callbacks and pieces receive first (the module being trained).
+    epochs : iterable of int
+        Epoch numbers (from 1 by convention).
+    run_epoch : callable
+        ``run_epoch(epoch) -> record``: one pass over the data.
+    callbacks : sequence of callables, default=()
+        ``callback(model, record)``.
+    pieces : sequence of Piece, default=()
+    records : list, optional
+        Where the records are appended (a history that may already hold earlier epochs);
+        a new list by default.
+
+    Returns
+    -------
+    list
+        ``records``, with this call's records appended.
+
+    Examples
+    --------
+    >>> fit_loop(None, range(1, 6), lambda e: {"epoch": e}, callbacks=[lambda m, r: r["epoch"] == 2])
+    [{'epoch': 1}, {'epoch': 2}]
+    """
+    records = [] if records is None else records
+    try:
+        for epoch in epochs:
+            record = run_epoch(epoch)
+            records.append(record)
+            for piece in pieces:
+                piece.check(model, record)
+            stop = run_callbacks(callbacks, model, record)
+            for piece in pieces:
+                if piece.on_epoch_end(model, record, stop) is True:
+                    stop = True
+            if stop:
+                break
+    finally:
+        for piece in pieces:
+            piece.close()
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces
+# ---------------------------------------------------------------------------------------------
+
+
+class DivergenceCheck(Piece):
+    """Raise :class:`dbn.DivergenceError` when a record's loss or a parameter is not finite.
+
+    Parameters
+    ----------
+    loss_key : str or None
+        Record key of the monitored loss (``None``: parameters only).
+    message : callable, optional
+        ``message(record) -> str``, the error for a non-finite loss.
+    hint : str
+        What to do, appended to the error for a non-finite parameter.
+    parameters_first : bool, default=False
+        Check the parameters before the loss (the RBM reports the parameters first).
+    module : callable, optional
+        ``module(model) -> nn.Module`` whose parameters are checked; the model itself by default.
+    parameter_message : callable, optional
+        ``parameter_message(record, names) -> str``; by default
+        :func:`dbn._validation.check_finite_parameters`' message for the first bad parameter.
+
+    Examples
+    --------
+    >>> check = DivergenceCheck("loss", lambda r: "diverged", hint="")
+    >>> check.check(nn.Linear(2, 2), {"epoch": 1, "loss": 0.5})
+    >>> check.check(nn.Linear(2, 2), {"epoch": 1, "loss": float("nan")})
+    Traceback (most recent call last):
+    ...
+    dbn._validation.DivergenceError: diverged
+    """
+
+    def __init__(
+        self,
+        loss_key: str | None,
+        message: Callable[[dict], str] | None = None,
+        *,
+        hint: str,
+        parameters_first: bool = False,
+        module: Callable[[Any], nn.Module] | None = None,
+        parameter_message: Callable[[dict, list[str]], str] | None = None,
+    ) -> None:
+        self.loss_key = loss_key
+        self.message = message
+        self.hint = hint
+        self.parameters_first = parameters_first
+        self.module = module
+        self.parameter_message = parameter_message
+
+    def _check_parameters(self, model: Any, record: dict) -> None:
+        module = model if self.module is None else self.module(model)
+        if self.parameter_message is None:
+            check_finite_parameters(module, where=f"epoch {record['epoch']}", hint=self.hint)
+            return
+        bad = [name for name, p in module.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise DivergenceError(self.parameter_message(record, bad))
+
+    def check(self, model: Any, record: dict) -> None:
+        if self.parameters_first:
+            self._check_parameters(model, record)
+        if self.loss_key is not None and not math.isfinite(record[self.loss_key]):
+            raise DivergenceError(self.message(record))
+        if not self.parameters_first:
+            self._check_parameters(model, record)
+
+
+class EarlyStopping(Piece):
+    """Follow ``record[monitor]``, remember the best epoch, stop without improvement.
+
+    The best value is the lowest (``minimize=True``) seen so far; an epoch that improves on it
+    by more than ``tol`` resets the patience counter. With ``stop=True`` training stops once
+    ``patience`` epochs in a row did not, and :meth:`restore` puts back the weights of the best
+    epoch (a deep copy of the state dict taken when it was reached). With ``stop=False`` it
+    only tracks ``best_epoch``.
+
+    Parameters
+    ----------
+    monitor : str
+        Record key.
+    minimize : bool, default=True
+    patience : int, default=10
+    tol : float, default=1e-4
+    stop : bool, default=True
+    on_best : callable, optional
+        ``on_best(epoch)`` when a new best is reached (e.g. to set ``History.best_epoch``).
+
+    Examples
+    --------
+    >>> net = nn.Linear(1, 1)
+    >>> es = EarlyStopping("loss", patience=2)
+    >>> losses = [3.0, 1.0, 2.0, 2.0, 0.5]
+    >>> fit_loop(net, range(1, 6), lambda e: {"epoch": e, "loss": losses[e - 1]}, pieces=[es])[-1]
+    {'epoch': 4, 'loss': 2.0}
+    >>> es.best_epoch
+    2
+    """
+
+    def __init__(
+        self,
+        monitor: str,
+        *,
+        minimize: bool = True,
+        patience: int = 10,
+        tol: float = 1e-4,
+        stop: bool = True,
+        on_best: Callable[[int], None] | None = None,
+    ) -> None:
+        self.monitor = monitor
+        self.sign = 1.0 if minimize else -1.0
+        self.patience = patience
+        self.tol = tol
+        self.stop = stop
+        self.on_best = on_best
+        self.best_value = math.inf
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.epochs_no_change = 0
+
+    def on_epoch_end(self, model: nn.Module, record: dict, stop: bool) -> bool:
+        value = self.sign * record[self.monitor]
+        if value < self.best_value - self.tol:
+            self.epochs_no_change = 0
+        else:
+            self.epochs_no_change += 1
+        if value < self.best_value:
+            self.best_value = value
+            self.best_epoch = record["epoch"]
+            if self.on_best is not None:
+                self.on_best(record["epoch"])
+            if self.stop:
+                self.best_state = copy.deepcopy(model.state_dict())
+        return self.stop and self.epochs_no_change >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best epoch's weights into ``model`` (nothing without ``stop`` or a best)."""
+        if self.stop and self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+    def state(self) -> dict:
+        """What a checkpoint keeps: best value and weights, patience counter."""
+        return {"best_value": self.best_value, "best_state": self.best_state, "epochs_no_change": self.epochs_no_change}
+
+    def load_state(self, best_value: float, best_state: dict | None, epochs_no_change: int) -> None:
+        """Restore what :meth:`state` returned."""
+        self.best_value, self.best_state, self.epochs_no_change = best_value, best_state, epochs_no_change
+
+
+class ProgressBar(Piece):
+    """A tqdm bar over epochs, showing the record's numbers (``disable`` for none at all).
+
+    Parameters
+    ----------
+    total : int
+    description : str
+    skip : tuple of str, default=("epoch",)
+        Record keys not shown.
+    refresh : bool, default=True
+        Redraw when the numbers change (``False``: at the next update).
+    fmt : str or None, default=None
+        Format of the numbers (``None`` passes them to tqdm as they are).
+    leave : bool, default=True
+    disable : bool, default=False
+    floats_only : bool, default=False
+        Show only the float entries.
+
+    Examples
+    --------
+    >>> bar = ProgressBar(2, "demo", disable=True)
+    >>> bar.on_epoch_end(None, {"epoch": 1, "loss": 0.5}, False); bar.close()
+    """
+
+    def __init__(
+        self,
+        total: int,
+        description: str,
+        *,
+        skip: tuple[str, ...] = ("epoch",),
+        refresh: bool = True,
+        fmt: str | None = None,
+        leave: bool = True,
+        disable: bool = False,
+        floats_only: bool = False,
+    ) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc=description, unit="epoch", leave=leave, disable=disable)
+        self.skip, self.refresh, self.fmt, self.disable, self.floats_only = skip, refresh, fmt, disable, floats_only
+
+    def on_epoch_end(self, model: Any, record: dict, stop: bool) -> None:
+        self.bar.update(1)
+        if not self.disable:
+            shown = {
+                k: (v if self.fmt is None else format(v, self.fmt)) for k, v in record.items()
+                if k not in self.skip and (not self.floats_only or isinstance(v, float))
+            }
+            self.bar.set_postfix(shown, refresh=self.refresh)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class PrintProgress(Piece):
+    """Print one line per epoch, ``line(record)``.
+
+    Examples
+    --------
+    >>> PrintProgress(lambda r: f"epoch {r['epoch']}").on_epoch_end(None, {"epoch": 1}, False)
+    epoch 1
+    """
+
+    def __init__(self, line: Callable[[dict], str]) -> None:
+        self.line = line
+
+    def on_epoch_end(self, model: Any, record: dict, stop: bool) -> None:
+        print(self.line(record))
+
+
+class CheckpointEvery(Piece):
+    """After every epoch, ``save(record, stop)`` (the trainer builds its state there).
+
+    Examples
+    --------
+    >>> saved = []
+    >>> CheckpointEvery(lambda r, stop: saved.append((r["epoch"], stop))).on_epoch_end(None, {"epoch": 1}, True)
+    >>> saved
+    [(1, True)]
+    """
+
+    def __init__(self, save: Callable[[dict, bool], Any]) -> None:
+        self.save = save
+
+    def on_epoch_end(self, model: Any, record: dict, stop: bool) -> None:
+        self.save(record, stop)
+
+
+class SchedulerStep(Piece):
+    """Step a ``torch.optim.lr_scheduler`` after every epoch (before the pieces after it, such
+    as a checkpoint, see the new rate).
+
+    Examples
+    --------
+    >>> opt = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=1.0)
+    >>> piece = SchedulerStep(torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5))
+    >>> piece.on_epoch_end(None, {"epoch": 1}, False); opt.param_groups[0]["lr"]
+    0.5
+    """
+
+    def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+        self.scheduler = scheduler
+
+    def on_epoch_end(self, model: Any, record: dict, stop: bool) -> None:
+        self.scheduler.step()
+
+
+def lr_factor(schedule: str | Callable[[int], float], decay: float, epoch: int) -> float:
+    """Learning-rate factor of a 0-based ``epoch`` under the RBM schedules.
+
+    ``"constant"`` is 1, ``"exponential"`` is ``decay ** epoch``, ``"inverse"`` is
+    ``1 / (1 + decay * epoch)`` and a callable gives ``schedule(epoch)``.
+
+    Examples
+    --------
+    >>> lr_factor("exponential", 0.5, 2), lr_factor("inverse", 1.0, 1)
+    (0.25, 0.5)
+    """
+    if callable(schedule):
+        return float(schedule(epoch))
+    if schedule == "exponential":
+        return decay**epoch
+    if schedule == "inverse":
+        return 1.0 / (1.0 + decay * epoch)
+    return 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Mini-batches
+# ---------------------------------------------------------------------------------------------
+
+
+class Batches(NamedTuple):
+    """One epoch's mini-batches, as three parallel sequences.
+
+    ``rows``: what to index the (local) data with, a ``slice`` (no copy) or an index tensor;
+    ``positions``: in a data-parallel run, where those rows sit in the global batch (``None``
+    otherwise); ``sizes``: the global batch sizes.
+    """
+
+    rows: Sequence[slice | torch.Tensor]
+    positions: Iterable[torch.Tensor | None]
+    sizes: Sequence[int]
+
+
+def minibatches(
+    n: int,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None,
+    device: torch.device,
+    train_index: torch.Tensor | None = None,
+    shard: Shard | None = None,
+    n_local: int | None = None,
+) -> Batches:
+    """One epoch's mini-batches, drawn on the device (one ``torch.randperm`` when shuffling).
+
+    Parameters
+    ----------
+    n : int
+        Number of samples to visit (the length of ``train_index`` when given; the global
+        number of samples with ``shard``).
+    batch_size : int
+    shuffle : bool
+        Visit the samples in a new random order (``torch.randperm(n, generator=generator)``).
+    generator : torch.Generator or None
+    device : torch.device
+    train_index : Tensor, optional
+        Visit only these rows of the data (in this order without shuffling).
+    shard : Shard, optional
+        Data-parallel run: the order covers the global index space and this process keeps
+        the rows it owns, ``n_local`` rows from ``shard.offset`` (:func:`dbn._shard.owned_batches`,
+        one host synchronisation per epoch).
+    n_local : int, optional
+        With ``shard``: the number of rows this process holds.
+
+    Returns
+    -------
+    Batches
+
+    Examples
+    --------
+    >>> b = minibatches(5, 2, shuffle=False, generator=None, device=torch.device("cpu"))
+    >>> b.rows, b.sizes
+    ([slice(0, 2, None), slice(2, 4, None), slice(4, 6, None)], [2, 2, 1])
+    """
+    if shard is not None:
+        order = torch.randperm(n, generator=generator, device=device) if shuffle else torch.arange(n, device=device)
+        local, positions, sizes = owned_batches(order, shard.offset, n_local, batch_size)
+        return Batches(local, positions, sizes)
+    starts = range(0, n, batch_size)
+    sizes = [min(batch_size, n - s) for s in starts]
+    if shuffle:
+        order = torch.randperm(n, generator=generator, device=device)
+        if train_index is not None:
+            order = train_index[order]
+    elif train_index is not None:
+        order = train_index
+    else:
+        return Batches([slice(s, s + batch_size) for s in starts], repeat(None), sizes)
+    return Batches(order.split(batch_size), repeat(None), sizes)
+
+
+def take_rows(X: torch.Tensor, rows: slice | torch.Tensor, buffer: torch.Tensor | None = None) -> torch.Tensor:
+    """``X[rows]``: a view for a slice; for an index tensor a gather, into ``buffer`` when given.
+
+    Examples
+    --------
+    >>> take_rows(torch.arange(6.0).view(3, 2), torch.tensor([2, 0]))
+    tensor([[4., 5.],
+            [0., 1.]])
+    """
+    if isinstance(rows, slice):
+        return X[rows]
+    if buffer is None:
+        return X.index_select(0, rows)
+    return torch.index_select(X, 0, rows, out=buffer[: rows.shape[0]])
