@@ -288,6 +288,11 @@ class RecipeFit:
 
 def _timed(callbacks: Sequence[EpochCallback], spent: list[float]) -> list[EpochCallback]:
     """The callbacks, each adding its running time to ``spent[0]``."""
+    if not isinstance(callbacks, (list, tuple)) or not all(callable(cb) for cb in callbacks):
+        raise ValueError(
+            "The 'callbacks' parameter must be a list or tuple of callables callback(network, record). "
+            f"Got {callbacks!r} instead."
+        )
 
     def wrap(cb: EpochCallback) -> EpochCallback:
         def wrapper(net: nn.Module, record: dict) -> Any:

@@ -108,8 +108,12 @@ def layer_statistics(
     acts: list[torch.Tensor] = []
     kinds: list[nn.Module | None] = []
     was_training = net.training
+    # layers frozen by fine-tuning (freeze_epochs) are measured too: grad on for the measurement
+    frozen = [lin.weight for lin in linears if not lin.weight.requires_grad]
     net.eval()
     try:
+        for w in frozen:
+            w.requires_grad_(True)
         with torch.enable_grad():
             x = X
             block = -1
@@ -129,6 +133,8 @@ def layer_statistics(
             weights = [lin.weight for lin in linears]
             grads = torch.autograd.grad(loss, pre_list + weights)
     finally:
+        for w in frozen:
+            w.requires_grad_(False)
         for h in handles:
             h.remove()
         net.train(was_training)
