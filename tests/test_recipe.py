@@ -184,3 +184,14 @@ def test_invalid_callbacks(digits):
         DBNClassifier((8,), pretrain=None, max_iter=1, callbacks="print").fit(X, y)
     with pytest.raises(ValueError, match="callbacks"):
         DBNClassifier((8,), pretrain=None, max_iter=1, callbacks=[1]).fit(X, y)
+
+
+def test_fit_arm_checkpoints_like_the_estimator(digits, tmp_path):
+    X, y = digits
+    params = {"hidden_layer_sizes": (8,), "n_iter": 1, "max_iter": 2, "batch_size": 25, "freeze_epochs": 1}
+    fit = fit_arm(params, torch.as_tensor(X), torch.as_tensor(y), n_classes=10, generator=make_generator(0, "cpu"),
+                  checkpoint_dir=tmp_path / "arm")
+    est = DBNClassifier(**params, random_state=0, checkpoint_dir=tmp_path / "est").fit(X, y)
+    found = lambda d: sorted(p.relative_to(d).parent.as_posix() for p in d.rglob("checkpoint.pt"))  # noqa: E731
+    assert found(tmp_path / "arm") == found(tmp_path / "est") == ["finetune", "finetune_freeze", "pretrain"]
+    _same_networks(est.network_, fit.network)

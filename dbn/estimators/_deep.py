@@ -638,6 +638,16 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
     >>> clf = DBNClassifier((32,), n_iter=2, max_iter=5, random_state=0).fit(X[:500] / 16, y[:500])
     >>> clf.predict(X[:3] / 16).shape
     (3,)
+
+    A callback sees every fine-tuning epoch's record; returning True stops:
+
+    >>> losses = []
+    >>> def watch(network, record):
+    ...     losses.append(record["train_loss"])
+    ...     return record["epoch"] == 3
+    >>> clf = DBNClassifier((32,), n_iter=2, max_iter=5, random_state=0, callbacks=[watch])
+    >>> len(losses), clf.fit(X[:500] / 16, y[:500]).n_iter_, len(losses)
+    (0, 3, 3)
     """
 
     _loss = "cross_entropy"

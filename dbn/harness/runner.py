@@ -94,20 +94,12 @@ def build_network(
     ----------
     params : mapping
         DBNClassifier parameters (missing ones take the estimator's defaults).
-    X : Tensor of shape (n_samples, n_features)
-        Labelled inputs, float32 on the target device.
-    n_outputs : int
-        Number of classes.
-    X_pretrain : Tensor, optional
-        Data for greedy pretraining; defaults to ``X``.
-    generator : torch.Generator
-        Source of the initial weights and of pretraining's randomness.
+    X, n_outputs, X_pretrain, generator
+        As in :func:`dbn.recipe.build_network` (``n_outputs``: the number of classes).
 
     Returns
     -------
-    net : nn.Sequential
-    stack : LayerStack or None
-        The pretrained layers (None for a random init).
+    (nn.Sequential, LayerStack or None)
 
     Examples
     --------
@@ -164,11 +156,13 @@ def fit_arm(
     generator: torch.Generator,
     fit_generator: torch.Generator | None = None,
     callbacks: Sequence[Callable[[nn.Module, dict], Any]] = (),
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> ArmFit:
     """:meth:`dbn.DBNClassifier.fit` on tensors, with per-epoch callbacks: :func:`dbn.recipe.fit`.
 
     With ``fit_generator=None`` and no ``validation_data`` the result is the estimator's,
     weight for weight, for ``random_state`` seeding ``generator``: both run the same code.
+    ``checkpoint_dir`` checkpoints pretraining and fine-tuning as the estimator's does.
 
     Examples
     --------
@@ -180,7 +174,8 @@ def fit_arm(
     ((3, 4), 2)
     """
     return recipe.fit(_check_params(params), X, y, n_outputs=n_classes, generator=generator, X_pretrain=X_pretrain,
-                      fit_generator=fit_generator, validation_data=validation_data, callbacks=callbacks)
+                      fit_generator=fit_generator, validation_data=validation_data, callbacks=callbacks,
+                      checkpoint_dir=checkpoint_dir)
 
 
 # ---------------------------------------------------------------------------------------------
