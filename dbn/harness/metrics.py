@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..training import Maxout, hidden_linear_layers, linear_layers
+from ..network import Maxout, hidden_linear_layers, linear_layers
 
 __all__ = [
     "layer_statistics",
@@ -86,7 +86,7 @@ def layer_statistics(
 
     Examples
     --------
-    >>> from dbn.training import build_mlp
+    >>> from dbn.network import build_mlp
     >>> net = build_mlp(4, (3, 3), 2, generator=torch.Generator().manual_seed(0))
     >>> stats = layer_statistics(net, torch.rand(8, 4), torch.tensor([0, 1] * 4))
     >>> len(stats), sorted(stats[0])[:3], stats[-1]["grad_s_ratio"]
