@@ -5,16 +5,18 @@ A checkpoint is one ``torch.save`` file holding a plain dictionary::
     {"format": "torch-dbn-checkpoint", "version": 1, "kind": "<which loop>",
      "settings": "<JSON text>", "state": {...tensors and plain Python values...}}
 
-It is written atomically (temporary file, ``fsync``, rename; :func:`dbn.io._atomic_write`), so a
-process killed mid-write leaves the previous checkpoint intact, and it is read back with
-``torch.load(..., weights_only=True)``, so no code named in the file ever runs. ``settings``
-describes the run (its options and the data shape); resuming with other settings is refused.
+It is written atomically (temporary file, ``fsync``, rename: :func:`_atomic_write`, which
+:mod:`dbn.io` uses too), so a process killed mid-write leaves the previous checkpoint intact,
+and it is read back with ``torch.load(..., weights_only=True)``, so no code named in the file
+ever runs. ``settings`` describes the run (its options and the data shape); resuming with other
+settings is refused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,34 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, torch.Size):
         return list(value)
     return repr(value)
+
+
+def _atomic_write(path: Path, writer) -> None:
+    """Write a file through ``writer(f)`` atomically: temporary file, ``fsync``, rename, directory ``fsync``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a saved model gets the usual mode
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:  # pragma: no cover - some filesystems refuse directory fsync
+        pass
 
 
 def settings_text(settings: dict) -> str:
@@ -75,8 +105,6 @@ def save_checkpoint(directory: str | os.PathLike, kind: str, settings: str, stat
     >>> load_checkpoint(d, "demo", settings_text({"n": 1}))
     {'epoch': 2}
     """
-    from .io import _atomic_write  # lazy: dbn.io imports the model modules
-
     payload = {"format": _FORMAT, "version": _VERSION, "kind": kind, "settings": settings, "state": state}
     path = Path(directory) / CHECKPOINT_NAME
     _atomic_write(path, lambda f: torch.save(payload, f))

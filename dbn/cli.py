@@ -18,6 +18,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ._options import OPTIMIZERS
+
 __all__ = ["build_parser", "main"]
 
 
@@ -76,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--pretrain-epochs", type=int, default=D.pretrain_epochs, help="pretraining epochs per layer")
     c.add_argument("--batch-size", type=_positive, default=D.batch_size)
     c.add_argument("--learning-rate", type=float, default=D.learning_rate, help="fine-tuning learning rate")
-    c.add_argument("--solver", default=D.solver, choices=("sgd", "adam", "rmsprop", "adagrad", "adadelta"))
+    c.add_argument("--solver", default=D.solver, choices=OPTIMIZERS)
     c.add_argument("--pretrain-learning-rate", type=float, default=D.pretrain_learning_rate)
     c.add_argument("--device", default=D.device, help="cpu, cuda, cuda:N or auto")
     c.add_argument("--threads", type=_positive, default=None, help="torch.set_num_threads (default: torch's)")
@@ -115,7 +117,8 @@ def _plot(args: argparse.Namespace) -> int:
     import torch
 
     from . import plotting
-    from .io import load_any, model_layers
+    from .estimators import load_any
+    from .io import model_layers
     from .rbm import RBM
     from .sampling import sample_dbn
 

@@ -54,7 +54,10 @@ def to_torch(
     input_dropout : float, default=0.0
         If positive, an ``nn.Dropout(input_dropout)`` comes first.
     generator : torch.Generator, optional
-        Random source for the head's weights.
+        Random source for the head's weights (the only freshly initialised layer). Without
+        one, the head is drawn from a fresh ``torch.Generator`` with PyTorch's default seed,
+        so the result is deterministic. Either way the global RNG is never touched: the layers
+        are allocated uninitialised (``nn.utils.skip_init``) before their weights are written.
 
     Returns
     -------
@@ -87,7 +90,7 @@ def to_torch(
     modules: list[nn.Module] = [nn.Dropout(input_dropout)] if input_dropout else []
     for layer in stack.layers:
         w = layer.weight
-        linear = nn.Linear(layer.n_visible, layer.n_hidden, device=w.device, dtype=w.dtype)
+        linear = nn.utils.skip_init(nn.Linear, layer.n_visible, layer.n_hidden, device=w.device, dtype=w.dtype)
         with torch.no_grad():
             linear.weight.copy_(w)
             linear.bias.copy_(layer.hidden_bias)
@@ -96,7 +99,9 @@ def to_torch(
             modules.append(nn.Dropout(dropout))
     if head is not None:
         w = stack.layers[-1].weight
-        out = nn.Linear(stack.sizes[-1], n_outputs, device=w.device, dtype=w.dtype)
+        if generator is None:
+            generator = torch.Generator(device=w.device)  # fresh, default seed: never the global RNG
+        out = nn.utils.skip_init(nn.Linear, stack.sizes[-1], n_outputs, device=w.device, dtype=w.dtype)
         with torch.no_grad():
             out.weight.copy_(torch.randn(out.weight.shape, generator=generator, device=w.device, dtype=w.dtype) * head_std)
             out.bias.zero_()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,44 +22,18 @@ import torch
 from torch import nn
 
 from . import __version__
+from ._checkpoint import _atomic_write
 from .autoencoder import DenoisingAutoencoder
 from .rbm import RBM
 from .stack import LayerStack
 
 __all__ = [
-    "FORMAT_VERSION", "save", "load", "load_any", "model_layers", "write_archive", "read_archive", "layer_config",
+    "FORMAT_VERSION", "save", "load", "model_layers", "write_archive", "read_archive", "layer_config",
     "layer_from_config",
 ]
 
 FORMAT = "torch-dbn"
 FORMAT_VERSION = 1
-
-
-def _atomic_write(path: Path, writer) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; a saved model gets the usual mode
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:  # pragma: no cover - some filesystems refuse directory fsync
-        pass
 
 
 def write_archive(path: str | os.PathLike, kind: str, config: dict, tensors: dict[str, torch.Tensor]) -> Path:
@@ -204,7 +177,8 @@ def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str
 def save(obj: RBM | DenoisingAutoencoder | LayerStack, path: str | os.PathLike) -> Path:
     """Save an RBM, a denoising autoencoder or a layer stack.
 
-    Estimators have their own ``save`` method (see :mod:`dbn.estimators`).
+    Estimators have their own ``save`` method (see :mod:`dbn.estimators`, whose
+    :func:`~dbn.estimators.load_any` reads estimator files too).
 
     Examples
     --------
@@ -246,27 +220,6 @@ def load(path: str | os.PathLike, *, device=None) -> RBM | DenoisingAutoencoder 
         return layer
     except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise ValueError(f"{str(path)!r} is a damaged torch-dbn model file: {exc!r}") from exc
-
-
-_ESTIMATOR_KINDS = ("RBMTransformer", "DBNTransformer", "DBNClassifier", "DBNRegressor")
-
-
-def load_any(path: str | os.PathLike, *, device=None):
-    """Load any torch-dbn file: a module saved by :func:`save` or an estimator saved by its ``save``.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "rbm.dbn")
-    >>> type(load_any(save(RBM(4, 2), path))).__name__
-    'RBM'
-    """
-    _, _, kind = read_archive(path)
-    if kind in _ESTIMATOR_KINDS:
-        from . import estimators
-
-        return getattr(estimators, kind).load(path, device=device)
-    return load(path, device=device)
 
 
 def model_layers(model) -> list[nn.Module]:

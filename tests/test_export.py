@@ -59,3 +59,21 @@ def test_export_needs_nothing_from_this_package(stacks, tmp_path):
     with torch.no_grad():
         assert torch.equal(fresh(X), net(X))
     assert b"dbn" not in pickle.dumps(net)
+
+
+@pytest.mark.parametrize("seeded", [True, False])
+def test_to_torch_leaves_the_global_rng_alone(stacks, seeded):
+    """Layers are allocated uninitialised; the head comes from ``generator`` (or a fresh default one)."""
+    _, all_stacks = stacks
+    before = torch.get_rng_state()
+    g = torch.Generator().manual_seed(3) if seeded else None
+    net = to_torch(all_stacks["rbm"], head="softmax", n_outputs=10, dropout=0.1, generator=g)
+    assert torch.equal(torch.get_rng_state(), before)
+    # the head is drawn from the generator exactly as N(0, head_std^2), bias zero
+    source = torch.Generator().manual_seed(3) if seeded else torch.Generator()
+    expected = torch.randn((10, 10), generator=source) * 0.01
+    assert torch.equal(net[-1].weight.detach(), expected) and torch.all(net[-1].bias == 0)
+    # without a generator the result is deterministic
+    if not seeded:
+        again = to_torch(all_stacks["rbm"], head="softmax", n_outputs=10, dropout=0.1)
+        assert torch.equal(again[-1].weight, net[-1].weight)

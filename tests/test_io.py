@@ -138,3 +138,18 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_load_any_lives_with_the_estimators(tmp_path, data):
+    """``load_any`` reads module and estimator files; :mod:`dbn.io` itself never imports the estimators."""
+    import dbn.io
+    from dbn.estimators import load_any
+
+    X, _ = data
+    rbm = RBM(64, 4)
+    assert torch.equal(load_any(save(rbm, tmp_path / "rbm.dbn")).weight, rbm.weight)
+    est = RBMTransformer(n_components=4, n_iter=1, random_state=0).fit(X[:100])
+    loaded = load_any(est.save(tmp_path / "est.dbn"))
+    assert type(loaded) is RBMTransformer
+    np.testing.assert_array_equal(loaded.transform(X[:10]), est.transform(X[:10]))
+    assert not hasattr(dbn.io, "load_any")

@@ -19,7 +19,8 @@ Examples
 from .config import ARMS, DIGITS_DEFAULTS, RunSpec, StudyConfig, arm_params
 from .metrics import layer_statistics, paired_differences, t_interval
 from .report import findings, summarise_runs, write_report
-from .runner import StudyResults, fit_arm, load_rows, run_study
+from .runner import StudyResults, fit_arm, run_study
+from .store import load_rows
 
 __all__ = [
     "ARMS",

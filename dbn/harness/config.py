@@ -14,8 +14,9 @@ import json
 import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any
 
+from .._options import OPTIMIZERS, OptimizerName
 from .._validation import check_choice, check_int, check_scalar
 
 __all__ = [
@@ -28,7 +29,8 @@ __all__ = [
     "DIGITS_DEFAULTS",
 ]
 
-Solver = Literal["sgd", "adam", "rmsprop", "adagrad", "adadelta"]
+#: Fine-tuning optimizers (the alias of :mod:`dbn._options`).
+Solver = OptimizerName
 
 #: The built-in arms: name -> :class:`dbn.DBNClassifier` parameters. Add your own with
 #: ``ARMS["name"] = {...}`` or through ``StudyConfig(extra_arms={...})``.
@@ -226,7 +228,7 @@ class StudyConfig:
             check_int("folds", self.folds, low=2)
         if not isinstance(self.unlabelled, bool):
             raise ValueError(f"The 'unlabelled' parameter must be a bool. Got {self.unlabelled!r}.")
-        check_choice("solver", self.solver, ("sgd", "adam", "rmsprop", "adagrad", "adadelta"))
+        check_choice("solver", self.solver, OPTIMIZERS)
         check_scalar("learning_rate", self.learning_rate, low=0.0, low_inclusive=False)
         check_scalar("momentum", self.momentum, low=0.0, high=1.0, high_inclusive=False)
         check_int("batch_size", self.batch_size, low=1)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..training import Maxout, hidden_linear_layers, linear_layers
+from ..network import Maxout, hidden_linear_layers, linear_layers
 
 __all__ = [
     "layer_statistics",
@@ -86,7 +86,7 @@ def layer_statistics(
 
     Examples
     --------
-    >>> from dbn.training import build_mlp
+    >>> from dbn.network import build_mlp
     >>> net = build_mlp(4, (3, 3), 2, generator=torch.Generator().manual_seed(0))
     >>> stats = layer_statistics(net, torch.rand(8, 4), torch.tensor([0, 1] * 4))
     >>> len(stats), sorted(stats[0])[:3], stats[-1]["grad_s_ratio"]
@@ -108,8 +108,12 @@ def layer_statistics(
     acts: list[torch.Tensor] = []
     kinds: list[nn.Module | None] = []
     was_training = net.training
+    # layers frozen by fine-tuning (freeze_epochs) are measured too: grad on for the measurement
+    frozen = [lin.weight for lin in linears if not lin.weight.requires_grad]
     net.eval()
     try:
+        for w in frozen:
+            w.requires_grad_(True)
         with torch.enable_grad():
             x = X
             block = -1
@@ -129,6 +133,8 @@ def layer_statistics(
             weights = [lin.weight for lin in linears]
             grads = torch.autograd.grad(loss, pre_list + weights)
     finally:
+        for w in frozen:
+            w.requires_grad_(False)
         for h in handles:
             h.remove()
         net.train(was_training)

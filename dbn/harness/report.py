@@ -12,13 +12,14 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .metrics import paired_differences, t_interval
-from .runner import CONFIG_JSON, ROWS_CSV, ROWS_JSON, load_rows
+from .store import CONFIG_JSON, ROWS_CSV, ROWS_JSON, load_rows
 
 __all__ = ["summarise_runs", "cell_statistics", "findings", "write_report", "RUN_COLUMNS"]
 
@@ -214,6 +215,246 @@ def _pick_baseline(runs: Sequence[dict[str, Any]], baseline: str | None) -> str 
     return plain[0] if plain else None
 
 
+@dataclass
+class _Evidence:
+    """The per-run metrics of :func:`findings`, tabulated once: arm and cell -> replicate -> value."""
+
+    runs: Sequence[dict[str, Any]]
+    base: str | None
+    pretrained: list[str]
+    test: dict[tuple[str, Cell], dict[tuple, float]]
+    train: dict[tuple[str, Cell], dict[tuple, float]]
+    mintl: dict[tuple[str, Cell], dict[tuple, float]]
+    gap: dict[tuple[str, Cell], dict[tuple, float]]
+    cells: list[Cell]
+
+    @classmethod
+    def of(cls, runs: Sequence[dict[str, Any]], baseline: str | None) -> "_Evidence":
+        test = _by_arm_cell(runs, "test_error")
+        return cls(
+            runs=runs, base=_pick_baseline(runs, baseline),
+            pretrained=[a for a in _arms(runs) if any(r["arm"] == a and r.get("pretrained") for r in runs)],
+            test=test, train=_by_arm_cell(runs, "train_error"), mintl=_by_arm_cell(runs, "min_train_loss"),
+            gap=_by_arm_cell(runs, "gap"), cells=sorted({c for _, c in test}, key=lambda c: (c[:3], _size_order(c[3]))),
+        )
+
+
+def _baseline_cell(ev: _Evidence, p: str, cell: Cell) -> tuple[str, str]:
+    """Pretrained arm ``p`` against the baseline in one cell: the regularisation and the
+    optimisation sentences."""
+    base = ev.base
+    d_test = _paired(ev.test, p, base, cell)
+    d_train = _paired(ev.train, p, base, cell)
+    d_loss = _paired(ev.mintl, p, base, cell)
+    d_gap = _paired(ev.gap, p, base, cell)
+    s_test, s_train = _sign(d_test, NEGLIGIBLE_ERROR), _sign(d_train, NEGLIGIBLE_ERROR)
+    s_loss = _sign(d_loss, NEGLIGIBLE_LOSS)
+    if s_test < 0 and s_train >= 0:
+        verdict = ("**supports the regulariser reading**: better test error without a better "
+                   "training error")
+    elif s_test < 0 and s_train < 0:
+        verdict = ("better test *and* training error: consistent with better optimisation as "
+                   "much as with regularisation")
+    elif s_test > 0:
+        verdict = "pretraining **hurt** test error here"
+    else:
+        verdict = ("**inconclusive** (the test-error interval contains 0, or the difference is below "
+                   f"{100 * NEGLIGIBLE_ERROR:g} pp)")
+    regularisation = (
+        f"**{p} vs {base}, {_cell_name(cell)}**: test error {_ci_pp(d_test)}; training error "
+        f"{_ci_pp(d_train)}; generalisation gap (test - train) {_ci_pp(d_gap)} -> {verdict} "
+        "(figures `train_vs_test.png`, `error_vs_size.png`)."
+    )
+    if s_loss < 0:
+        v = "**supports the optimisation reading** (pretraining reached a lower training loss)"
+    elif s_loss > 0:
+        v = ("pretraining reached a *higher* training loss: it did not help optimisation"
+             + (", yet test error was better (Erhan et al.'s regulariser picture)" if s_test < 0 else ""))
+    else:
+        v = ("**inconclusive** (the interval contains 0, or the difference is below "
+             f"{NEGLIGIBLE_LOSS} nats)")
+    optimisation = (
+        f"**{p} vs {base}, {_cell_name(cell)}**: lowest training loss {_ci_num(d_loss)} "
+        f"(nats, {p} minus {base}) -> {v} (figure `learning_curves.png`)."
+    )
+    return regularisation, optimisation
+
+
+def _label_trend(p: str, base: str, advantages: dict[Any, dict[tuple, float]]) -> list[str]:
+    """Does the advantage of ``p`` over the baseline grow as labels shrink? (smallest vs largest
+    size, same depth/width)."""
+    lines = []
+    by_arch: dict[tuple, list[Cell]] = defaultdict(list)
+    for cell in advantages:
+        by_arch[cell[:3]].append(cell)
+    for arch, cs in by_arch.items():
+        if len(cs) < 2:
+            continue
+        cs = sorted(cs, key=lambda c: _size_order(c[3]))
+        small, large = cs[0], cs[-1]
+        d = paired_differences(advantages[small], advantages[large])
+        s = _sign(d, NEGLIGIBLE_ERROR)
+        what = ("the benefit of pretraining is **larger with fewer labels**" if s < 0 else
+                "the benefit of pretraining is **smaller with fewer labels**" if s > 0 else
+                "**inconclusive** whether the benefit depends on the number of labels")
+        lines.append(
+            f"**{p} vs {base}, depth {arch[1]}, width {arch[2]}**: (difference at {small[3]} labels) minus "
+            f"(difference at {large[3]} labels) = {_ci_pp(d)} -> {what} (figure `error_vs_size.png`)."
+        )
+    return lines
+
+
+def _against_baseline(ev: _Evidence, out: dict[str, list[str]]) -> None:
+    """Regularisation and optimisation: each pretrained arm against the random-init baseline."""
+    if ev.base is None or not ev.pretrained:
+        msg = ("No pretrained arm and random-init baseline pair in the results: add e.g. `dbn` and "
+               "`sigmoid-normal` to test this hypothesis.")
+        out["regularisation"].append(msg)
+        out["optimisation"].append(msg)
+    if ev.base is None:
+        return
+    base, test = ev.base, ev.test
+    for p in ev.pretrained:
+        advantages: dict[Any, dict[tuple, float]] = {}
+        for cell in ev.cells:
+            if (p, cell) not in test or (base, cell) not in test:
+                continue
+            regularisation, optimisation = _baseline_cell(ev, p, cell)
+            out["regularisation"].append(regularisation)
+            out["optimisation"].append(optimisation)
+            advantages[cell] = {k: test[(p, cell)][k] - test[(base, cell)].get(k, math.nan)
+                                for k in test[(p, cell)]}
+        out["regularisation"].extend(_label_trend(p, base, advantages))
+
+
+def _modern_verdict(s_test: int, s_loss: int, m: str) -> str:
+    if s_test < 0 and s_loss > 0:
+        return (f"pretraining **still helps, as a regulariser**: better test error although {m} "
+                "reached a lower training loss")
+    if s_test < 0 and s_loss == 0:
+        return ("pretraining **still helps, as a regulariser**: better test error without a lower "
+                "training loss")
+    if s_test < 0:
+        return "pretraining **still helps**, with a lower training loss as well"
+    if s_test > 0:
+        return f"**{m} is better** here: pretraining does not help against it"
+    return ("**inconclusive** (the test-error interval contains 0, or the difference is below "
+            f"{100 * NEGLIGIBLE_ERROR:g} pp)")
+
+
+def _against_modern(ev: _Evidence) -> list[str]:
+    """Each pretrained arm against every other random-init arm (does pretraining still help?)."""
+    lines = []
+    modern = [a for a in _arms(ev.runs) if a != ev.base and a not in ev.pretrained]
+    test, mintl = ev.test, ev.mintl
+    test_loss = _by_arm_cell(ev.runs, "test_loss")
+    for p in ev.pretrained:
+        for m in modern:
+            for cell in ev.cells:
+                if (p, cell) not in test or (m, cell) not in test:
+                    continue
+                d_test = _paired(test, p, m, cell)
+                d_loss = _paired(mintl, p, m, cell)
+                d_tloss = _paired(test_loss, p, m, cell)
+                verdict = _modern_verdict(_sign(d_test, NEGLIGIBLE_ERROR), _sign(d_loss, NEGLIGIBLE_LOSS), m)
+                means = {a: t_interval(list(mintl[(a, cell)].values()))["mean"] for a in (p, m)}
+                lines.append(
+                    f"**{p} vs {m}, {_cell_name(cell)}**: test error {_ci_pp(d_test)}; test loss "
+                    f"{_ci_num(d_tloss)}; lowest training loss {_ci_num(d_loss, '{:+.4f}')} "
+                    f"({p} {means[p]:.4f}, {m} {means[m]:.4f} nats) -> {verdict} (figure `train_vs_test.png`)."
+                )
+    return lines
+
+
+def _gradient_cell(ev: _Evidence, tables: dict[str, dict], arm: str, cell: Cell, dmin: int, dmax: int) -> str:
+    """One arm at the largest depth: how the gradient shrinks toward the input at initialisation,
+    and what depth did to test error."""
+    d_s = t_interval(list(tables["shrink"][(arm, cell)].values()))
+    d_w = t_interval(list(tables["wshrink"][(arm, cell)].values()))
+    d_r = t_interval(list(tables["ratio"][(arm, cell)].values()))
+    d_sat = t_interval(list(tables["sat"][(arm, cell)].values()))
+    s = _sign(d_s)
+    what = ("the back-propagated gradient **shrinks toward the input**" if s < 0 else
+            "the back-propagated gradient **grows toward the input**" if s > 0 else
+            "no consistent shrinkage of the back-propagated gradient (**inconclusive**)")
+    shallow = cell[:1] + (dmin,) + cell[2:]
+    depth_eff = ""
+    if (arm, shallow) in ev.test and dmin != dmax:
+        dd = paired_differences(ev.test[(arm, cell)], ev.test[(arm, shallow)])
+        sd = _sign(dd)
+        eff = ("depth **hurt**" if sd > 0 else "depth **helped**" if sd < 0 else
+               "the effect of depth is **inconclusive**")
+        depth_eff = (f" Test error at depth {dmax} minus depth {dmin}: {_ci_pp(dd)} -> {eff}"
+                     + (" (consistent with vanishing gradients)" if sd > 0 and s < 0 else "") + ".")
+    return (
+        f"**{arm}, {_cell_name(cell)}, at initialisation**: log10(||dL/ds|| bottom / top hidden "
+        f"layer) = {_ci_num(d_s, '{:+.2f}')} -> {what}; the same ratio for weight gradients "
+        f"{_ci_num(d_w, '{:+.2f}')}; bottom layer vs output layer {_ci_num(d_r, '{:+.2f}')}; "
+        f"saturated fraction of the top hidden layer {_ci_num(d_sat, '{:.2f}')}.{depth_eff} "
+        "(figure `gradient_norms.png`)"
+    )
+
+
+def _vanishing_gradients(ev: _Evidence) -> list[str]:
+    """Gradient shrinkage at initialisation per arm at the largest depth, and whether pretraining
+    restores the bottom layer's gradient."""
+    depths = sorted({c[1] for c in ev.cells if c[1] is not None})
+    deep = [d for d in depths if d >= 2]
+    if not deep:
+        return ["All networks have one hidden layer: the gradient cannot vanish across hidden layers. "
+                "Add depths >= 2 to test this hypothesis."]
+    lines = []
+    dmax, dmin = max(deep), min(depths)
+    tables = {name: _by_arm_cell(ev.runs, metric) for name, metric in (
+        ("shrink", "init_grad_shrink"), ("wshrink", "init_wgrad_shrink"), ("ratio", "init_grad_ratio_bottom"),
+        ("sat", "init_saturated_top"))}
+    top = [c for c in ev.cells if c[1] == dmax]
+    for arm in _arms(ev.runs):
+        for cell in top:
+            if (arm, cell) in tables["shrink"]:
+                lines.append(_gradient_cell(ev, tables, arm, cell, dmin, dmax))
+    # does pretraining restore the gradient? pretrained vs baseline, bottom-layer ratio at init
+    ratio, base = tables["ratio"], ev.base
+    for p in ev.pretrained:
+        for cell in top:
+            if base is None or (p, cell) not in ratio or (base, cell) not in ratio:
+                continue
+            d = _paired(ratio, p, base, cell)
+            s = _sign(d)
+            what = ("pretraining starts with a **larger** bottom-layer gradient" if s > 0 else
+                    "pretraining starts with a **smaller** bottom-layer gradient" if s < 0 else
+                    "**inconclusive**")
+            lines.append(
+                f"**{p} vs {base}, {_cell_name(cell)}**: log10 bottom/output gradient ratio at "
+                f"initialisation differs by {_ci_num(d, '{:+.2f}')} -> {what}."
+            )
+    return lines
+
+
+def _arm_ranking(ev: _Evidence) -> list[str]:
+    """All arms per cell, against the one with the lowest mean test error."""
+    lines = []
+    for cell in ev.cells:
+        arms = [a for a in _arms(ev.runs) if (a, cell) in ev.test]
+        if len(arms) < 2:
+            continue
+        means = {a: t_interval(list(ev.test[(a, cell)].values())) for a in arms}
+        best = min(arms, key=lambda a: means[a]["mean"])
+        parts = []
+        for a in sorted(arms, key=lambda a: means[a]["mean"]):
+            if a == best:
+                continue
+            d = _paired(ev.test, a, best, cell)
+            tag = "worse" if _sign(d, NEGLIGIBLE_ERROR) > 0 else "inconclusive"
+            parts.append(f"{a} {_ci_pp(d)} ({tag})")
+        m = means[best]
+        lines.append(
+            f"**{_cell_name(cell)}**: lowest mean test error {best} ({100 * m['mean']:.2f}%); the others minus "
+            f"{best}: " + "; ".join(parts) + "."
+        )
+    return lines
+
+
 def findings(
     runs: Sequence[dict[str, Any]], *, baseline: str | None = "sigmoid-normal"
 ) -> dict[str, list[str]]:
@@ -255,190 +496,11 @@ def findings(
     """
     out: dict[str, list[str]] = {"regularisation": [], "vanishing_gradients": [], "optimisation": [], "modern": [],
                                  "arms": []}
-    base = _pick_baseline(runs, baseline)
-    pretrained = [a for a in _arms(runs) if any(r["arm"] == a and r.get("pretrained") for r in runs)]
-    test = _by_arm_cell(runs, "test_error")
-    train = _by_arm_cell(runs, "train_error")
-    mintl = _by_arm_cell(runs, "min_train_loss")
-    gap = _by_arm_cell(runs, "gap")
-    cells = sorted({c for _, c in test}, key=lambda c: (c[:3], _size_order(c[3])))
-
-    # -- regularisation and optimisation: pretrained vs the random-init baseline ---------------
-    if base is None or not pretrained:
-        msg = ("No pretrained arm and random-init baseline pair in the results: add e.g. `dbn` and "
-               "`sigmoid-normal` to test this hypothesis.")
-        out["regularisation"].append(msg)
-        out["optimisation"].append(msg)
-    for p in pretrained:
-        if base is None:
-            break
-        advantages: dict[Any, dict[tuple, float]] = {}
-        for cell in cells:
-            if (p, cell) not in test or (base, cell) not in test:
-                continue
-            d_test = _paired(test, p, base, cell)
-            d_train = _paired(train, p, base, cell)
-            d_loss = _paired(mintl, p, base, cell)
-            d_gap = _paired(gap, p, base, cell)
-            s_test, s_train = _sign(d_test, NEGLIGIBLE_ERROR), _sign(d_train, NEGLIGIBLE_ERROR)
-            s_loss = _sign(d_loss, NEGLIGIBLE_LOSS)
-            if s_test < 0 and s_train >= 0:
-                verdict = ("**supports the regulariser reading**: better test error without a better "
-                           "training error")
-            elif s_test < 0 and s_train < 0:
-                verdict = ("better test *and* training error: consistent with better optimisation as "
-                           "much as with regularisation")
-            elif s_test > 0:
-                verdict = "pretraining **hurt** test error here"
-            else:
-                verdict = ("**inconclusive** (the test-error interval contains 0, or the difference is below "
-                           f"{100 * NEGLIGIBLE_ERROR:g} pp)")
-            out["regularisation"].append(
-                f"**{p} vs {base}, {_cell_name(cell)}**: test error {_ci_pp(d_test)}; training error "
-                f"{_ci_pp(d_train)}; generalisation gap (test - train) {_ci_pp(d_gap)} -> {verdict} "
-                "(figures `train_vs_test.png`, `error_vs_size.png`)."
-            )
-            if s_loss < 0:
-                v = "**supports the optimisation reading** (pretraining reached a lower training loss)"
-            elif s_loss > 0:
-                v = ("pretraining reached a *higher* training loss: it did not help optimisation"
-                     + (", yet test error was better (Erhan et al.'s regulariser picture)" if s_test < 0 else ""))
-            else:
-                v = ("**inconclusive** (the interval contains 0, or the difference is below "
-                     f"{NEGLIGIBLE_LOSS} nats)")
-            out["optimisation"].append(
-                f"**{p} vs {base}, {_cell_name(cell)}**: lowest training loss {_ci_num(d_loss)} "
-                f"(nats, {p} minus {base}) -> {v} (figure `learning_curves.png`)."
-            )
-            advantages[cell] = {k: test[(p, cell)][k] - test[(base, cell)].get(k, math.nan)
-                                for k in test[(p, cell)]}
-        # does the advantage grow as labels shrink? (smallest vs largest size, same depth/width)
-        by_arch: dict[tuple, list[Cell]] = defaultdict(list)
-        for cell in advantages:
-            by_arch[cell[:3]].append(cell)
-        for arch, cs in by_arch.items():
-            if len(cs) < 2:
-                continue
-            cs = sorted(cs, key=lambda c: _size_order(c[3]))
-            small, large = cs[0], cs[-1]
-            d = paired_differences(advantages[small], advantages[large])
-            s = _sign(d, NEGLIGIBLE_ERROR)
-            what = ("the benefit of pretraining is **larger with fewer labels**" if s < 0 else
-                    "the benefit of pretraining is **smaller with fewer labels**" if s > 0 else
-                    "**inconclusive** whether the benefit depends on the number of labels")
-            out["regularisation"].append(
-                f"**{p} vs {base}, depth {arch[1]}, width {arch[2]}**: (difference at {small[3]} labels) minus "
-                f"(difference at {large[3]} labels) = {_ci_pp(d)} -> {what} (figure `error_vs_size.png`)."
-            )
-
-    # -- against the other random-init arms (does pretraining still help?) ---------------------
-    modern = [a for a in _arms(runs) if a != base and a not in pretrained]
-    test_loss = _by_arm_cell(runs, "test_loss")
-    for p in pretrained:
-        for m in modern:
-            for cell in cells:
-                if (p, cell) not in test or (m, cell) not in test:
-                    continue
-                d_test = _paired(test, p, m, cell)
-                d_loss = _paired(mintl, p, m, cell)
-                d_tloss = _paired(test_loss, p, m, cell)
-                s_test, s_loss = _sign(d_test, NEGLIGIBLE_ERROR), _sign(d_loss, NEGLIGIBLE_LOSS)
-                if s_test < 0 and s_loss > 0:
-                    verdict = (f"pretraining **still helps, as a regulariser**: better test error although {m} "
-                               "reached a lower training loss")
-                elif s_test < 0 and s_loss == 0:
-                    verdict = ("pretraining **still helps, as a regulariser**: better test error without a lower "
-                               "training loss")
-                elif s_test < 0:
-                    verdict = "pretraining **still helps**, with a lower training loss as well"
-                elif s_test > 0:
-                    verdict = f"**{m} is better** here: pretraining does not help against it"
-                else:
-                    verdict = ("**inconclusive** (the test-error interval contains 0, or the difference is below "
-                               f"{100 * NEGLIGIBLE_ERROR:g} pp)")
-                means = {a: t_interval(list(mintl[(a, cell)].values()))["mean"] for a in (p, m)}
-                out["modern"].append(
-                    f"**{p} vs {m}, {_cell_name(cell)}**: test error {_ci_pp(d_test)}; test loss "
-                    f"{_ci_num(d_tloss)}; lowest training loss {_ci_num(d_loss, '{:+.4f}')} "
-                    f"({p} {means[p]:.4f}, {m} {means[m]:.4f} nats) -> {verdict} (figure `train_vs_test.png`)."
-                )
-
-    # -- vanishing gradients -------------------------------------------------------------------
-    depths = sorted({c[1] for c in cells if c[1] is not None})
-    deep = [d for d in depths if d >= 2]
-    if not deep:
-        out["vanishing_gradients"].append(
-            "All networks have one hidden layer: the gradient cannot vanish across hidden layers. "
-            "Add depths >= 2 to test this hypothesis."
-        )
-    else:
-        dmax, dmin = max(deep), min(depths)
-        shrink = _by_arm_cell(runs, "init_grad_shrink")
-        wshrink = _by_arm_cell(runs, "init_wgrad_shrink")
-        ratio = _by_arm_cell(runs, "init_grad_ratio_bottom")
-        sat = _by_arm_cell(runs, "init_saturated_top")
-        for arm in _arms(runs):
-            for cell in [c for c in cells if c[1] == dmax]:
-                if (arm, cell) not in shrink:
-                    continue
-                d_s = t_interval(list(shrink[(arm, cell)].values()))
-                d_w = t_interval(list(wshrink[(arm, cell)].values()))
-                d_r = t_interval(list(ratio[(arm, cell)].values()))
-                d_sat = t_interval(list(sat[(arm, cell)].values()))
-                s = _sign(d_s)
-                what = ("the back-propagated gradient **shrinks toward the input**" if s < 0 else
-                        "the back-propagated gradient **grows toward the input**" if s > 0 else
-                        "no consistent shrinkage of the back-propagated gradient (**inconclusive**)")
-                shallow = cell[:1] + (dmin,) + cell[2:]
-                depth_eff = ""
-                if (arm, shallow) in test and dmin != dmax:
-                    dd = paired_differences(test[(arm, cell)], test[(arm, shallow)])
-                    sd = _sign(dd)
-                    eff = ("depth **hurt**" if sd > 0 else "depth **helped**" if sd < 0 else
-                           "the effect of depth is **inconclusive**")
-                    depth_eff = (f" Test error at depth {dmax} minus depth {dmin}: {_ci_pp(dd)} -> {eff}"
-                                 + (" (consistent with vanishing gradients)" if sd > 0 and s < 0 else "") + ".")
-                out["vanishing_gradients"].append(
-                    f"**{arm}, {_cell_name(cell)}, at initialisation**: log10(||dL/ds|| bottom / top hidden "
-                    f"layer) = {_ci_num(d_s, '{:+.2f}')} -> {what}; the same ratio for weight gradients "
-                    f"{_ci_num(d_w, '{:+.2f}')}; bottom layer vs output layer {_ci_num(d_r, '{:+.2f}')}; "
-                    f"saturated fraction of the top hidden layer {_ci_num(d_sat, '{:.2f}')}.{depth_eff} "
-                    "(figure `gradient_norms.png`)"
-                )
-        # does pretraining restore the gradient? pretrained vs baseline, bottom-layer ratio at init
-        for p in pretrained:
-            for cell in [c for c in cells if c[1] == dmax]:
-                if base is None or (p, cell) not in ratio or (base, cell) not in ratio:
-                    continue
-                d = _paired(ratio, p, base, cell)
-                s = _sign(d)
-                what = ("pretraining starts with a **larger** bottom-layer gradient" if s > 0 else
-                        "pretraining starts with a **smaller** bottom-layer gradient" if s < 0 else
-                        "**inconclusive**")
-                out["vanishing_gradients"].append(
-                    f"**{p} vs {base}, {_cell_name(cell)}**: log10 bottom/output gradient ratio at "
-                    f"initialisation differs by {_ci_num(d, '{:+.2f}')} -> {what}."
-                )
-
-    # -- all arms: ranking per cell against the best --------------------------------------------
-    for cell in cells:
-        arms = [a for a in _arms(runs) if (a, cell) in test]
-        if len(arms) < 2:
-            continue
-        means = {a: t_interval(list(test[(a, cell)].values())) for a in arms}
-        best = min(arms, key=lambda a: means[a]["mean"])
-        parts = []
-        for a in sorted(arms, key=lambda a: means[a]["mean"]):
-            if a == best:
-                continue
-            d = _paired(test, a, best, cell)
-            tag = "worse" if _sign(d, NEGLIGIBLE_ERROR) > 0 else "inconclusive"
-            parts.append(f"{a} {_ci_pp(d)} ({tag})")
-        m = means[best]
-        out["arms"].append(
-            f"**{_cell_name(cell)}**: lowest mean test error {best} ({100 * m['mean']:.2f}%); the others minus "
-            f"{best}: " + "; ".join(parts) + "."
-        )
+    ev = _Evidence.of(runs, baseline)
+    _against_baseline(ev, out)
+    out["modern"] = _against_modern(ev)
+    out["vanishing_gradients"] = _vanishing_gradients(ev)
+    out["arms"] = _arm_ranking(ev)
     return out
 
 
@@ -524,6 +586,105 @@ _PROTOCOL_SHOWN = ("solver", "learning_rate", "momentum", "batch_size", "epochs"
                    "pretrain_learning_rate", "probe_size", "monitor_size")
 
 
+def _setup_section(runs: Sequence[dict[str, Any]], arms: Sequence[str], cfg: dict[str, Any]) -> list[str]:
+    """The report's "Setup" lines: data, pretraining data, protocol, selection rule and time."""
+    datasets = sorted({str(r["dataset"]) for r in runs})
+    seeds = sorted({r["seed"] for r in runs})
+    folds = sorted({r["fold"] for r in runs})
+    pre = [r for r in runs if r.get("pretrained")]
+    if pre:
+        semi = sorted({bool(r.get("unlabelled")) for r in pre})
+        n_pre = sorted({int(r["n_pretrain"]) for r in pre})
+        pre_text = ("the whole training set (semi-supervised: more unlabelled than labelled data), "
+                    if semi == [True] else "the labelled subset only, " if semi == [False] else
+                    "a mix of labelled-only and whole-training-set runs, ") + f"{n_pre} samples"
+    else:
+        pre_text = "no pretrained arm"
+    computed = [r for r in runs if not r.get("pretrain_cached")]  # a shared stack counts once
+    total_pre = sum(_num(r.get("pretrain_time")) for r in computed)
+    n_stacks = sum(1 for r in computed if r.get("pretrained"))
+    n_shared = len(runs) - len(computed)
+    shared_text = (f", reused by {n_shared} further run{'s' * (n_shared != 1)} that differ only in the labelled size"
+                   if n_shared else "")
+    total_ft = sum(_num(r.get("finetune_time")) for r in runs)
+    return [
+        "## Setup", "",
+        f"- data: {', '.join(datasets)}; {len(runs)} runs; arms {', '.join(arms)}; seeds {seeds}; "
+        f"{'folds ' + str(folds) if len(folds) > 1 else 'fixed train/validation/test split'}.",
+        f"- pretraining data: {pre_text}.",
+        f"- protocol (shared by all arms): {json.dumps({k: cfg[k] for k in _PROTOCOL_SHOWN if k in cfg})}.",
+        "- the selected epoch of a run is the one with the lowest validation loss (early stopping); "
+        "errors below are at that epoch. Intervals: 95% Student-t over seeds; paired differences "
+        "pair runs of the same seed (same labelled subset, same mini-batch order).",
+        f"- time: pretraining {total_pre:.1f} s ({n_stacks} stack{'s' * (n_stacks != 1)}{shared_text}), "
+        f"fine-tuning {total_ft:.1f} s in total (per-epoch measurements excluded).",
+        "",
+    ]
+
+
+def _training_sections(
+    rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]], arms: Sequence[str]
+) -> list[str]:
+    """Epoch of the lowest training loss, gradient norms per layer, wall times, diverged runs."""
+    lines: list[str] = []
+    epochs = defaultdict(list)
+    for r in runs:
+        if r.get("min_train_loss_epoch") is not None:
+            epochs[r["arm"]].append(r["min_train_loss_epoch"])
+    lines += ["Mean epoch of the lowest training loss: "
+              + ", ".join(f"{a} {np.mean(v):.1f}" for a, v in epochs.items()) + ".", ""]
+    lines += ["## Back-propagated gradient norm per layer (geometric mean over runs, deepest networks)", "",
+              _gradient_table(rows, arms), ""]
+    times = defaultdict(lambda: ([], []))
+    for r in runs:
+        if not r.get("pretrain_cached"):
+            times[r["arm"]][0].append(_num(r.get("pretrain_time")))
+        times[r["arm"]][1].append(_num(r.get("finetune_time")))
+    lines += ["## Wall time per run (s, mean; pretraining per stack computed, not per run that reused it)", "",
+              _table(["arm", "pretraining", "fine-tuning"],
+                     [[a, f"{np.mean(p):.2f}", f"{np.mean(f):.2f}"] for a, (p, f) in times.items()]), ""]
+    diverged = [r["run_key"] for r in runs if r.get("diverged")]
+    if diverged:
+        lines += [f"Diverged runs (stopped at a NaN loss, their best epoch kept): {', '.join(diverged)}.", ""]
+    return lines
+
+
+def _findings_section(runs: Sequence[dict[str, Any]], baseline: str | None) -> list[str]:
+    """The findings (:func:`findings`) under one heading per hypothesis."""
+    lines: list[str] = []
+    found = findings(runs, baseline=baseline)
+    lines += ["## Findings (computed from the numbers above)", ""]
+    titles = {
+        "regularisation": "Overfitting / regularisation (Erhan et al. 2010)",
+        "vanishing_gradients": "Vanishing gradients (Glorot & Bengio 2010)",
+        "optimisation": "Optimisation / local minima",
+        "modern": "Against modern random initialisation: does pretraining still help?",
+        "arms": "All arms",
+    }
+    for key, title in titles.items():
+        lines += [f"### {title}", ""]
+        lines += [f"- {s}" for s in found[key]] or ["- no evidence in these runs."]
+        lines += [""]
+    return lines
+
+
+def _figures_section(rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]], out: Path,
+                     figures: bool) -> list[str]:
+    """Draw the figures (when asked and matplotlib is there) and return the lines that show them."""
+    from . import figures as figs
+
+    lines: list[str] = []
+    lines += ["## Figures", ""]
+    if not figures:
+        lines += ["Figures not requested.", ""]
+    elif not figs.matplotlib_available():
+        lines += ["matplotlib is not installed (`pip install torch-dbn[plot]`): no figures were drawn.", ""]
+    else:
+        for name, caption in figs.make_figures(rows, runs, out).items():
+            lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    return lines
+
+
 def write_report(
     out_dir: str | os.PathLike, *, figures: bool = True, baseline: str | None = None, reference: str | None = None
 ) -> Path:
@@ -551,8 +712,6 @@ def write_report(
     >>> path.name
     'report.md'
     """
-    from . import figures as figs
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg: dict[str, Any] = {}
@@ -573,37 +732,8 @@ def write_report(
     arms = _arms(runs)
     if reference not in arms:
         reference = arms[0]
-    datasets = sorted({str(r["dataset"]) for r in runs})
-    seeds = sorted({r["seed"] for r in runs})
-    folds = sorted({r["fold"] for r in runs})
-    pre = [r for r in runs if r.get("pretrained")]
-    if pre:
-        semi = sorted({bool(r.get("unlabelled")) for r in pre})
-        n_pre = sorted({int(r["n_pretrain"]) for r in pre})
-        pre_text = ("the whole training set (semi-supervised: more unlabelled than labelled data), "
-                    if semi == [True] else "the labelled subset only, " if semi == [False] else
-                    "a mix of labelled-only and whole-training-set runs, ") + f"{n_pre} samples"
-    else:
-        pre_text = "no pretrained arm"
-    computed = [r for r in runs if not r.get("pretrain_cached")]  # a shared stack counts once
-    total_pre = sum(_num(r.get("pretrain_time")) for r in computed)
-    n_stacks = sum(1 for r in computed if r.get("pretrained"))
-    n_shared = len(runs) - len(computed)
-    shared_text = (f", reused by {n_shared} further run{'s' * (n_shared != 1)} that differ only in the labelled size"
-                   if n_shared else "")
-    total_ft = sum(_num(r.get("finetune_time")) for r in runs)
+    lines += _setup_section(runs, arms, cfg)
     lines += [
-        "## Setup", "",
-        f"- data: {', '.join(datasets)}; {len(runs)} runs; arms {', '.join(arms)}; seeds {seeds}; "
-        f"{'folds ' + str(folds) if len(folds) > 1 else 'fixed train/validation/test split'}.",
-        f"- pretraining data: {pre_text}.",
-        f"- protocol (shared by all arms): {json.dumps({k: cfg[k] for k in _PROTOCOL_SHOWN if k in cfg})}.",
-        "- the selected epoch of a run is the one with the lowest validation loss (early stopping); "
-        "errors below are at that epoch. Intervals: 95% Student-t over seeds; paired differences "
-        "pair runs of the same seed (same labelled subset, same mini-batch order).",
-        f"- time: pretraining {total_pre:.1f} s ({n_stacks} stack{'s' * (n_stacks != 1)}{shared_text}), "
-        f"fine-tuning {total_ft:.1f} s in total (per-epoch measurements excluded).",
-        "",
         "## Test error (%), mean [95% CI]", "",
         _metric_table(runs, "test_error", arms), "",
         f"## Paired differences in test error against `{reference}` (percentage points; * = interval excludes 0)", "",
@@ -615,46 +745,9 @@ def write_report(
         "## Lowest training loss reached (nats, eval mode on the training set)", "",
         _metric_table(runs, "min_train_loss", arms, scale=1.0), "",
     ]
-    epochs = defaultdict(list)
-    for r in runs:
-        if r.get("min_train_loss_epoch") is not None:
-            epochs[r["arm"]].append(r["min_train_loss_epoch"])
-    lines += ["Mean epoch of the lowest training loss: "
-              + ", ".join(f"{a} {np.mean(v):.1f}" for a, v in epochs.items()) + ".", ""]
-    lines += ["## Back-propagated gradient norm per layer (geometric mean over runs, deepest networks)", "",
-              _gradient_table(rows, arms), ""]
-    times = defaultdict(lambda: ([], []))
-    for r in runs:
-        if not r.get("pretrain_cached"):
-            times[r["arm"]][0].append(_num(r.get("pretrain_time")))
-        times[r["arm"]][1].append(_num(r.get("finetune_time")))
-    lines += ["## Wall time per run (s, mean; pretraining per stack computed, not per run that reused it)", "",
-              _table(["arm", "pretraining", "fine-tuning"],
-                     [[a, f"{np.mean(p):.2f}", f"{np.mean(f):.2f}"] for a, (p, f) in times.items()]), ""]
-    diverged = [r["run_key"] for r in runs if r.get("diverged")]
-    if diverged:
-        lines += [f"Diverged runs (stopped at a NaN loss, their best epoch kept): {', '.join(diverged)}.", ""]
-    found = findings(runs, baseline=baseline)
-    lines += ["## Findings (computed from the numbers above)", ""]
-    titles = {
-        "regularisation": "Overfitting / regularisation (Erhan et al. 2010)",
-        "vanishing_gradients": "Vanishing gradients (Glorot & Bengio 2010)",
-        "optimisation": "Optimisation / local minima",
-        "modern": "Against modern random initialisation: does pretraining still help?",
-        "arms": "All arms",
-    }
-    for key, title in titles.items():
-        lines += [f"### {title}", ""]
-        lines += [f"- {s}" for s in found[key]] or ["- no evidence in these runs."]
-        lines += [""]
-    lines += ["## Figures", ""]
-    if not figures:
-        lines += ["Figures not requested.", ""]
-    elif not figs.matplotlib_available():
-        lines += ["matplotlib is not installed (`pip install torch-dbn[plot]`): no figures were drawn.", ""]
-    else:
-        for name, caption in figs.make_figures(rows, runs, out).items():
-            lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    lines += _training_sections(rows, runs, arms)
+    lines += _findings_section(runs, baseline)
+    lines += _figures_section(rows, runs, out, figures)
     lines += ["## Files", "",
               f"`{ROWS_JSON}` and `{ROWS_CSV}`: one row per run and epoch (epoch 0 = at initialisation); "
               "`runs.csv`: one row per run.", ""]

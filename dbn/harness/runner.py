@@ -1,9 +1,11 @@
 """Running a study: data per seed, one fit per arm with per-epoch measurements, resumable storage.
 
-Each run builds its network exactly as :meth:`dbn.DBNClassifier.fit` does (greedy pretraining
-with :func:`dbn.pretrain_stack` and :func:`dbn.to_torch`, or :func:`dbn.build_mlp` for a random
-init) and fine-tunes it with :func:`dbn.fit_network`, adding per-epoch callbacks that measure
-losses, errors, gradients and activations. Two differences from the estimator, both for the
+Each run builds and fine-tunes its network with :mod:`dbn.recipe`, the code that
+:meth:`dbn.DBNClassifier.fit` runs (greedy pretraining and export, or a random init; then
+fine-tuning, with the ``freeze_epochs`` phase), adding per-epoch callbacks that measure
+losses, errors, gradients and activations. The harness reaches the training code only through
+the recipe (and the network helpers of :mod:`dbn.network` and :func:`dbn.training.evaluate`
+for its measurements). Two differences from the estimator, both recipe parameters, for the
 pairing of arms within a seed:
 
 * initialisation/pretraining and fine-tuning draw from two generators seeded from the seed,
@@ -12,16 +14,13 @@ pairing of arms within a seed:
 * early stopping watches the study's validation split (``validation_data``) instead of a
   random fraction of the labelled data, so every arm is stopped on the same data.
 
-Results go to ``rows.jsonl`` (one JSON object per run and epoch, appended when a run
-finishes, in a single write) and ``rows.csv`` (rewritten from it). A run counts as finished
-when all its rows are there; running the same study again skips finished runs and drops the
-partial rows of an interrupted one.
+Rows are stored by :class:`dbn.harness.store.ResultStore` as each run finishes; running the
+same study again skips finished runs and reruns an interrupted one.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import math
 import os
@@ -35,15 +34,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import recipe
 from .._random import resolve_device
 from .._validation import DivergenceError
 from ..datasets import Split, load_dataset
 from ..estimators import DBNClassifier
-from ..export import to_torch
-from ..stack import kind_options, pretrain_stack
-from ..training import History, build_mlp, evaluate, fit_network, linear_layers
+from ..network import linear_layers
+from ..training import History, evaluate
 from .config import RunSpec, StudyConfig, arm_params, is_pretrained
 from .metrics import layer_statistics, weight_change
+from .store import CONFIG_JSON, ResultStore, _json_default, load_rows
 
 __all__ = [
     "build_network",
@@ -58,20 +58,6 @@ __all__ = [
     "ResultStore",
     "load_rows",
 ]
-
-ROWS_JSON = "rows.jsonl"
-ROWS_CSV = "rows.csv"
-CONFIG_JSON = "config.json"
-
-#: Leading CSV columns, in this order; per-layer columns follow.
-BASE_COLUMNS: tuple[str, ...] = (
-    "run_key", "dataset", "arm", "depth", "width", "size", "seed", "fold", "protocol", "pretrained",
-    "unlabelled", "n_train", "n_pretrain", "epoch", "train_loss", "train_error", "train_loss_batches",
-    "valid_loss", "valid_error", "test_loss", "test_error", "learning_rate", "epoch_time", "selected",
-    "n_epochs", "best_epoch", "selected_epoch", "stopped_early", "diverged", "pretrain_time", "pretrain_cached",
-    "finetune_time",
-)
-
 
 # ---------------------------------------------------------------------------------------------
 # DBNClassifier.fit, in pieces
@@ -91,10 +77,6 @@ def _check_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return full
 
 
-def _layer_sizes(sizes: Any) -> tuple[int, ...]:
-    return (int(sizes),) if isinstance(sizes, (int, np.integer)) else tuple(int(s) for s in sizes)
-
-
 def build_network(
     params: Mapping[str, Any],
     X: torch.Tensor,
@@ -105,24 +87,19 @@ def build_network(
 ) -> tuple[nn.Sequential, Any]:
     """The network :meth:`dbn.DBNClassifier.fit` would fine-tune, before fine-tuning.
 
+    :func:`dbn.recipe.build_network` with the arm's parameters completed by the estimator's
+    defaults.
+
     Parameters
     ----------
     params : mapping
         DBNClassifier parameters (missing ones take the estimator's defaults).
-    X : Tensor of shape (n_samples, n_features)
-        Labelled inputs, float32 on the target device.
-    n_outputs : int
-        Number of classes.
-    X_pretrain : Tensor, optional
-        Data for greedy pretraining; defaults to ``X``.
-    generator : torch.Generator
-        Source of the initial weights and of pretraining's randomness.
+    X, n_outputs, X_pretrain, generator
+        As in :func:`dbn.recipe.build_network` (``n_outputs``: the number of classes).
 
     Returns
     -------
-    net : nn.Sequential
-    stack : LayerStack or None
-        The pretrained layers (None for a random init).
+    (nn.Sequential, LayerStack or None)
 
     Examples
     --------
@@ -131,34 +108,7 @@ def build_network(
     >>> net[0], stack
     (Linear(in_features=3, out_features=5, bias=True), None)
     """
-    p = _check_params(params)
-    sizes = _layer_sizes(p["hidden_layer_sizes"])
-    if p["pretrain"] is None:
-        net = build_mlp(
-            X.shape[1], sizes, n_outputs, activation=p["activation"], init=p["init"], dropout=p["dropout"],
-            input_dropout=p["input_dropout"], batch_norm=p["batch_norm"], maxout_pieces=p["maxout_pieces"],
-            generator=generator, device=X.device, dtype=X.dtype,
-        )
-        return net, None
-    if p["activation"] != "sigmoid" or p["batch_norm"]:
-        raise ValueError(
-            "Pretrained layers are sigmoid layers: use activation='sigmoid' and batch_norm=False "
-            "with pretrain='rbm'/'dae', or set pretrain=None for a random-init network."
-        )
-    kind = p["pretrain"]
-    common = dict(
-        pretrain=kind, visible=p["visible"], n_epochs=p["n_iter"], propagate=p["propagate"], generator=generator,
-        verbose=bool(p["verbose"]), learning_rate=p["pretrain_learning_rate"],
-        batch_size=p["pretrain_batch_size"] or p["batch_size"], weight_decay=p["weight_decay"],
-    )
-    extra = kind_options(kind, momentum=p["pretrain_momentum"], k=p["k"], persistent=p["persistent"],
-                         sparsity_target=p["sparsity_target"], sparsity_cost=p["sparsity_cost"],
-                         corruption=p["corruption"], corruption_level=p["corruption_level"])
-    Xp = X if X_pretrain is None else X_pretrain
-    stack = pretrain_stack(Xp, sizes, **common, **extra)
-    net = to_torch(stack, head="softmax", n_outputs=n_outputs, dropout=p["dropout"], input_dropout=p["input_dropout"],
-                   generator=generator)
-    return net.to(device=X.device, dtype=X.dtype), stack
+    return recipe.build_network(_check_params(params), X, n_outputs, generator=generator, X_pretrain=X_pretrain)
 
 
 def finetune(
@@ -174,8 +124,9 @@ def finetune(
 ) -> History:
     """Fine-tune ``net`` as :meth:`dbn.DBNClassifier.fit` does, with extra epoch callbacks.
 
-    With ``validation_data`` early stopping (if ``params["early_stopping"]`` or the harness
-    asks for it) watches that set instead of a fraction of ``X``.
+    :func:`dbn.recipe.finetune`. With ``validation_data`` early stopping (if
+    ``params["early_stopping"]`` or the harness asks for it) watches that set instead of a
+    fraction of ``X``.
 
     Examples
     --------
@@ -186,37 +137,12 @@ def finetune(
     >>> len(h)
     3
     """
-    p = _check_params(params)
-    options = dict(
-        loss="cross_entropy", optimizer=p["solver"], learning_rate=p["learning_rate_init"],
-        momentum=p["momentum"] if p["solver"] in ("sgd", "rmsprop") else 0.0,
-        nesterov=p["nesterovs_momentum"] and p["solver"] == "sgd", weight_decay=p["alpha"], l1=p["l1"],
-        batch_size=p["batch_size"], lr_schedule=p["lr_schedule"], clip_grad_norm=p["clip_grad_norm"],
-        max_norm=p["max_norm"], early_stopping=p["early_stopping"], validation_fraction=p["validation_fraction"],
-        n_iter_no_change=p["n_iter_no_change"], tol=p["tol"], shuffle=p["shuffle"], generator=generator,
-        verbose=bool(p["verbose"]), validation_data=validation_data,
-    )
-    history_frozen: list[dict] = []
-    if p["freeze_epochs"] and pretrained:
-        # Hinton & Salakhutdinov: the first epochs train only the output layer
-        n_linear = len(linear_layers(net))
-        history_frozen = fit_network(net, X, y, max_iter=p["freeze_epochs"], freeze=tuple(range(n_linear - 1)),
-                                     callbacks=tuple(callbacks), **options)
-    history = fit_network(net, X, y, max_iter=p["max_iter"], callbacks=tuple(callbacks), **options)
-    if history_frozen:
-        history[:0] = history_frozen
-    return history
+    return recipe.finetune(net, _check_params(params), X, y, generator=generator, pretrained=pretrained,
+                           validation_data=validation_data, callbacks=callbacks)
 
 
-@dataclass
-class ArmFit:
-    """What :func:`fit_arm` returns: the fitted network and its records."""
-
-    network: nn.Sequential
-    stack: Any
-    history: History
-    pretrain_time: float
-    finetune_time: float
+#: What :func:`fit_arm` returns: the fitted network and its records (:class:`dbn.recipe.RecipeFit`).
+ArmFit = recipe.RecipeFit
 
 
 def fit_arm(
@@ -230,11 +156,13 @@ def fit_arm(
     generator: torch.Generator,
     fit_generator: torch.Generator | None = None,
     callbacks: Sequence[Callable[[nn.Module, dict], Any]] = (),
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> ArmFit:
-    """:meth:`dbn.DBNClassifier.fit` on tensors, with per-epoch callbacks.
+    """:meth:`dbn.DBNClassifier.fit` on tensors, with per-epoch callbacks: :func:`dbn.recipe.fit`.
 
     With ``fit_generator=None`` and no ``validation_data`` the result is the estimator's,
-    weight for weight, for ``random_state`` seeding ``generator``.
+    weight for weight, for ``random_state`` seeding ``generator``: both run the same code.
+    ``checkpoint_dir`` checkpoints pretraining and fine-tuning as the estimator's does.
 
     Examples
     --------
@@ -245,25 +173,9 @@ def fit_arm(
     >>> fit.stack.sizes, len(fit.history)
     ((3, 4), 2)
     """
-    start = time.perf_counter()
-    net, stack = build_network(params, X, n_classes, X_pretrain=X_pretrain, generator=generator)
-    pretrain_time = time.perf_counter() - start
-    spent = [0.0]
-
-    def timed(cb):
-        def wrapper(net, record):
-            t0 = time.perf_counter()
-            try:
-                return cb(net, record)
-            finally:
-                spent[0] += time.perf_counter() - t0
-        return wrapper
-
-    start = time.perf_counter()
-    history = finetune(net, params, X, y, generator=fit_generator or generator, pretrained=stack is not None,
-                       validation_data=validation_data, callbacks=[timed(cb) for cb in callbacks])
-    finetune_time = time.perf_counter() - start - spent[0]
-    return ArmFit(net, stack, history, pretrain_time, finetune_time)
+    return recipe.fit(_check_params(params), X, y, n_outputs=n_classes, generator=generator, X_pretrain=X_pretrain,
+                      fit_generator=fit_generator, validation_data=validation_data, callbacks=callbacks,
+                      checkpoint_dir=checkpoint_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,137 +417,6 @@ def run_one(
             "pretrain_cached": pretrain_cached,
             "finetune_time": finetune_time}
     return [{**base, **row, "selected": row["epoch"] == selected, **tail} for row in rows]
-
-
-# ---------------------------------------------------------------------------------------------
-# Storage
-# ---------------------------------------------------------------------------------------------
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    return repr(o)
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN: store non-finite floats as None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _complete_runs(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
-    """Keep the rows of complete runs (all epochs 0..n_epochs present once); flag dropped rows."""
-    by_key: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_key.setdefault(r.get("run_key"), []).append(r)
-    kept: list[dict[str, Any]] = []
-    dropped = False
-    for key, group in by_key.items():
-        n = group[0].get("n_epochs")
-        epochs = [r.get("epoch") for r in group]
-        if key is None or not isinstance(n, int) or epochs[: n + 1] != list(range(n + 1)):
-            dropped = True
-            continue
-        if len(group) > n + 1:
-            dropped = True  # a duplicate: keep the first complete block
-        kept.extend(group[: n + 1])
-    return kept, dropped
-
-
-def load_rows(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of the finished runs stored in ``out_dir`` (partial runs are left out).
-
-    Examples
-    --------
-    >>> load_rows("/nonexistent-dir")
-    []
-    """
-    path = Path(out_dir) / ROWS_JSON
-    if not path.exists():
-        return []
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by an interruption
-    return _complete_runs(rows)[0]
-
-
-class ResultStore:
-    """``rows.jsonl`` + ``rows.csv`` in a directory, appended one finished run at a time.
-
-    Opening the store drops the rows of runs that did not finish (an interruption), so that
-    rows are never duplicated.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> store = ResultStore(tempfile.mkdtemp())
-    >>> store.append([{"run_key": "k", "epoch": 0, "n_epochs": 0, "test_error": 0.5}])
-    >>> store.finished_keys(), len(load_rows(store.out_dir))
-    ({'k'}, 1)
-    """
-
-    def __init__(self, out_dir: str | os.PathLike) -> None:
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.json_path = self.out_dir / ROWS_JSON
-        self.csv_path = self.out_dir / ROWS_CSV
-        raw_count = 0
-        if self.json_path.exists():
-            with open(self.json_path, encoding="utf-8") as f:
-                raw_count = sum(1 for line in f if line.strip())
-        self.rows = load_rows(self.out_dir)
-        if raw_count != len(self.rows):
-            self._rewrite_json()
-            self._write_csv()
-
-    def finished_keys(self) -> set[str]:
-        """Keys of the runs whose rows are all stored."""
-        return {r["run_key"] for r in self.rows}
-
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        """Store one finished run's rows (one write to the JSON lines, then the CSV)."""
-        clean = [{k: _clean(v) for k, v in r.items()} for r in rows]
-        text = "".join(json.dumps(r, default=_json_default) + "\n" for r in clean)
-        with open(self.json_path, "a", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        self.rows.extend(json.loads(json.dumps(clean, default=_json_default)))
-        self._write_csv()
-
-    def _rewrite_json(self) -> None:
-        tmp = self.json_path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, default=_json_default) + "\n" for r in self.rows)
-        os.replace(tmp, self.json_path)
-
-    def _write_csv(self) -> None:
-        columns = list(BASE_COLUMNS)
-        seen = set(columns)
-        for r in self.rows:
-            for k in r:
-                if k not in seen:
-                    seen.add(k)
-                    columns.append(k)
-        tmp = self.csv_path.with_suffix(".tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in self.rows)
-        os.replace(tmp, self.csv_path)
 
 
 # ---------------------------------------------------------------------------------------------

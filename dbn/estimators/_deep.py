@@ -1,0 +1,749 @@
+"""The deep estimators: :class:`DBNTransformer` (greedy pretraining), and :class:`DBNClassifier`
+and :class:`DBNRegressor` (pretraining or a random init, then fine-tuning).
+
+The fitting itself is :mod:`dbn.recipe`'s, which the comparison harness calls too; this module
+adds scikit-learn's parameter checks, data validation and the numpy <-> torch conversion.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    RegressorMixin,
+    TransformerMixin,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .. import recipe
+from .._options import (
+    ACTIVATIONS,
+    CORRUPTIONS,
+    FIT_LR_SCHEDULES,
+    INITS,
+    OPTIMIZERS,
+    PRETRAIN_KINDS,
+    PROPAGATES,
+    parse_layer_sizes,
+)
+from .._random import make_generator, resolve_device
+from ..export import to_torch
+from ..io import _load_state
+from ..network import build_mlp, linear_layers
+from ..stack import LayerStack
+from ..training import History, predict_logits
+from ._base import (
+    _MOMENTUM_CONSTRAINTS,
+    _VISIBLE_CONSTRAINT,
+    _check_unit_interval,
+    _json_safe,
+    _LayerTransformerTags,
+    _PersistenceMixin,
+    _prefixed,
+    _restore_stack,
+    _stack_state,
+    _to_numpy,
+    _to_tensor,
+)
+
+__all__ = ["DBNTransformer", "DBNClassifier", "DBNRegressor"]
+
+_PRETRAIN_CONSTRAINTS: dict = {
+    "hidden_layer_sizes": [tuple, list, Interval(Integral, 1, None, closed="left")],
+    "visible": [_VISIBLE_CONSTRAINT],
+    "n_iter": [Interval(Integral, 0, None, closed="left"), tuple, list],
+    "k": [Interval(Integral, 1, None, closed="left")],
+    "persistent": ["boolean"],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "sparsity_target": [Interval(Real, 0, 1, closed="neither"), None],
+    "sparsity_cost": [Interval(Real, 0, None, closed="left")],
+    "corruption": [StrOptions(set(CORRUPTIONS))],
+    "corruption_level": [Interval(Real, 0, None, closed="left")],
+    "propagate": [StrOptions(set(PROPAGATES))],
+    "random_state": ["random_state", torch.Generator],
+    "verbose": ["verbose"],
+    "device": [str, torch.device],
+    "checkpoint_dir": [str, os.PathLike, None],
+}
+
+
+
+class DBNTransformer(
+    _PersistenceMixin, _LayerTransformerTags, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
+    """Unsupervised deep feature extractor: a greedily pretrained stack of RBMs or autoencoders.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(256, 256)
+        Width of each layer, bottom up.
+    pretrain : {"rbm", "dae"}, default="rbm"
+        Stack RBMs (a deep belief network) or denoising autoencoders (an SdA).
+    visible : {"bernoulli", "gaussian"}, default="bernoulli"
+        Visible units of the first layer.
+    n_iter : int or tuple of int, default=10
+        Training epochs per layer.
+    learning_rate : float, default=0.1
+    batch_size : int, default=100
+    k : int, default=1
+        Gibbs steps of CD-k / PCD-k (RBMs).
+    persistent : bool, default=False
+        Persistent CD (RBMs).
+    momentum : float or "hinton", default="hinton"
+        RBMs: momentum schedule (``"hinton"``: 0.5 then 0.9 after five epochs); autoencoders:
+        SGD momentum (``"hinton"`` means 0.9).
+    weight_decay : float, default=2e-4
+        L2 weight cost (Hinton's code uses 2e-4).
+    sparsity_target : float or None, default=None
+    sparsity_cost : float, default=0.0
+    corruption : {"mask", "gaussian", "salt_pepper"}, default="mask"
+        Denoising autoencoders: input corruption.
+    corruption_level : float, default=0.2
+    propagate : {"probs", "samples"}, default="probs"
+        What each layer passes up to train the next one.
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+    device : str, default="cpu"
+    checkpoint_dir : str, path-like or None, default=None
+        Directory for per-epoch checkpoints of the pretraining (subdirectory ``pretrain``);
+        a rerun of ``fit`` with the same settings resumes where an interrupted one stopped.
+        See :func:`dbn.stack.pretrain_stack`.
+
+    Attributes
+    ----------
+    stack_ : dbn.stack.LayerStack
+        The trained layers.
+    history_ : list of list of dict
+        Per-layer, per-epoch training monitors.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dbn import DBNTransformer
+    >>> X = np.random.RandomState(0).rand(50, 8).astype(np.float32)
+    >>> model = DBNTransformer(hidden_layer_sizes=(6, 3), n_iter=2, random_state=0).fit(X)
+    >>> model.transform(X).shape
+    (50, 3)
+    >>> model.to_torch()[0]
+    Linear(in_features=8, out_features=6, bias=True)
+    """
+
+    _parameter_constraints: dict = {
+        **_PRETRAIN_CONSTRAINTS,
+        "pretrain": [StrOptions(set(PRETRAIN_KINDS))],
+        "learning_rate": [Interval(Real, 0, None, closed="neither"), tuple, list],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "momentum": _MOMENTUM_CONSTRAINTS,
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(256, 256),
+        *,
+        pretrain: str = "rbm",
+        visible: str = "bernoulli",
+        n_iter=10,
+        learning_rate=0.1,
+        batch_size: int = 100,
+        k: int = 1,
+        persistent: bool = False,
+        momentum="hinton",
+        weight_decay: float = 2e-4,
+        sparsity_target: float | None = None,
+        sparsity_cost: float = 0.0,
+        corruption: str = "mask",
+        corruption_level: float = 0.2,
+        propagate: str = "probs",
+        random_state=None,
+        verbose: int = 0,
+        device: str = "cpu",
+        checkpoint_dir=None,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.pretrain = pretrain
+        self.visible = visible
+        self.n_iter = n_iter
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.k = k
+        self.persistent = persistent
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.sparsity_target = sparsity_target
+        self.sparsity_cost = sparsity_cost
+        self.corruption = corruption
+        self.corruption_level = corruption_level
+        self.propagate = propagate
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.checkpoint_dir = checkpoint_dir
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.stack_.sizes[-1]
+
+    def fit(self, X, y=None):
+        """Pretrain the stack greedily on ``X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        self : DBNTransformer
+        """
+        self._validate_params()
+        X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=(np.float64, np.float32))
+        _check_unit_interval(X, self.visible, type(self).__name__)
+        device = resolve_device(self.device)
+        Xt = _to_tensor(X, device=device)
+        generator = make_generator(self.random_state, device)
+        params = {**self.get_params(deep=False), "pretrain_learning_rate": self.learning_rate,
+                  "pretrain_batch_size": self.batch_size, "pretrain_momentum": self.momentum}
+        self.stack_ = recipe.pretrain(params, Xt, generator=generator, checkpoint_dir=self.checkpoint_dir)
+        self.history_ = self.stack_.histories
+        return self
+
+    def _fitted_state(self):
+        layers, tensors = _stack_state(self.stack_)
+        return {"layers": layers, "history": _json_safe(self.history_)}, tensors
+
+    def _restore_fitted(self, fitted, tensors, device):
+        self.stack_ = _restore_stack(fitted["layers"], fitted["history"], tensors, device)
+        self.history_ = self.stack_.histories
+
+    @torch.no_grad()
+    def transform(self, X):
+        """Top-layer features (hidden probabilities of the last layer).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, hidden_layer_sizes[-1])
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=(np.float64, np.float32), reset=False)
+        _check_unit_interval(X, self.visible, type(self).__name__)
+        dtype = self.stack_.layers[0].weight.dtype
+        return _to_numpy(self.stack_.transform(_to_tensor(X, device=resolve_device(self.device), dtype=dtype)))
+
+    def to_torch(self, *, head: str | None = None, n_outputs: int | None = None, **kwargs) -> torch.nn.Sequential:
+        """Export the pretrained stack as a ``torch.nn.Sequential``; see :func:`dbn.export.to_torch`."""
+        check_is_fitted(self)
+        return to_torch(self.stack_, head=head, n_outputs=n_outputs, **kwargs)
+
+
+class _DeepNetwork(_PersistenceMixin, BaseEstimator):
+    """Shared machinery of :class:`DBNClassifier` and :class:`DBNRegressor`."""
+
+    _loss = "cross_entropy"
+
+    _parameter_constraints: dict = {
+        **_PRETRAIN_CONSTRAINTS,
+        "pretrain": [StrOptions(set(PRETRAIN_KINDS)), None],
+        "pretrained": [None, list, tuple, BaseEstimator, torch.nn.Module],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "init": [StrOptions(set(INITS))],
+        "pretrain_learning_rate": [Interval(Real, 0, None, closed="neither"), tuple, list],
+        "pretrain_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "pretrain_momentum": _MOMENTUM_CONSTRAINTS,
+        "solver": [StrOptions(set(OPTIMIZERS))],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "lr_schedule": [StrOptions(set(FIT_LR_SCHEDULES)), None],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "nesterovs_momentum": ["boolean"],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "l1": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "input_dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_norm": ["boolean"],
+        "maxout_pieces": [Interval(Integral, 2, None, closed="left")],
+        "clip_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "max_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "freeze_epochs": [Interval(Integral, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "shuffle": ["boolean"],
+        "callbacks": [list, tuple, None],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(256, 256),
+        *,
+        pretrain: str | None = "rbm",
+        pretrained=None,
+        activation: str = "sigmoid",
+        init: str = "normal",
+        visible: str = "bernoulli",
+        n_iter=10,
+        pretrain_learning_rate=0.1,
+        pretrain_batch_size: int | None = None,
+        k: int = 1,
+        persistent: bool = False,
+        pretrain_momentum="hinton",
+        weight_decay: float = 2e-4,
+        sparsity_target: float | None = None,
+        sparsity_cost: float = 0.0,
+        corruption: str = "mask",
+        corruption_level: float = 0.2,
+        propagate: str = "probs",
+        solver: str = "sgd",
+        learning_rate_init: float = 0.1,
+        lr_schedule: str | None = None,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = False,
+        alpha: float = 0.0,
+        l1: float = 0.0,
+        batch_size: int = 100,
+        max_iter: int = 50,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        batch_norm: bool = False,
+        maxout_pieces: int = 2,
+        clip_grad_norm: float | None = None,
+        max_norm: float | None = None,
+        freeze_epochs: int = 0,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
+        shuffle: bool = True,
+        random_state=None,
+        verbose: int = 0,
+        device: str = "cpu",
+        checkpoint_dir=None,
+        callbacks=None,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.pretrain = pretrain
+        self.pretrained = pretrained
+        self.activation = activation
+        self.init = init
+        self.visible = visible
+        self.n_iter = n_iter
+        self.pretrain_learning_rate = pretrain_learning_rate
+        self.pretrain_batch_size = pretrain_batch_size
+        self.k = k
+        self.persistent = persistent
+        self.pretrain_momentum = pretrain_momentum
+        self.weight_decay = weight_decay
+        self.sparsity_target = sparsity_target
+        self.sparsity_cost = sparsity_cost
+        self.corruption = corruption
+        self.corruption_level = corruption_level
+        self.propagate = propagate
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.lr_schedule = lr_schedule
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.alpha = alpha
+        self.l1 = l1
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.dropout = dropout
+        self.input_dropout = input_dropout
+        self.batch_norm = batch_norm
+        self.maxout_pieces = maxout_pieces
+        self.clip_grad_norm = clip_grad_norm
+        self.max_norm = max_norm
+        self.freeze_epochs = freeze_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+        self.checkpoint_dir = checkpoint_dir
+        self.callbacks = callbacks
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.positive_only = self._uses_bernoulli_visible()
+        return tags
+
+    def _uses_bernoulli_visible(self) -> bool:
+        return self.pretrain is not None and self.pretrained is None and self.visible == "bernoulli"
+
+    # -- hooks for the subclasses ---------------------------------------------------------------
+    def _encode_targets(self, y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- fitting --------------------------------------------------------------------------------
+    def _validate_X(self, X, *, reset: bool):
+        X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=(np.float32, np.float64), reset=reset)
+        if self._uses_bernoulli_visible():
+            _check_unit_interval(X, self.visible, type(self).__name__)
+        return X
+
+    def _pretrained_stack(self, n_features: int):
+        source = self.pretrained
+        if isinstance(source, DBNTransformer):
+            check_is_fitted(source)
+            stack = source.stack_
+        elif isinstance(source, LayerStack):
+            stack = source
+        else:
+            stack = LayerStack(list(source))
+        if stack.sizes[0] != n_features:
+            raise ValueError(
+                f"The 'pretrained' stack expects {stack.sizes[0]} input features but X has {n_features}."
+            )
+        return stack
+
+    def fit(self, X, y, *, X_pretrain=None):
+        """Pretrain (unless ``pretrain=None``), export and fine-tune on ``(X, y)``.
+
+        The steps are :func:`dbn.recipe.fit`'s (the comparison harness runs the same code);
+        ``callbacks`` are called once per fine-tuning epoch.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        X_pretrain : {array-like, sparse matrix} of shape (n_unlabelled, n_features), optional
+            Data for the unsupervised pretraining (e.g. a larger unlabelled set, or another
+            dataset); defaults to ``X``.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        X, y = validate_data(
+            self, X, y, accept_sparse=("csr", "csc", "coo"), dtype=(np.float32, np.float64),
+            multi_output=self._loss == "mse", y_numeric=self._loss == "mse",
+        )
+        if self._uses_bernoulli_visible():
+            _check_unit_interval(X, self.visible, type(self).__name__)
+        yt_np, n_outputs = self._encode_targets(y)
+        device = resolve_device(self.device)
+        Xt = _to_tensor(X, device=device, dtype=torch.float32)
+        yt = torch.as_tensor(yt_np, device=device)
+        Xp = None
+        if X_pretrain is not None:
+            Xp = _to_tensor(self._validate_X(X_pretrain, reset=False), device=device, dtype=torch.float32)
+        stack = None if self.pretrained is None else self._pretrained_stack(Xt.shape[1])
+        result = recipe.fit(
+            self.get_params(deep=False), Xt, yt, n_outputs=n_outputs, generator=make_generator(self.random_state, device),
+            loss=self._loss, X_pretrain=Xp, stack=stack, callbacks=self.callbacks or (),
+            checkpoint_dir=self.checkpoint_dir,
+        )
+        self.network_, self.stack_, self.history_ = result.network, result.stack, result.history
+        self.pretrain_history_ = [] if result.stack is None else result.stack.histories
+        self.pretrain_time_, self.finetune_time_ = result.pretrain_time, result.finetune_time
+        self.n_iter_ = len(self.history_)
+        if self.early_stopping and not self.history_.stopped_early:
+            warnings.warn(
+                f"{type(self).__name__}: max_iter={self.max_iter} reached before the validation score "
+                f"stopped improving for n_iter_no_change={self.n_iter_no_change} epochs; consider a larger max_iter.",
+                ConvergenceWarning,
+            )
+        return self
+
+    def _fitted_state(self):
+        fitted = {
+            "n_outputs": linear_layers(self.network_)[-1].out_features,
+            "history": _json_safe(list(self.history_)),
+            "history_attrs": _json_safe({k: getattr(self.history_, k) for k in
+                                         ("best_epoch", "score_name", "monitor", "stopped_early")}),
+            "pretrain_history": _json_safe(self.pretrain_history_),
+            "pretrain_time": self.pretrain_time_, "finetune_time": self.finetune_time_, "n_iter": self.n_iter_,
+            "classes": _json_safe(self.classes_.tolist()) if hasattr(self, "classes_") else None,
+            "y_1d": getattr(self, "_y_1d", None),
+            "layers": None,
+        }
+        tensors = _prefixed("network", self.network_)
+        if self.stack_ is not None:
+            fitted["layers"], stack_tensors = _stack_state(self.stack_)
+            tensors.update(stack_tensors)
+        return fitted, tensors
+
+    def _restore_fitted(self, fitted, tensors, device):
+        self.pretrained = None
+        n_outputs = fitted["n_outputs"]
+        if fitted["layers"] is not None:
+            self.stack_ = _restore_stack(fitted["layers"], fitted["pretrain_history"], tensors, device)
+            net = to_torch(self.stack_, head="softmax" if self._loss == "cross_entropy" else "linear",
+                           n_outputs=n_outputs, dropout=self.dropout, input_dropout=self.input_dropout)
+        else:
+            self.stack_ = None
+            # check the described sizes against the stored weights before allocating anything
+            sizes = [self.n_features_in_, *parse_layer_sizes(self.hidden_layer_sizes), n_outputs]
+            pieces = self.maxout_pieces if self.activation == "maxout" else 1
+            expected = sum(a * b * (pieces if i < len(sizes) - 2 else 1) for i, (a, b) in enumerate(zip(sizes, sizes[1:])))
+            stored = sum(t.numel() for k, t in tensors.items() if k.startswith("network.") and t.dim() == 2)
+            if expected != stored:
+                raise ValueError(
+                    f"Damaged model file: the settings describe {expected} weights but the file holds {stored}."
+                )
+            net = build_mlp(
+                self.n_features_in_, parse_layer_sizes(self.hidden_layer_sizes), n_outputs, activation=self.activation,
+                init=self.init, dropout=self.dropout, input_dropout=self.input_dropout, batch_norm=self.batch_norm,
+                maxout_pieces=self.maxout_pieces, device=device,
+            )
+        _load_state(net, {k: v.to(device) for k, v in tensors.items()}, "network.")
+        self.network_ = net.to(device)
+        attrs = fitted["history_attrs"]
+        self.history_ = History(fitted["history"], score_name=attrs["score_name"], monitor=attrs["monitor"])
+        self.history_.best_epoch = attrs["best_epoch"]
+        self.history_.stopped_early = attrs["stopped_early"]
+        self.pretrain_history_ = fitted["pretrain_history"]
+        self.pretrain_time_, self.finetune_time_ = fitted["pretrain_time"], fitted["finetune_time"]
+        self.n_iter_ = fitted["n_iter"]
+        if fitted["classes"] is not None:
+            self.classes_ = np.asarray(fitted["classes"])
+        if fitted["y_1d"] is not None:
+            self._y_1d = fitted["y_1d"]
+
+    def _forward(self, X) -> torch.Tensor:
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return predict_logits(self.network_, _to_tensor(X, device=resolve_device(self.device), dtype=torch.float32))
+
+    def to_torch(self) -> torch.nn.Sequential:
+        """The fine-tuned network, a plain ``torch.nn.Sequential`` (a deep copy)."""
+        check_is_fitted(self)
+        return copy.deepcopy(self.network_)
+
+
+class DBNClassifier(ClassifierMixin, _DeepNetwork):
+    """Deep network classifier: greedy pretraining (or random init), then backprop fine-tuning.
+
+    A pretrained sigmoid DBN and a random-init ReLU network are the same estimator with
+    different parameters (``pretrain="rbm"`` vs ``pretrain=None, activation="relu",
+    init="he"``). Fine-tuning parameter names follow :class:`sklearn.neural_network.MLPClassifier`
+    where the meaning is the same (``solver``, ``learning_rate_init``, ``alpha`` = L2 penalty,
+    ``batch_size``, ``max_iter`` = fine-tuning epochs, ``momentum``, ``nesterovs_momentum``,
+    ``early_stopping``, ``validation_fraction``, ``n_iter_no_change``, ``tol``, ``shuffle``);
+    pretraining parameters follow :class:`RBMTransformer` (``n_iter`` = epochs per layer,
+    ``weight_decay`` = the RBMs' weight cost).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(256, 256)
+    pretrain : {"rbm", "dae"} or None, default="rbm"
+        Layer-wise pretraining by RBMs (a DBN), denoising autoencoders, or none (random init).
+    pretrained : DBNTransformer, LayerStack or list of layers, optional
+        Fine-tune layers pretrained elsewhere (e.g. on another dataset) instead of pretraining.
+    activation : {"sigmoid", "tanh", "relu", "leaky_relu", "maxout"}, default="sigmoid"
+        Hidden units of a random-init network (pretrained networks are sigmoid).
+    init : {"normal", "xavier", "he"}, default="normal"
+        Random initialisation: N(0, 0.01), Glorot uniform, He normal.
+    visible : {"bernoulli", "gaussian"}, default="bernoulli"
+        First-layer visible units for pretraining.
+    n_iter : int or tuple of int, default=10
+        Pretraining epochs per layer.
+    pretrain_learning_rate : float or tuple, default=0.1
+    pretrain_batch_size : int or None, default=None
+        Defaults to ``batch_size``.
+    k, persistent, pretrain_momentum, weight_decay, sparsity_target, sparsity_cost
+        RBM training options (see :class:`RBMTransformer`); ``pretrain_momentum`` defaults to
+        ``"hinton"`` and ``weight_decay`` to 2e-4.
+    corruption, corruption_level
+        Denoising-autoencoder options.
+    propagate : {"probs", "samples"}, default="probs"
+    solver : {"sgd", "adam", "rmsprop", "adagrad", "adadelta"}, default="sgd"
+    learning_rate_init : float, default=0.1
+    lr_schedule : {"constant", "step", "exponential", "cosine"} or None, default=None
+    momentum : float, default=0.9
+        SGD / RMSprop momentum.
+    nesterovs_momentum : bool, default=False
+    alpha : float, default=0.0
+        L2 penalty of fine-tuning.
+    l1 : float, default=0.0
+        L1 penalty of fine-tuning.
+    batch_size : int, default=100
+    max_iter : int, default=50
+        Fine-tuning epochs.
+    dropout, input_dropout : float, default=0.0
+        Dropout on hidden layers and on the input during fine-tuning.
+    batch_norm : bool, default=False
+        Batch normalisation after each hidden linear layer (random-init networks).
+    maxout_pieces : int, default=2
+    clip_grad_norm, max_norm : float or None
+        Gradient-norm clipping; max-norm constraint on hidden weights.
+    freeze_epochs : int, default=0
+        Epochs that first train only the output layer of a pretrained network.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data and stop after ``n_iter_no_change``
+        epochs without improvement, restoring the best weights.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=10
+    tol : float, default=1e-4
+    shuffle : bool, default=True
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+    device : str, default="cpu"
+    checkpoint_dir : str, path-like or None, default=None
+        Directory for per-epoch checkpoints: pretraining in ``pretrain``, fine-tuning in
+        ``finetune`` (and ``finetune_freeze`` for the ``freeze_epochs`` phase). A rerun of
+        ``fit`` with the same settings resumes where an interrupted one stopped and, with an
+        int ``random_state`` on the CPU, ends with the same model as an uninterrupted run.
+    callbacks : list of callables or None, default=None
+        Called as ``callback(network, record)`` once per fine-tuning epoch (the
+        ``freeze_epochs`` epochs included), with the fine-tuned ``torch.nn.Module`` and that
+        epoch's record (the dict that lands in ``history_``; a callback may add keys to it).
+        Returning ``True`` stops fine-tuning after that epoch. This is the contract of
+        :func:`dbn.training.fit_network`'s ``callbacks``. Like any parameter, ``clone`` (and so
+        ``GridSearchCV``) deep-copies them: a stateful callback object records into its copy.
+        ``save`` does not store them: a loaded estimator has ``callbacks=None``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    network_ : torch.nn.Sequential
+        The fine-tuned network (outputs logits).
+    stack_ : LayerStack or None
+        The pretrained layers (before fine-tuning); None for random init.
+    history_ : dbn.training.History
+        Fine-tuning records per epoch.
+    pretrain_history_ : list of list of dict
+    pretrain_time_, finetune_time_ : float
+        Seconds spent pretraining (and building) and fine-tuning.
+    n_iter_ : int
+        Fine-tuning epochs run.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from dbn import DBNClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = DBNClassifier((32,), n_iter=2, max_iter=5, random_state=0).fit(X[:500] / 16, y[:500])
+    >>> clf.predict(X[:3] / 16).shape
+    (3,)
+
+    A callback sees every fine-tuning epoch's record; returning True stops:
+
+    >>> losses = []
+    >>> def watch(network, record):
+    ...     losses.append(record["train_loss"])
+    ...     return record["epoch"] == 3
+    >>> clf = DBNClassifier((32,), n_iter=2, max_iter=5, random_state=0, callbacks=[watch])
+    >>> len(losses), clf.fit(X[:500] / 16, y[:500]).n_iter_, len(losses)
+    (0, 3, 3)
+    """
+
+    _loss = "cross_entropy"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = True
+        return tags
+
+    def _encode_targets(self, y):
+        from sklearn.utils.multiclass import check_classification_targets
+
+        check_classification_targets(y)
+        self.classes_, encoded = np.unique(y, return_inverse=True)
+        return encoded.astype(np.int64), len(self.classes_)
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the network's outputs).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        return _to_numpy(torch.softmax(self._forward(X), dim=1)).astype(np.float64)
+
+    def predict_log_proba(self, X):
+        """Log class probabilities."""
+        return _to_numpy(torch.log_softmax(self._forward(X), dim=1)).astype(np.float64)
+
+    def predict(self, X):
+        """Predicted class labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        logits = self._forward(X)  # checks that the model is fitted
+        return self.classes_[_to_numpy(logits.argmax(dim=1))]
+
+
+class DBNRegressor(RegressorMixin, _DeepNetwork):
+    """Deep network regressor: greedy pretraining (or random init), then fine-tuning on squared error.
+
+    Takes the parameters of :class:`DBNClassifier`; the output layer is linear and the loss
+    the mean squared error. Targets of shape ``(n_samples,)`` or ``(n_samples, n_targets)``.
+
+    Attributes
+    ----------
+    network_ : torch.nn.Sequential
+    stack_ : LayerStack or None
+    history_ : dbn.training.History
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dbn import DBNRegressor
+    >>> X = np.random.RandomState(0).rand(200, 4)
+    >>> y = X.sum(axis=1)
+    >>> reg = DBNRegressor((16,), pretrain=None, activation="relu", init="he", max_iter=20,
+    ...                    learning_rate_init=0.01, random_state=0).fit(X, y)
+    >>> reg.predict(X[:2]).shape
+    (2,)
+    """
+
+    _loss = "mse"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _encode_targets(self, y):
+        y = np.asarray(y, dtype=np.float32)
+        y2 = y.reshape(-1, 1) if y.ndim == 1 else y
+        self._y_1d = y2.shape[1] == 1  # like MLPRegressor: one target -> predictions of shape (n,)
+        return y2, y2.shape[1]
+
+    def predict(self, X):
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_targets)
+        """
+        out = _to_numpy(self._forward(X)).astype(np.float64)
+        return out.ravel() if self._y_1d else out
