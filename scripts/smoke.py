@@ -9,7 +9,7 @@ import tempfile
 import torch
 
 import dbn
-from dbn import DBNClassifier, DBNTransformer, RBMTransformer, to_torch
+from dbn import DBNClassifier, DBNTransformer, RBMTransformer
 from dbn.datasets import load_digits
 
 assert "site-packages" in dbn.__file__, f"imported the source tree, not the wheel: {dbn.__file__}"
