@@ -10,40 +10,15 @@ checked the same way against the number of inverse temperatures.
 
 from __future__ import annotations
 
-import collections
-import contextlib
-
 import pytest
 import torch
+from _hostcalls import count_host_calls
 
 from dbn.autoencoder import DenoisingAutoencoder, train_autoencoder
 from dbn.likelihood import ais_log_partition
 from dbn.rbm import RBM, train_rbm
 from dbn.stack import pretrain_stack
 from dbn.training import build_mlp, fit_network
-
-HOST_CALLS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
-
-
-@contextlib.contextmanager
-def count_host_calls():
-    counts: collections.Counter = collections.Counter()
-    originals = {name: getattr(torch.Tensor, name) for name in HOST_CALLS}
-
-    def counting(name, method):
-        def wrapper(self, *args, **kwargs):
-            counts[name] += 1
-            return method(self, *args, **kwargs)
-
-        return wrapper
-
-    for name, method in originals.items():
-        setattr(torch.Tensor, name, counting(name, method))
-    try:
-        yield counts
-    finally:
-        for name, method in originals.items():
-            setattr(torch.Tensor, name, method)
 
 
 def test_counter_sees_host_calls():

@@ -1,10 +1,9 @@
-import collections
-import contextlib
 import dataclasses
 import math
 
 import pytest
 import torch
+from _hostcalls import count_host_calls
 
 from dbn import functional as Fn
 from dbn.likelihood import (
@@ -491,31 +490,6 @@ def test_reverse_ais_bad_data():
 
 
 # -- no host reads per temperature ----------------------------------------------------------------
-HOST_CALLS = ("item", "cpu", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
-
-
-@contextlib.contextmanager
-def count_host_calls():
-    """Count device-to-host reads on tensors (the approach of tests/test_device_sync.py)."""
-    counts: collections.Counter = collections.Counter()
-    originals = {name: getattr(torch.Tensor, name) for name in HOST_CALLS}
-
-    def counting(name, method):
-        def wrapper(self, *args, **kwargs):
-            counts[name] += 1
-            return method(self, *args, **kwargs)
-
-        return wrapper
-
-    for name, method in originals.items():
-        setattr(torch.Tensor, name, counting(name, method))
-    try:
-        yield counts
-    finally:
-        for name, method in originals.items():
-            setattr(torch.Tensor, name, method)
-
-
 def test_reverse_ais_no_host_sync_per_temperature():
     X = (torch.rand(12, 20, generator=torch.Generator().manual_seed(0)) < 0.3).float()
     counts = []
