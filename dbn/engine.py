@@ -436,8 +436,8 @@ class SchedulerStep(Piece):
     Examples
     --------
     >>> opt = torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=1.0)
-    >>> opt.step()  # an epoch's optimizer steps come before the scheduler's
     >>> piece = SchedulerStep(torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5))
+    >>> opt.step()  # an epoch's optimizer steps come before the scheduler's
     >>> piece.on_epoch_end(None, {"epoch": 1}, False); opt.param_groups[0]["lr"]
     0.5
     """
