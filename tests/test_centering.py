@@ -129,3 +129,35 @@ def test_centered_pcd_beats_plain_pcd_in_exact_log_likelihood():
         gains.append(lls[1] - lls[0])
     assert min(gains) > -0.05, gains
     assert sum(gains) / len(gains) > 0.05, gains
+
+
+def test_options_pass_through_stack_and_estimators():
+    import numpy as np
+
+    from dbn import DBNClassifier, RBMTransformer
+    from dbn.stack import kind_options, pretrain_stack
+
+    assert "centered" not in kind_options("rbm", momentum=0.5)
+    assert kind_options("rbm", momentum=0.5, centered=True, sampler="pt", n_temperatures=3)["n_temperatures"] == 3
+    g = torch.Generator().manual_seed(0)
+    X = (torch.rand(60, 8, generator=g) < 0.3).float()
+
+    def weights(**options):
+        stack = pretrain_stack(X, (4,), n_epochs=1, batch_size=10, generator=torch.Generator().manual_seed(0),
+                               **options)
+        return stack.layers[0].weight.detach()
+
+    plain = weights()
+    assert not torch.equal(plain, weights(centered=True))
+    assert not torch.equal(weights(persistent=True), weights(persistent=True, sampler="pt", n_temperatures=3))
+    Xn = X.numpy().astype(np.float64)
+    a = RBMTransformer(4, n_iter=2, random_state=0).fit(Xn).components_
+    b = RBMTransformer(4, n_iter=2, random_state=0, centered=True).fit(Xn).components_
+    c = RBMTransformer(4, n_iter=2, random_state=0, sampler="pt", n_temperatures=3).fit(Xn).components_
+    assert not np.array_equal(a, b) and not np.array_equal(a, c)
+    y = (Xn[:, 0] > 0).astype(int)
+    clf = DBNClassifier((4,), n_iter=1, max_iter=1, centered=True, persistent=True, sampler="pt", n_temperatures=3,
+                        random_state=0).fit(Xn, y)
+    assert clf.predict(Xn).shape == (60,)
+    with pytest.raises(ValueError, match="sampler"):
+        RBMTransformer(4, sampler="metropolis").fit(Xn)
