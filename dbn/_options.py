@@ -21,6 +21,7 @@ __all__ = [
     "FitLRSchedule", "FIT_LR_SCHEDULES", "Monitor", "MONITORS", "VisibleType", "VISIBLE_TYPES",
     "PretrainKind", "PRETRAIN_KINDS", "Propagate", "PROPAGATES", "CorruptionName", "CORRUPTIONS",
     "Head", "HEADS", "RBMLRSchedule", "RBM_LR_SCHEDULES", "parse_layer_sizes",
+    "RBMSampler", "RBM_SAMPLERS",
 ]
 
 Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu", "maxout"]
@@ -35,6 +36,7 @@ Propagate = Literal["probs", "samples"]
 CorruptionName = Literal["mask", "gaussian", "salt_pepper"]
 Head = Literal["softmax", "linear"]
 RBMLRSchedule = Literal["constant", "exponential", "inverse"]
+RBMSampler = Literal["gibbs", "pt"]
 
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 INITS: tuple[str, ...] = get_args(Init)
@@ -48,6 +50,7 @@ PROPAGATES: tuple[str, ...] = get_args(Propagate)
 CORRUPTIONS: tuple[str, ...] = get_args(CorruptionName)
 HEADS: tuple[str, ...] = get_args(Head)
 RBM_LR_SCHEDULES: tuple[str, ...] = get_args(RBMLRSchedule)
+RBM_SAMPLERS: tuple[str, ...] = get_args(RBMSampler)
 
 
 def parse_layer_sizes(sizes: Any, name: str = "hidden_layer_sizes") -> tuple[int, ...]:

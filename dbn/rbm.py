@@ -19,7 +19,7 @@ from torch import nn
 
 from . import functional as Fn
 from ._linalg import bernoulli_sample, linear, linear_t, outer_accumulate_
-from ._options import RBM_LR_SCHEDULES, RBMLRSchedule, VisibleType
+from ._options import RBM_LR_SCHEDULES, RBM_SAMPLERS, RBMLRSchedule, RBMSampler, VisibleType
 from ._random import make_generator, resolve_device
 from ._shard import Shard
 from ._validation import (
@@ -32,7 +32,7 @@ from ._validation import (
 from .engine import DivergenceCheck, ProgressBar, fit_loop, lr_factor, minibatches, take_rows
 from .units import get_units
 
-__all__ = ["RBM", "CDTrainer", "train_rbm", "MomentumSchedule", "momentum_at"]
+__all__ = ["RBM", "CDTrainer", "train_rbm", "MomentumSchedule", "momentum_at", "centered_to_ordinary"]
 
 HiddenType = Literal["bernoulli"]
 MomentumSchedule = float | Literal["hinton"] | tuple[float, float, int]
@@ -66,12 +66,18 @@ class RBM(nn.Module):
         Random source of the initial weights (on ``device``).
     device, dtype : optional
         Where the parameters live and their type (float32 by default).
+    centered : bool, default=False
+        Train this model as a centred RBM (Montavon & Müller 2012; Melchior, Fischer & Wiskott
+        2016): the default of :class:`CDTrainer`'s ``centered``. The parameters themselves are
+        always those of the ordinary RBM (the centring lives in the trainer's update), so
+        export, stacking, AIS and the likelihood read them unchanged.
 
     Attributes
     ----------
     weight : Parameter of shape (n_hidden, n_visible)
     visible_bias : Parameter of shape (n_visible,)
     hidden_bias : Parameter of shape (n_hidden,)
+    centered : bool
 
     Examples
     --------
@@ -95,8 +101,10 @@ class RBM(nn.Module):
         generator: torch.Generator | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        centered: bool = False,
     ) -> None:
         super().__init__()
+        self.centered = bool(centered)
         n_visible = check_int("n_visible", n_visible, low=1)
         n_hidden = check_int("n_hidden", n_hidden, low=1)
         self.visible = get_units(visible, parameter="visible").name
@@ -250,6 +258,46 @@ class RBM(nn.Module):
         return self
 
 
+def centered_to_ordinary(
+    weight: torch.Tensor,
+    visible_bias: torch.Tensor,
+    hidden_bias: torch.Tensor,
+    visible_offset: torch.Tensor,
+    hidden_offset: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ordinary RBM ``(W, b, c)`` of a centred one, equal up to a constant energy.
+
+    The centred energy ``-(h - lambda)^T W (v - mu) - b_c^T (v - mu) - c_c^T (h - lambda)`` is
+    the ordinary ``-h^T W v - b^T v - c^T h`` with ``b = b_c - W^T lambda``, ``c = c_c - W mu``,
+    plus ``b_c^T mu + c_c^T lambda - lambda^T W mu``. The inverse map is ``b_c = b + W^T lambda``,
+    ``c_c = c + W mu``.
+
+    Parameters
+    ----------
+    weight : Tensor of shape (n_hidden, n_visible)
+    visible_bias, hidden_bias : Tensor of shape (n_visible,) and (n_hidden,)
+        The centred biases ``b_c`` and ``c_c``.
+    visible_offset, hidden_offset : Tensor of shape (n_visible,) and (n_hidden,)
+        The offsets ``mu`` and ``lambda``.
+
+    Returns
+    -------
+    weight, visible_bias, hidden_bias : Tensor
+        The ordinary parameters (``weight`` is the same tensor).
+
+    Examples
+    --------
+    >>> W = torch.ones(2, 3)
+    >>> _, b, c = centered_to_ordinary(W, torch.zeros(3), torch.zeros(2), torch.full((3,), 0.5), torch.full((2,), 0.5))
+    >>> b.tolist(), c.tolist()
+    ([-1.0, -1.0, -1.0], [-1.5, -1.5])
+    """
+    if weight.shape != (hidden_bias.shape[0], visible_bias.shape[0]):
+        raise ValueError(f"weight {tuple(weight.shape)} does not match the biases {tuple(visible_bias.shape)}, "
+                         f"{tuple(hidden_bias.shape)}.")
+    return weight, visible_bias - hidden_offset @ weight, hidden_bias - weight @ visible_offset
+
+
 def momentum_at(momentum: MomentumSchedule, epoch: int) -> float:
     """Momentum for a 0-based ``epoch`` under a schedule.
 
@@ -336,6 +384,36 @@ class CDTrainer:
     rank, world_size : int, default=0, 1
         This process and the number of processes; the persistent chains are split into
         ``world_size`` contiguous blocks and this process runs block ``rank``.
+    centered : bool, optional
+        Centred training (Montavon & Müller 2012; Melchior, Fischer & Wiskott 2016); None
+        takes ``rbm.centered``. The visible offset ``mu`` is the mean of the data of the first
+        :meth:`fit` call (of the first batch when :meth:`step` is called directly), the hidden
+        offset ``lambda`` starts at 0.5 and follows the batch means of ``p(h | v_data)`` with
+        the sliding factor ``offset_rate``. See Notes. Single process only.
+    offset_rate : float, default=0.01
+        Sliding factor of the hidden offset: ``lambda <- (1 - offset_rate) * lambda +
+        offset_rate * mean(p(h | v_data))`` after every update.
+    sampler : {"gibbs", "pt"}, default="gibbs"
+        Negative-phase sampler of persistent CD: block Gibbs chains, or parallel tempering
+        (``"pt"``, requires ``persistent=True`` and Bernoulli visible units): every chain runs
+        at ``n_temperatures`` inverse temperatures, each of the ``k`` steps is a Gibbs sweep at
+        every temperature followed by Metropolis swaps of neighbouring temperatures (even
+        pairs, then odd pairs on the next step); the statistics come from the ``beta = 1`` chains.
+    n_temperatures : int, default=10
+        Number of inverse temperatures of parallel tempering, linear in ``[beta_min, 1]``.
+    beta_min : float, default=0.0
+        Lowest inverse temperature of parallel tempering, in [0, 1).
+
+    Notes
+    -----
+    A centred RBM has the energy ``E(v, h) = -(h - lambda)^T W (v - mu) - b_c^T (v - mu) -
+    c_c^T (h - lambda)``, the ordinary RBM with ``b = b_c - W^T lambda`` and ``c = c_c - W mu``
+    up to a constant. The trainer keeps the ordinary parameters and makes the centred update
+    on them: with the centred gradients ``dW = <(h - lambda)(v - mu)^T>_data - <...>_model``,
+    ``db = <v>_data - <v>_model``, ``dc = <h>_data - <h>_model`` and their velocities ``u_W``,
+    ``u_b``, ``u_c`` (momentum, weight decay and sparsity as usual), ``W += u_W``, ``b += u_b
+    - u_W^T lambda``, ``c += u_c - u_W mu``; a change of the offsets leaves the model unchanged
+    (the centred biases absorb it), so the RBM is an ordinary RBM at every moment.
 
     Examples
     --------
@@ -370,6 +448,11 @@ class CDTrainer:
         all_reduce: Callable[[torch.Tensor], None] | None = None,
         rank: int = 0,
         world_size: int = 1,
+        centered: bool | None = None,
+        offset_rate: float = 0.01,
+        sampler: RBMSampler = "gibbs",
+        n_temperatures: int = 10,
+        beta_min: float = 0.0,
     ) -> None:
         if not isinstance(rbm, RBM):
             raise TypeError(f"rbm must be a dbn.RBM. Got {type(rbm).__name__}.")
@@ -416,6 +499,28 @@ class CDTrainer:
         if self.rank >= self.world_size:
             raise ValueError(f"The 'rank' parameter must be < world_size={self.world_size}. Got {rank}.")
         self._grad: torch.Tensor | None = None  # flat statistics buffer of the all-reduce path
+        self._init_extensions(centered, offset_rate, sampler, n_temperatures, beta_min)
+
+    def _init_extensions(self, centered, offset_rate, sampler, n_temperatures, beta_min) -> None:
+        """Check and set the centring and parallel-tempering options."""
+        self.centered = bool(self.rbm.centered if centered is None else centered)
+        self.offset_rate = check_probability("offset_rate", offset_rate)
+        self.sampler = check_choice("sampler", sampler, RBM_SAMPLERS)
+        self.n_temperatures = check_int("n_temperatures", n_temperatures, low=2)
+        self.beta_min = check_scalar("beta_min", beta_min, low=0.0, high=1.0, high_inclusive=False)
+        parallel = self.all_reduce is not None or self.world_size > 1
+        if parallel and (self.centered or self.sampler == "pt"):
+            raise ValueError("centered=True and sampler='pt' are not supported in data-parallel training.")
+        if self.sampler == "pt":
+            if not self.persistent:
+                raise ValueError("The 'sampler' parameter 'pt' (parallel tempering) requires persistent=True.")
+            if self.units.name != "bernoulli":
+                raise ValueError(f"sampler='pt' supports Bernoulli visible units only. Got visible={self.units.name!r}.")
+        W = self.rbm.weight
+        self._betas = torch.linspace(1.0, self.beta_min, self.n_temperatures, device=W.device, dtype=W.dtype)
+        self._pt_chain: torch.Tensor | None = None  # (n_temperatures, n_chains, n_hidden), beta = 1 first
+        self._pt_steps = 0  # parity of the next swap
+        self._offsets: tuple[torch.Tensor, torch.Tensor] | None = None  # (mu, lambda) of centred training
 
     # ------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -437,7 +542,17 @@ class CDTrainer:
             "chain": None if self._chain is None else self._chain.clone(),
             "q": None if self._q is None else self._q.clone(),
             "generator": self.generator.get_state(),
-        }
+        } | self._extension_state()
+
+    def _extension_state(self) -> dict:
+        """The centring offsets and the tempered chains, only where they are used."""
+        state: dict = {}
+        if self.centered:
+            state["offsets"] = None if self._offsets is None else tuple(t.clone() for t in self._offsets)
+        if self.sampler == "pt":
+            state["pt_chain"] = None if self._pt_chain is None else self._pt_chain.clone()
+            state["pt_steps"] = self._pt_steps
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned, so training continues exactly."""
@@ -449,6 +564,11 @@ class CDTrainer:
             device = self.rbm.weight.device
             self._chain = None if state.get("chain") is None else state["chain"].to(device)
             self._q = None if state.get("q") is None else state["q"].to(device)
+            if state.get("offsets") is not None:
+                self._offsets = tuple(t.to(device) for t in state["offsets"])
+            if state.get("pt_chain") is not None:
+                self._pt_chain = state["pt_chain"].to(device)
+                self._pt_steps = int(state.get("pt_steps", 0))
             if state.get("generator") is not None:
                 self.generator.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
         except (KeyError, RuntimeError, TypeError) as exc:
@@ -517,6 +637,8 @@ class CDTrainer:
         process keeps its rows, so the numbers are those one process would use. Without
         ``rows`` the draws are the process's own tensors (the same draws in the same order).
         """
+        if self.sampler == "pt":
+            return self._tempered_phase(h0_probs)
         W, c = self.rbm.weight, self.rbm.hidden_bias
         units, act = self.units, self._visible_act()
         n = h0_probs.shape[0] if n is None else n
@@ -576,6 +698,8 @@ class CDTrainer:
         vk, hk, n_model = self._negative_phase(h0, rows, n)
         reduced = rows is not None or self.all_reduce is not None
         accumulate = self._reduce_statistics if reduced else self._accumulate_velocity
+        if self.centered:
+            accumulate = self._centered_velocity
         v0_mean, batch_q = accumulate(v0, h0, vk, hk, n, n_model, learning_rate, momentum)
         if self._sparse:
             self._q = batch_q if self._q is None else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * batch_q
@@ -584,9 +708,99 @@ class CDTrainer:
             self._vel_w.addr_(penalty, v0_mean, alpha=learning_rate)
         if self.weight_decay:
             self._vel_w.add_(W, alpha=-learning_rate * self.weight_decay)
+        if self.centered:
+            self._centered_update(batch_q)
+            return
         W.add_(self._vel_w)
         b.add_(self._vel_vb)
         c.add_(self._vel_hb)
+
+    def _centered_velocity(
+        self, v0, h0, vk, hk, n: int, n_model: int, lr: float, momentum: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Centred training: ``u <- momentum * u + lr * (centred data - model statistics)`` with
+        the weight statistics of ``(h - lambda)(v - mu)^T``. Returns ``(v0_mean, h0_mean)``."""
+        if self._offsets is None:
+            self._init_offsets(v0)
+        mu, lam = self._offsets
+        v0_mean, h0_mean = v0.mean(dim=0), h0.mean(dim=0)
+        self._vel_vb.mul_(momentum).add_(v0_mean - vk.mean(dim=0), alpha=lr)
+        self._vel_hb.mul_(momentum).add_(h0_mean - hk.mean(dim=0), alpha=lr)
+        outer_accumulate_(self._vel_w, h0 - lam, v0 - mu, alpha=lr / n, beta=momentum)
+        outer_accumulate_(self._vel_w, hk - lam, vk - mu, alpha=-lr / n_model)
+        return v0_mean, h0_mean
+
+    def _centered_update(self, h0_mean: torch.Tensor) -> None:
+        """Apply the centred velocities to the ordinary parameters (``b += u_b - u_W^T lambda``,
+        ``c += u_c - u_W mu``), then slide the hidden offset toward ``h0_mean``."""
+        rbm = self.rbm
+        mu, lam = self._offsets
+        rbm.weight.add_(self._vel_w)
+        rbm.visible_bias.add_(self._vel_vb).addmv_(self._vel_w.t(), lam, alpha=-1.0)
+        rbm.hidden_bias.add_(self._vel_hb).addmv_(self._vel_w, mu, alpha=-1.0)
+        lam.lerp_(h0_mean, self.offset_rate)
+
+    @property
+    def offsets(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The centring offsets ``(mu, lambda)`` (None before centred training starts).
+
+        Examples
+        --------
+        >>> X = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+        >>> trainer = CDTrainer(RBM(2, 1), centered=True, batch_size=2, generator=torch.Generator().manual_seed(0))
+        >>> _ = trainer.partial_fit(X)
+        >>> trainer.offsets[0].tolist()
+        [1.0, 0.5]
+        """
+        return self._offsets
+
+    def _init_offsets(self, X: torch.Tensor) -> None:
+        """Visible offset at the mean of ``X``, hidden offset at 0.5."""
+        W = self.rbm.weight
+        self._offsets = (X.mean(dim=0).to(W.dtype), torch.full((W.shape[0],), 0.5, device=W.device, dtype=W.dtype))
+
+    def _tempered_phase(self, h0_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Parallel tempering: ``k`` Gibbs sweeps of the chains at every inverse temperature,
+        each followed by swaps of neighbouring temperatures; returns the ``beta = 1`` chains'
+        visible samples and hidden probabilities.
+
+        The chains are one tensor ``(n_temperatures, n_chains, n_hidden)`` of hidden states;
+        ``p_beta(v, h) ~ exp(-beta E(v, h))`` has the conditionals ``sigmoid(beta (W^T h + b))``
+        and ``sigmoid(beta (W v + c))``. No value leaves the device.
+        """
+        rbm, g = self.rbm, self.generator
+        W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
+        betas = self._betas[:, None, None]
+        if self._pt_chain is None:
+            start = self._init_chains(h0_probs, None, h0_probs.shape[0])
+            self._pt_chain = start.expand(self.n_temperatures, -1, -1).clone()
+        h = self._pt_chain
+        for _ in range(self.k):
+            v = bernoulli_sample(torch.sigmoid(betas * (h @ W + b)), g)
+            pre = v @ W.t() + c
+            h_probs = torch.sigmoid(betas * pre)
+            h = bernoulli_sample(h_probs, g)
+            energy = -(h * pre).sum(dim=-1) - v @ b  # (n_temperatures, n_chains)
+            v, h, h_probs = self._swap(energy, (v, h, h_probs))
+        self._pt_chain = h
+        return v[0], h_probs[0], self.n_chains
+
+    def _swap(self, energy: torch.Tensor, states: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """Metropolis swaps between temperatures ``(i, i + 1)`` for ``i`` of this step's parity,
+        accepted with probability ``min(1, exp((beta_i - beta_{i+1}) (E_i - E_{i+1})))``."""
+        parity, n_temp = self._pt_steps % 2, self.n_temperatures
+        self._pt_steps += 1
+        if n_temp - 1 <= parity:
+            return states
+        lower = torch.arange(parity, n_temp - 1, 2, device=energy.device)
+        upper = lower + 1
+        log_ratio = (self._betas[lower] - self._betas[upper])[:, None] * (energy[lower] - energy[upper])
+        u = torch.rand(log_ratio.shape, generator=self.generator, device=energy.device, dtype=energy.dtype)
+        accept = torch.log(u) < log_ratio
+        index = torch.arange(n_temp, device=energy.device)[:, None].expand(-1, energy.shape[1]).clone()
+        index[lower] = torch.where(accept, upper[:, None], lower[:, None])
+        index[upper] = torch.where(accept, lower[:, None], upper[:, None])
+        return tuple(s.gather(0, index[:, :, None].expand_as(s)) for s in states)
 
     @property
     def _sparse(self) -> bool:
@@ -754,6 +968,8 @@ class CDTrainer:
         """
         n_epochs = check_int("n_epochs", n_epochs, low=0)
         X = self._prepare(X)
+        if self.centered and self._offsets is None and X.shape[0]:
+            self._init_offsets(X)
         pieces: list = [self._divergence_check()]
         if verbose:
             pieces.append(ProgressBar(n_epochs, description, skip=("epoch", "momentum"), fmt=".4g", leave=False))

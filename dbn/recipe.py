@@ -69,7 +69,8 @@ def pretrain(
         Reads ``hidden_layer_sizes``, ``pretrain``, ``visible``, ``n_iter``, ``propagate``,
         ``verbose``, ``pretrain_learning_rate``, ``pretrain_batch_size`` (None: ``batch_size``),
         ``weight_decay``, ``pretrain_momentum``, ``k``, ``persistent``, ``sparsity_target``,
-        ``sparsity_cost``, ``corruption`` and ``corruption_level``.
+        ``sparsity_cost``, ``corruption`` and ``corruption_level``; ``centered``, ``sampler``
+        and ``n_temperatures`` where present.
     X : Tensor of shape (n_samples, n_features)
     generator : torch.Generator
     checkpoint_dir : path, optional
@@ -95,7 +96,9 @@ def pretrain(
     )
     extra = kind_options(kind, momentum=params["pretrain_momentum"], k=params["k"], persistent=params["persistent"],
                          sparsity_target=params["sparsity_target"], sparsity_cost=params["sparsity_cost"],
-                         corruption=params["corruption"], corruption_level=params["corruption_level"])
+                         corruption=params["corruption"], corruption_level=params["corruption_level"],
+                         centered=params.get("centered", False), sampler=params.get("sampler", "gibbs"),
+                         n_temperatures=params.get("n_temperatures", 10))
     return pretrain_stack(X, parse_layer_sizes(params["hidden_layer_sizes"]), **common, **extra)
 
 

@@ -31,7 +31,7 @@ Layer = RBM | DenoisingAutoencoder
 
 _RBM_OPTIONS = (
     "learning_rate", "batch_size", "k", "persistent", "momentum", "weight_decay",
-    "sparsity_target", "sparsity_cost", "shuffle",
+    "sparsity_target", "sparsity_cost", "shuffle", "centered", "sampler", "n_temperatures",
 )
 _DAE_OPTIONS = ("learning_rate", "batch_size", "momentum", "weight_decay", "shuffle", "optimizer")
 
@@ -154,10 +154,14 @@ def kind_options(
     sparsity_cost: float = 0.0,
     corruption: str = "mask",
     corruption_level: float = 0.2,
+    centered: bool = False,
+    sampler: str = "gibbs",
+    n_temperatures: int = 10,
 ) -> dict:
     """The layer-type-specific options of :func:`pretrain_stack` from estimator-style settings.
 
-    RBMs take ``k``, ``persistent``, the momentum schedule and the sparsity settings;
+    RBMs take ``k``, ``persistent``, the momentum schedule and the sparsity settings, and
+    ``centered``, ``sampler`` and ``n_temperatures`` where they differ from the defaults;
     autoencoders take the corruption settings and an SGD momentum, for which the RBM schedule
     name ``"hinton"`` means its final value, 0.9.
 
@@ -167,8 +171,13 @@ def kind_options(
     {'corruption': 'mask', 'corruption_level': 0.3, 'momentum': 0.9}
     """
     if pretrain == "rbm":
-        return dict(k=k, persistent=persistent, momentum=momentum, sparsity_target=sparsity_target,
-                    sparsity_cost=sparsity_cost)
+        options = dict(k=k, persistent=persistent, momentum=momentum, sparsity_target=sparsity_target,
+                       sparsity_cost=sparsity_cost)
+        if centered:
+            options["centered"] = True
+        if sampler != "gibbs":
+            options.update(sampler=sampler, n_temperatures=n_temperatures)
+        return options
     return dict(corruption=corruption, corruption_level=corruption_level,
                 momentum=0.9 if momentum == "hinton" else momentum)
 
@@ -229,7 +238,8 @@ def pretrain_stack(
     **layer_options
         Per-layer training options, each a single value or one value per layer:
         for RBMs ``learning_rate``, ``batch_size``, ``k``, ``persistent``, ``momentum``,
-        ``weight_decay``, ``sparsity_target``, ``sparsity_cost``, ``shuffle``; for
+        ``weight_decay``, ``sparsity_target``, ``sparsity_cost``, ``shuffle``, ``centered``,
+        ``sampler``, ``n_temperatures`` (see :class:`dbn.rbm.CDTrainer`); for
         autoencoders ``learning_rate``, ``batch_size``, ``momentum``, ``weight_decay``,
         ``shuffle``, ``optimizer``.
 

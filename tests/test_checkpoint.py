@@ -35,7 +35,8 @@ def _data(n=240, d=16):
 @pytest.mark.parametrize(
     "pretrain, propagate, options",
     [("rbm", "samples", {"persistent": True, "sparsity_target": 0.1, "sparsity_cost": 0.1}),
-     ("rbm", "probs", {"momentum": "hinton"}), ("dae", "samples", {"momentum": 0.5})],
+     ("rbm", "probs", {"momentum": "hinton"}), ("dae", "samples", {"momentum": 0.5}),
+     ("rbm", "probs", {"persistent": True, "centered": True, "sampler": "pt", "n_temperatures": 3})],
 )
 def test_pretrain_stack_resumes_exactly(tmp_path, pretrain, propagate, options):
     X = _data()

@@ -67,6 +67,9 @@ _PRETRAIN_CONSTRAINTS: dict = {
     "weight_decay": [Interval(Real, 0, None, closed="left")],
     "sparsity_target": [Interval(Real, 0, 1, closed="neither"), None],
     "sparsity_cost": [Interval(Real, 0, None, closed="left")],
+    "centered": ["boolean"],
+    "sampler": [StrOptions({"gibbs", "pt"})],
+    "n_temperatures": [Interval(Integral, 2, None, closed="left")],
     "corruption": [StrOptions(set(CORRUPTIONS))],
     "corruption_level": [Interval(Real, 0, None, closed="left")],
     "propagate": [StrOptions(set(PROPAGATES))],
@@ -106,6 +109,13 @@ class DBNTransformer(
         L2 weight cost (Hinton's code uses 2e-4).
     sparsity_target : float or None, default=None
     sparsity_cost : float, default=0.0
+    centered : bool, default=False
+        Centred RBM training (see :class:`dbn.rbm.CDTrainer`); the layers stay ordinary RBMs.
+    sampler : {"gibbs", "pt"}, default="gibbs"
+        Negative-phase sampler of persistent CD; ``"pt"`` (parallel tempering) needs
+        ``persistent=True``.
+    n_temperatures : int, default=10
+        Inverse temperatures of parallel tempering.
     corruption : {"mask", "gaussian", "salt_pepper"}, default="mask"
         Denoising autoencoders: input corruption.
     corruption_level : float, default=0.2
@@ -162,6 +172,9 @@ class DBNTransformer(
         weight_decay: float = 2e-4,
         sparsity_target: float | None = None,
         sparsity_cost: float = 0.0,
+        centered: bool = False,
+        sampler: str = "gibbs",
+        n_temperatures: int = 10,
         corruption: str = "mask",
         corruption_level: float = 0.2,
         propagate: str = "probs",
@@ -182,6 +195,9 @@ class DBNTransformer(
         self.weight_decay = weight_decay
         self.sparsity_target = sparsity_target
         self.sparsity_cost = sparsity_cost
+        self.centered = centered
+        self.sampler = sampler
+        self.n_temperatures = n_temperatures
         self.corruption = corruption
         self.corruption_level = corruption_level
         self.propagate = propagate
@@ -306,6 +322,9 @@ class _DeepNetwork(_PersistenceMixin, BaseEstimator):
         weight_decay: float = 2e-4,
         sparsity_target: float | None = None,
         sparsity_cost: float = 0.0,
+        centered: bool = False,
+        sampler: str = "gibbs",
+        n_temperatures: int = 10,
         corruption: str = "mask",
         corruption_level: float = 0.2,
         propagate: str = "probs",
@@ -351,6 +370,9 @@ class _DeepNetwork(_PersistenceMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.sparsity_target = sparsity_target
         self.sparsity_cost = sparsity_cost
+        self.centered = centered
+        self.sampler = sampler
+        self.n_temperatures = n_temperatures
         self.corruption = corruption
         self.corruption_level = corruption_level
         self.propagate = propagate
@@ -562,7 +584,7 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
     pretrain_learning_rate : float or tuple, default=0.1
     pretrain_batch_size : int or None, default=None
         Defaults to ``batch_size``.
-    k, persistent, pretrain_momentum, weight_decay, sparsity_target, sparsity_cost
+    k, persistent, pretrain_momentum, weight_decay, sparsity_target, sparsity_cost, centered, sampler, n_temperatures
         RBM training options (see :class:`RBMTransformer`); ``pretrain_momentum`` defaults to
         ``"hinton"`` and ``weight_decay`` to 2e-4.
     corruption, corruption_level

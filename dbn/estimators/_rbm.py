@@ -7,7 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._random import make_generator, resolve_device
@@ -85,6 +85,14 @@ class RBMTransformer(
         Target mean activation of the hidden units; None disables the sparsity penalty.
     sparsity_cost : float, default=0.0
         Strength of the sparsity penalty.
+    centered : bool, default=False
+        Centred training (Montavon & Müller 2012; Melchior et al. 2016): offsets at the data
+        mean and a running mean of the hidden probabilities; the fitted ``rbm_`` is an ordinary
+        RBM. See :class:`dbn.rbm.CDTrainer`.
+    sampler : {"gibbs", "pt"}, default="gibbs"
+        Negative-phase sampler of persistent CD; ``"pt"`` is parallel tempering.
+    n_temperatures : int, default=10
+        Inverse temperatures of parallel tempering (``sampler="pt"``).
     shuffle : bool, default=True
         Visit mini-batches in a new random order every epoch.
     device : str, default="cpu"
@@ -140,6 +148,9 @@ class RBMTransformer(
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "sparsity_target": [Interval(Real, 0, 1, closed="neither"), None],
         "sparsity_cost": [Interval(Real, 0, None, closed="left")],
+        "centered": ["boolean"],
+        "sampler": [StrOptions({"gibbs", "pt"})],
+        "n_temperatures": [Interval(Integral, 2, None, closed="left")],
         "shuffle": ["boolean"],
         "device": [str, torch.device],
     }
@@ -160,6 +171,9 @@ class RBMTransformer(
         weight_decay: float = 0.0,
         sparsity_target: float | None = None,
         sparsity_cost: float = 0.0,
+        centered: bool = False,
+        sampler: str = "gibbs",
+        n_temperatures: int = 10,
         shuffle: bool = True,
         device: str = "cpu",
     ) -> None:
@@ -176,6 +190,9 @@ class RBMTransformer(
         self.weight_decay = weight_decay
         self.sparsity_target = sparsity_target
         self.sparsity_cost = sparsity_cost
+        self.centered = centered
+        self.sampler = sampler
+        self.n_temperatures = n_temperatures
         self.shuffle = shuffle
         self.device = device
 
@@ -220,6 +237,9 @@ class RBMTransformer(
             weight_decay=self.weight_decay,
             sparsity_target=self.sparsity_target,
             sparsity_cost=self.sparsity_cost,
+            centered=self.centered,
+            sampler=self.sampler,
+            n_temperatures=self.n_temperatures,
             shuffle=self.shuffle,
             generator=self._generator,
         )
