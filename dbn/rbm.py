@@ -759,7 +759,8 @@ class CDTrainer:
             pieces.append(ProgressBar(n_epochs, description, skip=("epoch", "momentum"), fmt=".4g", leave=False))
         return fit_loop(
             self.rbm, range(n_epochs), lambda _: self._run_epoch(X, validation_data, shard),
-            callbacks=callbacks, pieces=pieces,
+            callbacks=callbacks, pieces=pieces, work=self.batch_size * self.rbm.weight.numel(),
+            device=self.rbm.weight.device,
         )
 
 def train_rbm(
