@@ -17,14 +17,18 @@ The policy (:func:`policy_threads`)
     * otherwise torch's current count, capped by the cores that other jobs leave idle right now
       (the runnable count of ``/proc/loadavg``, sampled a few times, where it exists).
 
-    The crossover was measured on the project's machine (2-core AMD EPYC under KVM, torch 2.13,
-    CD-1 step of :class:`dbn.rbm.CDTrainer`, quiet machine, best of 3): two threads gained
-    nothing up to ``batch * n_visible * n_hidden`` of about 2.6e5 and ran 1.2-1.6x faster
-    from about 1e6 on (see ``benchmarks/bench_speed.py --part crossover``). Beside one
-    CPU-bound process, two threads were slower than one at every size measured (up to 1e8).
+    Measured on the project's machine (2-core AMD EPYC under KVM, torch 2.13, one CD-1 step of
+    :class:`dbn.rbm.CDTrainer`, best of 2-3, ``benchmarks/bench_speed.py --parts crossover``),
+    on 30 Nov 2026 while other jobs kept the load average at 6-15: two threads were *slower*
+    than one at every size, 0.05x at ``batch * n_visible * n_hidden`` = 6.4e4 (digits), 0.74x
+    at 6.4e5, 0.05-0.25x from 6.6e6 to 1e8 (MNIST-sized); which is why the cap by idle cores
+    exists. A quiet machine could not be had for the crossover itself, so 5e5 is a choice, not
+    a measurement: it keeps digits-sized steps (6.4e4) on one thread and leaves MNIST-sized
+    ones (3.9e7, whose quiet-machine figures in the README were measured on two threads) on
+    torch's count. Re-run the crossover part on a quiet machine to refine it.
 
 Where
-    :func:`dbn.engine.fit_loop` applies it once per epoch (so every trainer uses it: CD/PCD,
+    :func:`dbn.engine.fit_loop` applies it once per fit (so every trainer uses it: CD/PCD,
     the denoising autoencoder, fine-tuning, sharded or not); the estimators apply it around
     their transform and predict paths; the harness and the CLI run through them (the CLI's
     ``--threads`` is an explicit :class:`threads` override). Nothing runs per mini-batch, and
