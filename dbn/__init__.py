@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 import importlib as _importlib
 
+from ._threads import threads
 from ._validation import DivergenceError
 from .autoencoder import DenoisingAutoencoder, train_autoencoder
 from .export import to_torch
@@ -51,6 +52,7 @@ __all__ = [
     "DBNClassifier",
     "DBNRegressor",
     "DivergenceError",
+    "threads",
 ]
 
 

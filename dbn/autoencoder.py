@@ -23,6 +23,7 @@ from ._options import CORRUPTIONS, OPTIMIZERS, VISIBLE_TYPES, CorruptionName, Op
 from ._options import VisibleType as AEVisibleName
 from ._random import make_generator, resolve_device
 from ._validation import check_choice, check_data_tensor, check_int, check_scalar
+from ._threads import batch_work
 from .engine import CheckpointEvery, DivergenceCheck, Piece, PrintProgress, fit_loop, minibatches
 from .optim import MOMENTUM_OPTIMIZERS, make_optimizer
 
@@ -513,7 +514,8 @@ def train_autoencoder(
             "generator": gen.get_state(), "stopped": stop,
         })))
     dae.train()
-    return fit_loop(dae, range(first, n_epochs + 1), run_epoch, callbacks=callbacks, pieces=pieces, records=history)
+    return fit_loop(dae, range(first, n_epochs + 1), run_epoch, callbacks=callbacks, pieces=pieces, records=history,
+                    work=batch_work(batch_size, dae), device=X.device)
 
 
 def _training_tensor(dae: DenoisingAutoencoder, X: torch.Tensor | np.ndarray) -> torch.Tensor:

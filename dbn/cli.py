@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -81,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--solver", default=D.solver, choices=OPTIMIZERS)
     c.add_argument("--pretrain-learning-rate", type=float, default=D.pretrain_learning_rate)
     c.add_argument("--device", default=D.device, help="cpu, cuda, cuda:N or auto")
-    c.add_argument("--threads", type=_positive, default=None, help="torch.set_num_threads (default: torch's)")
+    c.add_argument("--threads", type=_positive, default=None,
+                   help="exactly N threads for every fit (default: the automatic policy of dbn.threads: "
+                   "one thread for small products, fewer on a busy machine)")
     c.add_argument("--out", required=True, help="output directory (resumes a study already there)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--no-figures", action="store_true", help="write the report without figures")
@@ -174,10 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         print(harness.write_report(args.out, figures=not args.no_figures))
         return 0
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     config = harness.StudyConfig(
         dataset=args.dataset, arms=tuple(args.arms), depths=tuple(args.depths), widths=tuple(args.widths),
         sizes=tuple(args.sizes), seeds=tuple(range(args.seeds)), folds=args.folds, unlabelled=args.unlabelled,
@@ -185,7 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         patience=args.patience or None, pretrain_epochs=args.pretrain_epochs,
         pretrain_learning_rate=args.pretrain_learning_rate, device=args.device,
     )
-    results = harness.run_study(config, args.out, progress=not args.no_progress)
+    from ._threads import threads
+
+    with threads(args.threads) if args.threads else contextlib.nullcontext():  # else: the automatic policy
+        results = harness.run_study(config, args.out, progress=not args.no_progress)
     path = harness.write_report(args.out, figures=not args.no_figures)
     print(f"{results.n_run} runs done, {results.n_skipped} already there; report: {path}")
     return 0

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from ._shard import Shard, owned_batches
+from ._threads import fit_threads
 from ._validation import DivergenceError, check_finite_parameters
 
 __all__ = [
@@ -139,6 +140,8 @@ def fit_loop(
     callbacks: Sequence[Callback] = (),
     pieces: Sequence[Piece] = (),
     records: list | None = None,
+    work: int | None = None,
+    device: torch.device | str | None = None,
 ) -> list:
     """Run ``run_epoch(epoch)`` for each epoch; the one epoch loop of the package.
 
@@ -146,6 +149,11 @@ def fit_loop(
     callbacks (the contract in the module docstring: returning ``True`` stops) and to every
     piece's ``on_epoch_end`` (which sees whether training stops and may stop it too). Every
     piece is closed at the end, also when an epoch raises.
+
+    The whole loop (epochs, callbacks and pieces) runs under the package's thread policy
+    (:func:`dbn._threads.fit_threads`): one thread when ``work`` is small, fewer threads on a
+    busy machine, exactly ``n`` inside ``dbn.threads(n)``; torch's thread count is restored
+    afterwards, also when an epoch raises.
 
     Parameters
     ----------
@@ -161,6 +169,11 @@ def fit_loop(
     records : list, optional
         Where the records are appended (a history that may already hold earlier epochs);
         a new list by default.
+    work : int, optional
+        Size of one mini-batch's products, ``batch_size * sum of the weight matrices' sizes``
+        (:func:`dbn._threads.batch_work`), for the thread policy; None: no size rule.
+    device : torch.device, optional
+        The model's device (the policy leaves the thread count alone off the CPU).
 
     Returns
     -------
@@ -173,6 +186,13 @@ def fit_loop(
     [{'epoch': 1}, {'epoch': 2}]
     """
     records = [] if records is None else records
+    with fit_threads(work, device):
+        _run_epochs(model, epochs, run_epoch, callbacks, pieces, records)
+    return records
+
+
+def _run_epochs(model: Any, epochs: Iterable[int], run_epoch: Callable[[int], dict], callbacks: Sequence[Callback],
+                pieces: Sequence[Piece], records: list) -> None:
     try:
         for epoch in epochs:
             record = run_epoch(epoch)
@@ -188,7 +208,6 @@ def fit_loop(
     finally:
         for piece in pieces:
             piece.close()
-    return records
 
 
 # ---------------------------------------------------------------------------------------------

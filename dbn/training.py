@@ -41,6 +41,7 @@ from torch import nn
 from ._checkpoint import load_checkpoint, plain, save_checkpoint, settings_text
 from ._random import check_generator_device as _check_generator_device
 from ._shard import Shard
+from ._threads import batch_work
 from ._options import (
     LOSSES,
     MONITORS,
@@ -696,7 +697,8 @@ def fit_network(
                 first_epoch, finished = _restore_fit_state(ckpt, net, opt, scheduler, history, stopping,
                                                            generator, X.device)
             epochs = range(first_epoch, opts.max_iter + 1) if not finished else range(0)
-            fit_loop(net, epochs, run_epoch, callbacks=opts.callbacks, pieces=pieces(), records=history)
+            fit_loop(net, epochs, run_epoch, callbacks=opts.callbacks, pieces=pieces(), records=history,
+                     work=batch_work(batch_size, net), device=X.device)
     finally:
         for p in net.parameters():
             p.requires_grad_(previous_requires_grad.get(id(p), True))

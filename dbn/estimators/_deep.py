@@ -37,6 +37,7 @@ from .._options import (
     parse_layer_sizes,
 )
 from .._random import make_generator, resolve_device
+from .._threads import batch_work, fit_threads
 from ..export import to_torch
 from ..io import _load_state
 from ..network import build_mlp, linear_layers
@@ -258,7 +259,9 @@ class DBNTransformer(
         X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=(np.float64, np.float32), reset=False)
         _check_unit_interval(X, self.visible, type(self).__name__)
         dtype = self.stack_.layers[0].weight.dtype
-        return _to_numpy(self.stack_.transform(_to_tensor(X, device=resolve_device(self.device), dtype=dtype)))
+        Xt = _to_tensor(X, device=resolve_device(self.device), dtype=dtype)
+        with fit_threads(batch_work(Xt.shape[0], self.stack_), Xt.device):
+            return _to_numpy(self.stack_.transform(Xt))
 
     def to_torch(self, *, head: str | None = None, n_outputs: int | None = None, **kwargs) -> torch.nn.Sequential:
         """Export the pretrained stack as a ``torch.nn.Sequential``; see :func:`dbn.export.to_torch`."""
@@ -546,7 +549,9 @@ class _DeepNetwork(_PersistenceMixin, BaseEstimator):
     def _forward(self, X) -> torch.Tensor:
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        return predict_logits(self.network_, _to_tensor(X, device=resolve_device(self.device), dtype=torch.float32))
+        Xt = _to_tensor(X, device=resolve_device(self.device), dtype=torch.float32)
+        with fit_threads(batch_work(min(Xt.shape[0], 1000), self.network_), Xt.device):  # predict_logits' batches
+            return predict_logits(self.network_, Xt)
 
     def to_torch(self) -> torch.nn.Sequential:
         """The fine-tuned network, a plain ``torch.nn.Sequential`` (a deep copy)."""

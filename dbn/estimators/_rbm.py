@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._random import make_generator, resolve_device
+from .._threads import batch_work, fit_threads
 from ..io import _load_state, layer_config, layer_from_config
 from ..likelihood import ais_log_partition, exact_log_partition
 from ..rbm import RBM, CDTrainer
@@ -335,7 +336,8 @@ class RBMTransformer(
         h : ndarray of shape (n_samples, n_components)
         """
         Xt = self._check_input(X)  # checks that the model is fitted before touching rbm_
-        return _to_numpy(self.rbm_.hidden_probs(Xt))
+        with fit_threads(batch_work(Xt.shape[0], self.rbm_), Xt.device):
+            return _to_numpy(self.rbm_.hidden_probs(Xt))
 
     @torch.no_grad()
     def gibbs(self, v):

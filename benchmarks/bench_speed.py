@@ -1,0 +1,283 @@
+"""Speed where users run it: small data, a busy machine, and the MNIST roofline, in one run.
+
+Every part runs twice, on the machine as it is ("quiet") and beside one competing CPU-bound
+process (``python -c "while True: pass"``, started here and stopped after the "loaded" half),
+and prints ratios measured in the same run. Implementations are interleaved (A, B, A, B...)
+and the best of ``--repeats`` kept. The package runs under its automatic thread policy
+(:mod:`dbn._threads`) unless ``--threads`` is given. Nothing is asserted: this is a report.
+
+Parts (``--parts``, default ``gallery mnist finetune``):
+
+``gallery``
+    scikit-learn's "RBM features for digit classification" protocol: the nudged digits
+    (load_digits / 16, shifted one pixel in four directions with ``scipy.ndimage.convolve``:
+    8,985 x 64), 100 components, batch 10, 10 epochs, learning_rate 0.06, random_state 0;
+    ``dbn.RBMTransformer.fit`` against ``sklearn.neural_network.BernoulliRBM.fit``.
+``mnist``
+    one CD-1 epoch of ``dbn.rbm.CDTrainer`` (50,000 x 784 -> 500, batch 100, lr 0.1, momentum
+    0.5, weight decay 2e-4) against one ``BernoulliRBM`` epoch, and as a percentage of the best
+    measured float32 GEMM peak at the CD shapes (``benchmarks/bench_rbm.py``'s paths: MKL
+    ``addmm``, oneDNN on dense tensors, oneDNN on ``to_mkldnn()`` tensors). Skipped without
+    ``--mnist`` file.
+``finetune``
+    one epoch of ``dbn.fit_network`` against the bare PyTorch loop of
+    ``benchmarks/bench_finetune.py`` (784-500-500-2000-10 on MNIST's first ``--finetune-samples``
+    rows, digits without MNIST).
+``study``
+    wall time of the default digits study, ``python -m dbn compare --dataset digits`` (minutes;
+    only when asked).
+``crossover``
+    seconds per CD-1 step on one and on two threads over a range of
+    ``batch * n_visible * n_hidden``: where a second thread starts to pay (the measurement
+    behind ``dbn._threads.MIN_PARALLEL_WORK``).
+
+Examples
+--------
+::
+
+    PYTHONPATH=. python benchmarks/bench_speed.py --quick
+    PYTHONPATH=. python benchmarks/bench_speed.py --parts gallery mnist --repeats 3
+    PYTHONPATH=. python benchmarks/bench_speed.py --parts study --no-loaded
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+for p in (REPO, REPO / "benchmarks"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import dbn  # noqa: E402
+from dbn._threads import batch_work, fit_threads, threads  # noqa: E402
+
+DEFAULT_MNIST = REPO.parent / "shared" / "data" / "mnist.pkl.gz"
+
+
+def load() -> str:
+    """The 1-minute load average and the cores, for the record."""
+    try:
+        return f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+    except OSError:  # pragma: no cover
+        return f"{os.cpu_count()} cores"
+
+
+@contextlib.contextmanager
+def competing_process(on: bool):
+    """One CPU-bound busy loop in a subprocess while the block runs (when ``on``)."""
+    if not on:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def interleaved(runners: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Best wall time of each runner over ``repeats`` rounds, in alternating order."""
+    best = {k: float("inf") for k in runners}
+    for r in range(repeats):
+        for key in (list(runners) if r % 2 == 0 else list(reversed(runners))):
+            t0 = time.perf_counter()
+            runners[key]()
+            best[key] = min(best[key], time.perf_counter() - t0)
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+def nudged_digits() -> np.ndarray:
+    """The gallery's data: digits / 16 and its four one-pixel shifts, float32 (8985, 64)."""
+    from scipy.ndimage import convolve
+    from sklearn.datasets import load_digits
+
+    X = np.asarray(load_digits().data, dtype=np.float32) / 16.0
+    directions = [
+        [[0, 1, 0], [0, 0, 0], [0, 0, 0]], [[0, 0, 0], [1, 0, 0], [0, 0, 0]],
+        [[0, 0, 0], [0, 0, 1], [0, 0, 0]], [[0, 0, 0], [0, 0, 0], [0, 1, 0]],
+    ]
+
+    def shift(x, w):
+        return convolve(x.reshape((8, 8)), mode="constant", weights=np.asarray(w)).ravel()
+
+    shifted = [np.apply_along_axis(shift, 1, X, w) for w in directions]
+    return np.ascontiguousarray(np.concatenate([X] + shifted), dtype=np.float32)
+
+
+def part_gallery(args) -> dict[str, float]:
+    from sklearn.neural_network import BernoulliRBM
+
+    X = nudged_digits()
+    opts = {"n_components": 100, "learning_rate": 0.06, "batch_size": 10, "n_iter": 10, "random_state": 0}
+    best = interleaved({
+        "RBMTransformer.fit": lambda: dbn.RBMTransformer(**opts).fit(X),
+        "BernoulliRBM.fit": lambda: BernoulliRBM(**opts).fit(X),
+    }, args.repeats)
+    best["ratio"] = best["BernoulliRBM.fit"] / best["RBMTransformer.fit"]
+    return best
+
+
+def part_mnist(args) -> dict[str, float] | None:
+    if not args.mnist.exists():
+        print(f"  (no MNIST file at {args.mnist}: skipped)")
+        return None
+    import bench_rbm
+    from sklearn.neural_network import BernoulliRBM
+
+    X_np = bench_rbm.load_mnist(args.mnist)[: args.mnist_samples]
+    X = torch.from_numpy(X_np)
+    n, n_visible = X_np.shape
+    flops = bench_rbm.cd1_flops(n, n_visible, 500, 100)
+
+    def ours():
+        g = torch.Generator().manual_seed(0)
+        trainer = dbn.CDTrainer(dbn.RBM(n_visible, 500, generator=g), learning_rate=0.1, batch_size=100,
+                                momentum=0.5, weight_decay=2e-4, generator=g)
+        trainer.partial_fit(X)
+
+    def sklearn():
+        BernoulliRBM(n_components=500, learning_rate=0.1, batch_size=100, n_iter=1, random_state=0).fit(X_np)
+
+    best = interleaved({"CD-1 epoch": ours, "BernoulliRBM epoch": sklearn}, args.repeats)
+    with fit_threads(100 * n_visible * 500):  # the peak on the threads the epoch runs on
+        peaks = bench_rbm.gemm_peaks(n_visible, 500, 100, 3 if args.quick else 7)
+    best_peak = max(peaks.values())
+    best["ratio"] = best["BernoulliRBM epoch"] / best["CD-1 epoch"]
+    best["GFLOP/s"] = flops / best["CD-1 epoch"] / 1e9
+    best["peak GFLOP/s"] = best_peak
+    best["% of peak"] = 100 * best["GFLOP/s"] / best_peak
+    best["peak path"] = max(peaks, key=peaks.get)
+    return best
+
+
+def part_finetune(args) -> dict[str, float]:
+    import copy
+
+    import bench_finetune
+
+    X, y, _ = bench_finetune.load_data("auto", args.mnist, args.finetune_samples)
+    hidden = (500, 500, 2000) if X.shape[1] == 784 else (100, 100)
+    net0 = dbn.build_mlp(X.shape[1], hidden, int(y.max()) + 1, init="normal",
+                         generator=torch.Generator().manual_seed(0))
+    kw = {"epochs": 1, "batch_size": 100, "lr": 0.1, "momentum": 0.9, "seed": 0}
+
+    def bare():  # on the threads fit_network's policy picks, so that only the overhead differs
+        with fit_threads(batch_work(100, net0)):
+            bench_finetune.bare_loop(copy.deepcopy(net0), X, y, **kw)
+
+    best = interleaved({
+        "fit_network epoch": lambda: bench_finetune.ours(copy.deepcopy(net0), X, y, **kw),
+        "bare loop epoch": bare,
+    }, args.repeats)
+    best["ratio fit_network / bare"] = best["fit_network epoch"] / best["bare loop epoch"]
+    return best
+
+
+def part_study(args) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "dbn", "compare", "--dataset", "digits", "--out", out, "--no-progress",
+               "--no-figures"]
+        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        return {"digits study wall time": time.perf_counter() - t0}
+
+
+def part_crossover(args) -> dict[str, float]:
+    shapes = [(10, 64, 100), (100, 64, 100), (20, 256, 256), (100, 256, 256), (100, 784, 200), (100, 784, 500)]
+    if args.quick:
+        shapes = shapes[::2]
+    out = {}
+    for bs, nv, nh in shapes:
+        g = torch.Generator().manual_seed(0)
+        trainer = dbn.CDTrainer(dbn.RBM(nv, nh, generator=g), batch_size=bs, momentum=0.5, generator=g)
+        v = torch.rand(bs, nv, generator=g)
+        n = max(10, int(3e8 / (bs * nv * nh * 10)))
+        if args.quick:
+            n = max(5, n // 4)
+
+        def steps(n_threads, n=n, trainer=trainer, v=v):
+            def run():
+                with threads(n_threads), torch.no_grad():
+                    for _ in range(n):
+                        trainer.step(v, 0.01, 0.5)
+            return run
+
+        best = interleaved({"1": steps(1), "2": steps(2)}, args.repeats)
+        out[f"work {bs * nv * nh:.2e} ({bs}x{nv}x{nh}): 2 threads speed-up"] = best["1"] / best["2"]
+    return out
+
+
+PARTS = {"gallery": part_gallery, "mnist": part_mnist, "finetune": part_finetune, "study": part_study,
+         "crossover": part_crossover}
+
+
+def _show(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", nargs="+", choices=tuple(PARTS), default=["gallery", "mnist", "finetune"])
+    parser.add_argument("--study", action="store_true", help="add the digits study (minutes)")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per implementation, best kept")
+    parser.add_argument("--quick", action="store_true", help="1 repeat, 10,000 MNIST rows, fewer shapes")
+    parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST)
+    parser.add_argument("--mnist-samples", type=int, default=50_000)
+    parser.add_argument("--finetune-samples", type=int, default=10_000)
+    parser.add_argument("--threads", type=int, default=None, help="dbn.threads(N) for the package's fits")
+    parser.add_argument("--no-loaded", action="store_true", help="skip the half beside a competing process")
+    parser.add_argument("--no-quiet", action="store_true", help="skip the quiet half")
+    args = parser.parse_args(argv)
+    if args.study and "study" not in args.parts:
+        args.parts.append("study")
+    if args.quick:
+        args.repeats, args.mnist_samples, args.finetune_samples = 1, 10_000, 2_000
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads by default, "
+          f"{'dbn.threads(%d)' % args.threads if args.threads else 'automatic thread policy'}; {load()}")
+    halves = [h for h, skip in (("quiet", args.no_quiet), ("loaded", args.no_loaded)) if not skip]
+    results: dict[str, dict[str, dict]] = {}
+    override = threads(args.threads) if args.threads else contextlib.nullcontext()
+    with override:
+        for half in halves:
+            with competing_process(half == "loaded"):
+                print(f"\n== {half} ({'one competing CPU-bound process, ' if half == 'loaded' else ''}{load()})")
+                for part in args.parts:
+                    t0 = time.perf_counter()
+                    res = PARTS[part](args)
+                    if res is None:
+                        continue
+                    results.setdefault(part, {})[half] = res
+                    print(f"  {part} ({time.perf_counter() - t0:.0f} s, {load()})")
+                    for key, value in res.items():
+                        print(f"    {key:55s} {_show(value)}")
+    if len(halves) == 2:
+        print("\n== slow-down beside one competing process (loaded / quiet time; a fair share of 2 cores is 2x)")
+        for part, by_half in results.items():
+            if part == "crossover" or len(by_half) < 2:
+                continue
+            for key, quiet in by_half["quiet"].items():
+                loaded = by_half["loaded"][key]
+                if isinstance(quiet, float) and ("fit" in key or "epoch" in key or "wall" in key) \
+                        and "ratio" not in key:
+                    print(f"    {part}: {key:45s} {loaded / quiet:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

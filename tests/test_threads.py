@@ -1,0 +1,129 @@
+"""The thread policy: torch's global count is restored after every fit (also after an
+exception), ``dbn.threads(n)`` is honoured inside fits, small products run on one thread."""
+
+import numpy as np
+import pytest
+import torch
+
+import dbn
+from dbn import _threads
+from dbn._threads import MIN_PARALLEL_WORK, batch_work, fit_threads, policy_threads
+from dbn.engine import fit_loop
+
+
+@pytest.fixture
+def two_threads():
+    """Tests run on one thread (conftest); these need torch to start from two."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _data(n=60, d=8, seed=0):
+    return (torch.rand(n, d, generator=torch.Generator().manual_seed(seed)) < 0.4).float()
+
+
+def test_small_fit_runs_on_one_thread_and_restores(two_threads):
+    seen = []
+    rbm = dbn.RBM(8, 4, generator=torch.Generator().manual_seed(0))
+    dbn.train_rbm(rbm, _data(), n_epochs=2, batch_size=10, generator=torch.Generator().manual_seed(1),
+                  callbacks=[lambda m, r: seen.append(torch.get_num_threads())])
+    assert seen == [1, 1]
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("trainer", ["rbm", "dae", "network"])
+def test_override_is_honoured_inside_every_trainer(two_threads, trainer):
+    seen = []
+    record = lambda *args: seen.append(torch.get_num_threads())  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    X = _data()
+    with dbn.threads(2):
+        if trainer == "rbm":
+            dbn.train_rbm(dbn.RBM(8, 4, generator=g), X, n_epochs=2, batch_size=10, generator=g, callbacks=[record])
+        elif trainer == "dae":
+            dbn.train_autoencoder(dbn.DenoisingAutoencoder(8, 4, generator=g), X, n_epochs=2, batch_size=10,
+                                  generator=g, callbacks=[record])
+        else:
+            net = dbn.build_mlp(8, (4,), 2, generator=g)
+            dbn.fit_network(net, X, (X[:, 0] > 0).long(), max_iter=2, batch_size=10, generator=g,
+                            callbacks=[record])
+    assert seen == [2, 2]
+    with dbn.threads(1):
+        dbn.train_rbm(dbn.RBM(8, 4, generator=g), X, n_epochs=1, batch_size=10, generator=g, callbacks=[record])
+        assert torch.get_num_threads() == 1
+    assert seen[-1] == 1
+    assert torch.get_num_threads() == 2
+
+
+def test_thread_count_restored_after_an_exception(two_threads):
+    def boom(epoch):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fit_loop(None, range(1, 3), boom, work=10)
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError, match="boom"):
+        with dbn.threads(1):
+            fit_loop(None, range(1, 3), boom, work=10**9)
+    assert torch.get_num_threads() == 2
+
+
+def test_exception_in_a_callback_restores_threads(two_threads):
+    def callback(model, record):
+        raise KeyError("from the callback")
+
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(KeyError, match="from the callback"):
+        dbn.train_rbm(dbn.RBM(8, 4, generator=g), _data(), n_epochs=2, batch_size=10, generator=g,
+                      callbacks=[callback])
+    assert torch.get_num_threads() == 2
+
+
+def test_large_work_keeps_the_users_count_unless_the_machine_is_busy(two_threads, monkeypatch):
+    monkeypatch.setattr(_threads, "_busy_cores", lambda: 0)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 2)
+    assert policy_threads(MIN_PARALLEL_WORK) == 2
+    assert policy_threads(MIN_PARALLEL_WORK - 1) == 1
+    monkeypatch.setattr(_threads, "_busy_cores", lambda: 1)
+    assert policy_threads(10**9) == 1
+    with dbn.threads(2):
+        assert policy_threads(10**9) == 2
+    assert policy_threads(10**9, device="meta") == 2  # off the CPU the count is left alone
+    with fit_threads(10**9) as n:
+        assert n == torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+
+
+def test_threads_validation_nesting_and_decorator(two_threads):
+    with pytest.raises(ValueError, match="'n'"):
+        dbn.threads(0)
+    with dbn.threads(1):
+        with dbn.threads(2):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+    with dbn.threads(None):
+        assert policy_threads(1) == 2  # the override keeps torch's count: no size rule
+
+    @dbn.threads(1)
+    def inside():
+        return torch.get_num_threads()
+
+    assert inside() == 1 and torch.get_num_threads() == 2
+
+
+def test_batch_work():
+    assert batch_work(10, dbn.RBM(64, 100)) == 64_000
+    assert batch_work(5, torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))) == 5 * (12 + 8)
+
+
+def test_estimators_restore_threads(two_threads):
+    X = _data(40, 6).numpy().astype(np.float32)
+    model = dbn.RBMTransformer(n_components=3, n_iter=2, random_state=0).fit(X)
+    assert torch.get_num_threads() == 2
+    model.transform(X)
+    clf = dbn.DBNClassifier((4,), n_iter=1, max_iter=2, random_state=0).fit(X, (X[:, 0] > 0).astype(int))
+    clf.predict(X)
+    assert torch.get_num_threads() == 2
