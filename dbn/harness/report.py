@@ -611,7 +611,7 @@ def summary(runs: Sequence[dict[str, Any]], *, baseline: str | None = "sigmoid-n
     >>> runs = [{"arm": a, "pretrained": a == "dbn", "dataset": "d", "depth": 1, "width": 8, "size": 100,
     ...          "seed": s, "fold": 0, "test_error": e + 0.01 * s, "train_error": 0.0, "min_train_loss": 0.01,
     ...          "gap": e + 0.01 * s} for a, e in (("sigmoid-normal", 0.3), ("dbn", 0.1)) for s in range(3)]
-    >>> print(summary(runs)[0][:42])
+    >>> print(summary(runs)[0][:41])
     **Overfitting / regulariser: supported.**
     """
     ev = _Evidence.of(runs, baseline)
