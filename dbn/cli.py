@@ -46,6 +46,33 @@ def _positive(text: str) -> int:
     return value
 
 
+def _shown(value: object) -> str:
+    """A default as the user types it: lists space-separated, ``None`` in a list as ``all``."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(_shown(v) for v in value)
+    return "all" if value is None else str(value)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends each option's default once, in the user's terms (``100 all``, ``on``), and none to
+    a required option, a flag or an option whose help already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if isinstance(action, argparse.BooleanOptionalAction):  # it appends "(default: True)" itself
+            text = text.replace(" (default: %(default)s)", "")
+            return f"{text} (default: {'on' if action.default else 'off'})"
+        if (action.required or action.default is None or action.default is False
+                or action.default is argparse.SUPPRESS or not action.option_strings or "default" in text):
+            return text
+        return f"{text} (default: {_shown(action.default)})"
+
+
+def _debug_option(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show the full traceback of an error instead of a one-line message")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dbn`` argument parser (subcommands ``compare``, ``report``, ``arms``, ``pretrain``, ``plot``).
 
@@ -57,30 +84,37 @@ def build_parser() -> argparse.ArgumentParser:
     from .harness.config import ARMS, DIGITS_DEFAULTS as D
 
     parser = argparse.ArgumentParser(prog="dbn", description="torch-dbn: pretraining vs random init studies.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    _debug_option(parser, default=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    c = sub.add_parser("compare", help="run (or resume) a comparison study and write its report",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    c.add_argument("--dataset", default=D.dataset, help="digits, mnist or a path (.pkl.gz, IDX directory, .npz)")
+    def command(name: str, **kwargs: object) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, formatter_class=_HelpFormatter, **kwargs)  # type: ignore[arg-type]
+        _debug_option(p)
+        return p
+
+    c = command("compare", help="run (or resume) a comparison study and write its report")
+    c.add_argument("--dataset", default=D.dataset, help="digits, mnist or a path (.csv, .npz, .pkl.gz, IDX directory)")
     c.add_argument("--arms", nargs="+", default=list(D.arms), choices=sorted(ARMS), metavar="ARM",
-                   help=f"arms to compare, from {sorted(ARMS)}")
+                   help=f"arms to compare, from: {', '.join(sorted(ARMS))}")
     c.add_argument("--depths", nargs="+", type=_positive, default=list(D.depths), help="numbers of hidden layers")
     c.add_argument("--width", nargs="+", type=_positive, default=list(D.widths), dest="widths",
                    help="units per hidden layer")
     c.add_argument("--sizes", nargs="+", type=_size, default=list(D.sizes),
                    help="labelled training-set sizes ('all' = the whole training set)")
     c.add_argument("--seeds", type=_positive, default=len(D.seeds), help="number of seeds (0 .. N-1), paired across arms")
-    c.add_argument("--folds", type=_positive, default=None, help="K-fold cross-validation instead of the fixed split")
+    c.add_argument("--folds", type=_positive, default=None,
+                   help="K-fold cross-validation instead of the fixed split (default: the fixed split)")
     c.add_argument("--unlabelled", action=argparse.BooleanOptionalAction, default=D.unlabelled,
                    help="pretrain on the whole training set (--no-unlabelled: on the labelled subset only)")
     c.add_argument("--epochs", type=_positive, default=D.epochs, help="maximum fine-tuning epochs")
     c.add_argument("--patience", type=int, default=D.patience,
                    help="early-stopping patience in epochs on the validation split (0: no early stopping)")
     c.add_argument("--pretrain-epochs", type=int, default=D.pretrain_epochs, help="pretraining epochs per layer")
-    c.add_argument("--batch-size", type=_positive, default=D.batch_size)
+    c.add_argument("--batch-size", type=_positive, default=D.batch_size, help="mini-batch size")
     c.add_argument("--learning-rate", type=float, default=D.learning_rate, help="fine-tuning learning rate")
-    c.add_argument("--solver", default=D.solver, choices=OPTIMIZERS)
-    c.add_argument("--pretrain-learning-rate", type=float, default=D.pretrain_learning_rate)
+    c.add_argument("--solver", default=D.solver, choices=OPTIMIZERS, help="fine-tuning optimiser")
+    c.add_argument("--pretrain-learning-rate", type=float, default=D.pretrain_learning_rate,
+                   help="pretraining learning rate")
     c.add_argument("--device", default=D.device, help="cpu, cuda, cuda:N or auto")
     c.add_argument("--threads", type=_positive, default=None,
                    help="exactly N threads for every fit (default: the automatic policy of dbn.threads: "
@@ -89,29 +123,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--no-figures", action="store_true", help="write the report without figures")
 
-    r = sub.add_parser("report", help="(re)write report.md and the figures of a study directory")
-    r.add_argument("out", help="the study directory")
-    r.add_argument("--no-figures", action="store_true")
+    r = command("report", help="(re)write report.md and the figures of a study directory")
+    r.add_argument("out", metavar="DIR", help="the study directory (the --out of dbn compare)")
+    r.add_argument("--no-figures", action="store_true", help="write the report without figures")
 
-    sub.add_parser("arms", help="list the built-in arms and their DBNClassifier parameters")
+    command("arms", help="list the built-in arms and their DBNClassifier parameters")
 
     from .distributed import add_pretrain_arguments
 
-    add_pretrain_arguments(sub.add_parser(
+    add_pretrain_arguments(command(
         "pretrain", help="greedy RBM pretraining, data-parallel under torchrun "
         "(torchrun --nproc-per-node 2 -m dbn pretrain ...)"))
 
-    p = sub.add_parser("plot", help="draw a saved model's filters, samples or training history as a PNG",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("what", choices=["filters", "samples", "history"])
+    p = command("plot", help="draw a saved model's filters, samples or training history as a PNG")
+    p.add_argument("what", choices=["filters", "samples", "history"], help="what to draw")
     p.add_argument("model", help="a file written by dbn.io.save or an estimator's save()")
-    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--out", required=True, metavar="PNG", help="PNG file to write")
     p.add_argument("--n", type=_positive, default=100, help="filters or samples to draw")
     p.add_argument("--image-shape", nargs=2, type=_positive, default=None, metavar=("H", "W"),
                    help="image height and width (default: square)")
-    p.add_argument("--steps", type=_positive, default=1000, help="Gibbs steps before each sample (samples)")
+    p.add_argument("--steps", type=_positive, default=1000, metavar="N",
+                   help="Gibbs steps before each sample (samples)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Gibbs chains (samples)")
-    p.add_argument("--layer", type=int, default=0, help="which layer's history (stacks; history)")
+    p.add_argument("--layer", type=int, default=0, metavar="I",
+                   help="which layer's history, from 0 (stacks; history)")
     return parser
 
 
@@ -144,6 +179,9 @@ def _plot(args: argparse.Namespace) -> int:
         if not history:
             raise ValueError(f"{args.model!r} holds no training history.")
         if isinstance(history[0], list):  # one history per layer
+            if not 0 <= args.layer < len(history):
+                raise ValueError(f"--layer {args.layer} is out of range: {args.model!r} holds the histories of "
+                                 f"{len(history)} layers; use --layer 0 to {len(history) - 1}.")
             history = history[args.layer]
         keys = sorted({k for record in history for k, v in record.items()
                        if isinstance(v, (int, float)) and k not in ("epoch", "time", "learning_rate", "momentum")})
@@ -152,16 +190,25 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``dbn`` console script and ``python -m dbn``; returns the exit status.
+def _report(args: argparse.Namespace) -> int:
+    """``dbn report``: rewrite the report of an existing study directory (creates nothing else)."""
+    from pathlib import Path
 
-    Examples
-    --------
-    >>> main(["arms"])  # doctest: +ELLIPSIS
-    sigmoid-normal: ...
-    0
-    """
-    args = build_parser().parse_args(argv)
+    from .harness import store, write_report
+
+    out = Path(args.out)
+    if not out.is_dir():
+        what = "does not exist" if not out.exists() else "is a file, not a directory"
+        raise ValueError(f"{args.out!r} {what}: give the study directory that `dbn compare --out DIR` wrote.")
+    if not any((out / name).exists() for name in (store.CONFIG_JSON, store.ROWS_JSON)):
+        raise ValueError(f"no study in {args.out!r} (no {store.CONFIG_JSON} or {store.ROWS_JSON}): run "
+                         f"`dbn compare --out {args.out}` first, or give the directory it wrote.")
+    print(write_report(out, figures=not args.no_figures))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run a parsed command; errors propagate (:func:`main` turns them into one line)."""
     from . import harness
 
     if args.command == "arms":
@@ -175,8 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_pretrain(args)
     if args.command == "report":
-        print(harness.write_report(args.out, figures=not args.no_figures))
-        return 0
+        return _report(args)
     config = harness.StudyConfig(
         dataset=args.dataset, arms=tuple(args.arms), depths=tuple(args.depths), widths=tuple(args.widths),
         sizes=tuple(args.sizes), seeds=tuple(range(args.seeds)), folds=args.folds, unlabelled=args.unlabelled,
@@ -191,6 +237,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = harness.write_report(args.out, figures=not args.no_figures)
     print(f"{results.n_run} runs done, {results.n_skipped} already there; report: {path}")
     return 0
+
+
+#: Errors whose message is meant for the user as it is; any other error is a bug, shown with its type.
+_USER_ERRORS = (ValueError, TypeError, OSError, ImportError)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one line: the OS's words and the file for an ``OSError``, the type for a bug."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        text = f"{exc.strerror}: {str(exc.filename)!r}"
+    else:
+        text = str(exc) or type(exc).__name__
+    if isinstance(exc, KeyError):
+        text = f"missing key {text}"
+    if not isinstance(exc, _USER_ERRORS):
+        text = f"{type(exc).__name__}: {text} (rerun with --debug for the traceback)"
+    return " ".join(text.split())
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    if args.command == "compare":
+        return (f"dbn compare: interrupted. Finished runs are saved in {args.out!r}; "
+                "rerun the same command to resume from there.")
+    if args.command == "pretrain":
+        return "dbn pretrain: interrupted; nothing was saved. Rerun the command to start again."
+    return f"dbn {args.command}: interrupted."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dbn`` console script and ``python -m dbn``; returns the exit status.
+
+    An error prints one line, ``dbn COMMAND: error: ...``, to stderr and returns 1 (``--debug``:
+    the exception propagates, traceback and all); Ctrl-C prints how to resume and returns 130;
+    bad arguments exit with status 2 and the usage, as argparse does.
+
+    Examples
+    --------
+    >>> main(["arms"])  # doctest: +ELLIPSIS
+    sigmoid-normal: ...
+    0
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(_interrupted(args), file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"dbn {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,7 @@ serves every data set:
 
 * ``load_digits`` - the 1797 8x8 digits embedded in scikit-learn, scaled to [0, 1];
 * ``load_mnist`` - the classic ``mnist.pkl.gz`` pickle or the four IDX files of LeCun's site;
-* ``load_dataset`` - ``"digits"``, ``"mnist"`` or a path (``.pkl.gz``, IDX directory, ``.npz``);
+* ``load_dataset`` - ``"digits"``, ``"mnist"`` or a path (``.csv``, ``.npz``, ``.pkl.gz``, IDX directory);
 * ``read_idx`` - a parser of the IDX format;
 * ``binarize`` - fixed-threshold or sampled binarisation (e.g. for AIS on binary MNIST).
 
@@ -506,6 +506,82 @@ def _load_npz(path: Path) -> Split:
     )
 
 
+#: Header names recognised as the label column of a CSV file (case-insensitive).
+CSV_LABEL_NAMES = ("label", "labels", "y", "target", "class")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
+    """The header (``None`` when the first line holds numbers only) and the non-blank rows with
+    their line numbers."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [(i, [c.strip() for c in row]) for i, row in enumerate(csv.reader(f), start=1)
+                    if any(c.strip() for c in row)]
+    except UnicodeDecodeError:
+        raise ValueError(f"{str(path)!r} is not a text file: a CSV file holds comma-separated numbers.") from None
+    if not rows:
+        raise ValueError(f"{str(path)!r} is empty: a CSV file needs one sample per line, labels in the last column.")
+    if all(_is_number(c) for c in rows[0][1]):
+        return None, rows
+    return rows[0][1], rows[1:]
+
+
+def _csv_label_column(path: Path, header: list[str] | None, width: int) -> int:
+    where = repr(str(path))
+    if width < 2:
+        raise ValueError(f"{where} has a single column: labels missing; put the class labels in a second, "
+                         "last column (or in a column named 'label').")
+    if header is None:
+        return width - 1
+    named = [j for j, name in enumerate(header) if name.lower() in CSV_LABEL_NAMES]
+    if not named:
+        shown = ", ".join(repr(h) for h in header[:4]) + (", ..." if len(header) > 4 else "")
+        raise ValueError(f"{where} has no label column: labels missing; its header ({shown}) names none of "
+                         f"{', '.join(map(repr, CSV_LABEL_NAMES))}: name the column of class labels 'label'.")
+    return named[0]
+
+
+def _load_csv(path: Path) -> Split:
+    """A CSV file of numbers, one sample per line: the labels in the column a header names ``label``
+    (or ``y``, ``target``, ``class``), else in the last column; split 60/20/20 like digits.
+    Every error says what is wrong with the file: labels missing, ragged rows, not numbers."""
+    where = repr(str(path))
+    header, rows = _csv_rows(path)
+    if not rows:
+        raise ValueError(f"{where} holds a header and no data: add one sample per line below it.")
+    width = len(header) if header is not None else len(rows[0][1])
+    label = _csv_label_column(path, header, width)
+    for line, row in rows:
+        if len(row) != width:
+            raise ValueError(
+                f"{where} has ragged rows: line {line} has {len(row)} values, the "
+                f"{'header' if header is not None else 'first line'} {width}; every line needs {width} values.")
+    try:
+        data = np.array([row for _, row in rows], dtype=np.float64)
+    except ValueError:
+        line, j, cell = next((line, j, c) for line, row in rows for j, c in enumerate(row) if not _is_number(c))
+        raise ValueError(f"{where}, line {line}, column {j + 1}: {cell!r} is not a number; a CSV data file "
+                         "holds numbers only (and an optional header line).") from None
+    y = data[:, label]
+    if not (np.isfinite(y).all() and np.array_equal(y, np.round(y))):
+        bad = y[~(np.isfinite(y) & (y == np.round(y)))][0]
+        which = f"column {label + 1} ({header[label]!r})" if header is not None else "the last column"
+        raise ValueError(f"{where}: labels missing: {which} holds {bad:g}, not a class label; put integer class "
+                         "labels in the last column, or name the label column 'label' in a header line.")
+    X, y_int = _check_xy(np.delete(data, label, axis=1), y.astype(np.int64), where)
+    return Split(*_split_xy(X, y_int))
+
+
 def load_dataset(name_or_path: str | os.PathLike) -> Split:
     """Load a data set by name or path as a train/validation/test :class:`Split`.
 
@@ -517,6 +593,10 @@ def load_dataset(name_or_path: str | os.PathLike) -> Split:
           same split (1078 / 360 / 359 samples);
         * ``"mnist"``: :func:`load_mnist` from its default locations;
         * a ``.pkl``/``.pkl.gz`` file or a directory: :func:`load_mnist` of that path;
+        * a ``.csv`` file of numbers, one sample per line, with the class labels in the last
+          column or in the column a header line names ``label`` (or ``y``, ``target``,
+          ``class``); split 60/20/20 like digits. Errors say what is wrong with the file
+          (labels missing, ragged rows, a value that is not a number);
         * a ``.npz`` file (read without pickle) with either arrays ``X_train``, ``y_train``,
           ``X_test``, ``y_test`` and optionally ``X_valid``, ``y_valid`` (without them, 20% of
           the training set becomes the validation set, stratified, seed 0), or arrays ``X`` and
@@ -551,11 +631,13 @@ def load_dataset(name_or_path: str | os.PathLike) -> Split:
         )
     if p.is_file() and p.suffix == ".npz":
         return _load_npz(p)
+    if p.is_file() and p.suffix.lower() == ".csv":
+        return _load_csv(p)
     if p.is_dir() or p.name.endswith((".pkl", ".pkl.gz")):
         return load_mnist(p)
     raise ValueError(
-        f"Unsupported data file {str(p)!r}: use a .npz file, a .pkl/.pkl.gz MNIST pickle or a "
-        "directory of MNIST IDX files."
+        f"Unsupported data file {str(p)!r}: use a .csv file (labels in the last column), a .npz file, "
+        "a .pkl/.pkl.gz MNIST pickle or a directory of MNIST IDX files."
     )
 
 

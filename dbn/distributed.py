@@ -327,21 +327,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def add_pretrain_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of the ``pretrain`` command (shared by ``dbn pretrain`` and ``-m dbn.distributed``)."""
-    p.add_argument("--dataset", required=True, help="digits, mnist, or a path (.pkl.gz, .npz, .npy)")
+    p.add_argument("--dataset", required=True, help="digits, mnist, or a path (.csv, .npz, .pkl.gz, .npy)")
     p.add_argument("--sizes", type=int, nargs="+", required=True, help="hidden layer sizes")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=5, help="epochs per layer")
     p.add_argument("--batch-size", type=int, default=100, help="global mini-batch size")
-    p.add_argument("--learning-rate", type=float, default=0.1)
-    p.add_argument("--momentum", type=float, default=0.5)
-    p.add_argument("--weight-decay", type=float, default=2e-4)
-    p.add_argument("--k", type=int, default=1)
-    p.add_argument("--persistent", action="store_true")
-    p.add_argument("--max-samples", type=int, default=None, help="use the first N training samples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--learning-rate", type=float, default=0.1, help="CD learning rate")
+    p.add_argument("--momentum", type=float, default=0.5, help="momentum of the CD updates")
+    p.add_argument("--weight-decay", type=float, default=2e-4, help="L2 weight decay")
+    p.add_argument("--k", type=int, default=1, help="Gibbs steps per CD update (CD-k)")
+    p.add_argument("--persistent", action="store_true", help="persistent chains (PCD) instead of CD")
+    p.add_argument("--max-samples", type=int, default=None,
+                   help="use the first N training samples (default: all of them)")
+    p.add_argument("--seed", type=int, default=0, help="seed shared by every process")
     p.add_argument("--device", default="cpu", help="cpu, cuda (cuda:LOCAL_RANK per process) or auto")
-    p.add_argument("--backend", choices=("gloo", "nccl"), default=None)
-    p.add_argument("--out", default=None, help="where rank 0 saves the stack (dbn.io.save)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--backend", choices=("gloo", "nccl"), default=None,
+                   help="torch.distributed backend (default: nccl on CUDA, gloo on the CPU)")
+    p.add_argument("--out", default=None, help="where rank 0 saves the stack (dbn.io.save; default: not saved)")
+    p.add_argument("--quiet", action="store_true", help="print nothing")
     return p
 
 

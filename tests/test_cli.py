@@ -57,10 +57,112 @@ def test_bad_arguments_exit_with_usage(argv, capsys):
 
 
 def test_bad_values_raise_clear_errors(tmp_path):
+    # --debug lets the exception through, traceback and all
     with pytest.raises(ValueError, match="'learning_rate'"):
-        cli.main(["compare", *TINY, "--learning-rate", "-1", "--out", str(tmp_path)])
+        cli.main(["compare", *TINY, "--learning-rate", "-1", "--out", str(tmp_path), "--debug"])
     with pytest.raises(FileNotFoundError, match="neither a known data set"):
-        cli.main(["compare", *TINY, "--dataset", str(tmp_path / "missing.npz"), "--out", str(tmp_path)])
+        cli.main(["--debug", "compare", *TINY, "--dataset", str(tmp_path / "missing.npz"), "--out", str(tmp_path)])
+
+
+def _one_line_error(argv, capsys, match):
+    """``cli.main(argv)`` fails with status 1 and one line on stderr that contains ``match``."""
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"dbn {argv[0]}: error: "), err
+    assert "Traceback" not in err
+    assert match in err, err
+    return err
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    _one_line_error(["compare", *TINY, "--learning-rate", "-1", "--out", str(tmp_path)], capsys, "'learning_rate'")
+    _one_line_error(["compare", *TINY, "--dataset", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "s")],
+                    capsys, "neither a known data set")
+    tour = tmp_path / "tour.py"
+    tour.write_text("print(1)\n")
+    _one_line_error(["report", str(tour)], capsys, "is a file, not a directory")
+    _one_line_error(["plot", "filters", str(tmp_path / "missing.dbn"), "--out", str(tmp_path / "f.png")],
+                    capsys, "missing.dbn")
+
+
+def test_plot_history_layer_out_of_range(tmp_path, capsys):
+    from dbn import pretrain_stack
+    from dbn.io import save
+
+    stack = pretrain_stack(__import__("torch").rand(20, 6), [4, 3], n_epochs=1)
+    path = save(stack, tmp_path / "stack.dbn")
+    _one_line_error(["plot", "history", str(path), "--layer", "5", "--out", str(tmp_path / "h.png")], capsys,
+                    "--layer 5 is out of range")
+    with pytest.raises(ValueError, match="use --layer 0 to 1"):
+        cli.main(["plot", "history", str(path), "--layer", "5", "--out", str(tmp_path / "h.png"), "--debug"])
+
+
+def test_report_without_a_study_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "typo"
+    _one_line_error(["report", str(missing)], capsys, "does not exist")
+    assert not missing.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _one_line_error(["report", str(empty)], capsys, "no study in")
+    assert list(empty.iterdir()) == []
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import dbn.harness
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dbn.harness, "run_study", interrupted)
+    assert cli.main(["compare", *TINY, "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rerun the same command to resume" in err and "Traceback" not in err
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["compare", *TINY, "--out", str(tmp_path), "--debug"])
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("0.1,0.2\n0.3,0.4,1\n", "ragged rows: line 2 has 3 values"),
+        ("0.1,0.2,0\n0.3,abc,1\n", "line 2, column 2: 'abc' is not a number"),
+        ("0.1,0.2,0.5\n0.3,0.4,0.25\n", "labels missing"),
+        ("a,b\n0.1,0.2\n", "has no label column"),
+        ("0.1\n0.2\n", "single column"),
+        ("", "is empty"),
+    ],
+)
+def test_data_file_errors_say_what_is_wrong(tmp_path, capsys, text, match):
+    data = tmp_path / "data.csv"
+    data.write_text(text)
+    _one_line_error(["compare", *TINY, "--dataset", str(data), "--out", str(tmp_path / "s")], capsys, match)
+
+
+def test_help_shows_each_default_once_in_user_terms(capsys):
+    for argv in (["compare"], ["pretrain"], ["plot"], ["report"], []):
+        with pytest.raises(SystemExit) as exc:
+            cli.main([*argv, "--help"])
+        assert exc.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert "(default: None)" not in text and "(default: False)" not in text, argv
+        assert "(default: True)" not in text and "(default: [" not in text and "(default: (" not in text, argv
+        if argv == ["compare"]:
+            assert "--sizes SIZES [SIZES ...] labelled training-set sizes ('all' = the whole training set) " \
+                   "(default: 100 all)" in text
+            assert "(default: on)" in text  # --unlabelled
+            assert "torch's) (default" not in text and text.count("(default: cpu)") == 1
+            out = text.split("--out OUT", 1)[1].split("--", 1)[0]
+            assert "default" not in out  # required
+        if argv == ["pretrain"]:
+            assert "(default: 0.1)" in text and "(default: 5)" in text
+
+
+def test_every_option_has_help():
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            assert action.help, (name, action.option_strings or action.dest)
 
 
 def test_python_dash_m_dbn():
@@ -93,7 +195,8 @@ def test_plot_commands(tmp_path):
         image = imread(out)
         assert image.ndim == 3 and image.shape[0] > 50 and np.ptp(image[..., :3]) > 0
     with pytest.raises(ValueError, match="not generative"):
-        cli.main(["plot", "samples", str(files["clf"]), "--out", str(tmp_path / "x.png")])
+        cli.main(["plot", "samples", str(files["clf"]), "--out", str(tmp_path / "x.png"), "--debug"])
+    assert cli.main(["plot", "samples", str(files["clf"]), "--out", str(tmp_path / "x.png")]) == 1
     with pytest.raises(SystemExit):
         cli.main(["plot", "weights", str(files["rbm"]), "--out", str(tmp_path / "x.png")])
 

@@ -321,11 +321,25 @@ def test_load_dataset_bad_inputs(tmp_path):
         load_dataset(tmp_path / "d.npz")
     with pytest.raises(FileNotFoundError, match="digits"):
         load_dataset("cifar")
-    (tmp_path / "e.csv").write_text("1,2\n")
+    (tmp_path / "e.txt").write_text("1,2\n")  # .csv files are read since CSV support was added
     with pytest.raises(ValueError, match="Unsupported"):
-        load_dataset(tmp_path / "e.csv")
+        load_dataset(tmp_path / "e.txt")
     with pytest.raises(ValueError, match="name_or_path"):
         load_dataset(3)
+
+
+def test_load_dataset_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.random((50, 3)).round(3), np.arange(50) % 2
+    np.savetxt(tmp_path / "plain.csv", np.column_stack([X, y]), delimiter=",", fmt="%g")
+    with open(tmp_path / "header.csv", "w") as f:
+        f.write("a,label,b,c\n" + "".join(f"{r[0]:g},{t},{r[1]:g},{r[2]:g}\n" for r, t in zip(X, y)))
+    plain, header = load_dataset(tmp_path / "plain.csv"), load_dataset(tmp_path / "header.csv")
+    for split in (plain, header):
+        assert split.X_train.dtype == np.float32 and split.y_train.dtype == np.int64
+        assert sum(len(a) for a in split[1::2]) == 50 and split.X_train.shape[1] == 3
+        np.testing.assert_array_equal(np.sort(np.concatenate(split[1::2])), np.sort(y))
+    np.testing.assert_array_equal(plain.X_test, header.X_test)
 
 
 # -- binarize ----------------------------------------------------------------------------------

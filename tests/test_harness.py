@@ -16,6 +16,7 @@ from dbn._random import make_generator
 from dbn.datasets import load_dataset
 from dbn.harness import ARMS, StudyConfig, findings, run_study, summarise_runs, write_report
 from dbn.harness import figures as figs
+from dbn.harness import report
 from dbn.harness import runner
 from dbn.harness.metrics import layer_statistics, paired_differences, t_interval, weight_change
 from dbn.harness.runner import ResultStore, fit_arm, load_rows, prepare_data
@@ -470,10 +471,99 @@ def test_pretrained_stacks_are_shared_across_labelled_sizes(tmp_path):
 def test_negligible_differences_are_not_findings():
     from dbn.harness.report import findings
 
-    # both arms stuck at chance: a 1e-5-nat difference with a tiny interval is no evidence
-    runs = [{"arm": a, "pretrained": a == "dbn", "dataset": "d", "depth": 3, "width": 8, "size": 100, "seed": s,
-             "fold": 0, "test_error": 0.9, "train_error": 0.9, "gap": 0.0,
-             "min_train_loss": 2.302 + (1e-5 if a == "sigmoid-normal" else 0.0) + 1e-7 * s}
-            for a in ("sigmoid-normal", "dbn") for s in range(3)]
-    sentence = findings(runs)["optimisation"][0]
+    # both arms on the same plateau: a 1e-5-nat difference with a tiny interval is no evidence
+    def runs_at(error):
+        return [{"arm": a, "pretrained": a == "dbn", "dataset": "d", "depth": 3, "width": 8, "size": 100, "seed": s,
+                 "fold": 0, "test_error": error, "train_error": error, "gap": 0.0,
+                 "min_train_loss": 2.302 + (1e-5 if a == "sigmoid-normal" else 0.0) + 1e-7 * s}
+                for a in ("sigmoid-normal", "dbn") for s in range(3)]
+
+    sentence = findings(runs_at(0.4))["optimisation"][0]
     assert "inconclusive" in sentence and "supports" not in sentence
+    # stuck at chance (90% training error), the baseline is named as such and not compared with
+    (sentence,) = findings(runs_at(0.9))["optimisation"]
+    assert "sigmoid-normal did not train" in sentence and "supports" not in sentence
+
+
+# ---------------------------------------------------------------------------------------------
+# the report's summary, arms at chance, figures
+# ---------------------------------------------------------------------------------------------
+
+
+def _with_chance_baseline():
+    """sigmoid-normal stuck at its initial (chance) error with 100 labels, trained with all labels."""
+    chance = {"init_train_error": 0.9, "min_train_error": 0.9}
+    trained = {"init_train_error": 0.9, "min_train_error": 0.0}
+    runs = (_synthetic({"sigmoid-normal": (0.90, 0.9), "dbn": (0.20, 0.0)}, size=100, depth=3,
+                       **{"sigmoid-normal": chance, "dbn": trained})
+            + _synthetic({"sigmoid-normal": (0.10, 0.0), "dbn": (0.09, 0.0)}, size="all", depth=3,
+                         **{"sigmoid-normal": trained, "dbn": trained}))
+    return runs
+
+
+def test_an_arm_at_chance_is_never_a_baseline():
+    runs = _with_chance_baseline()
+    f = findings(runs)
+    text = "\n".join(f["regularisation"] + f["optimisation"])
+    assert "**sigmoid-normal did not train at depth 3, width 8, 100 labels**" in text
+    assert "no better than at initialisation" in text
+    assert "dbn vs sigmoid-normal, depth 3, width 8, 100 labels" not in text  # no comparison with it there
+    assert "dbn vs sigmoid-normal, depth 3, width 8, all labels" in text  # where it trained, it is compared
+    assert not any("minus (difference at" in s for s in f["regularisation"])  # no trend from one trained cell
+    assert "did not train: at chance" in next(s for s in f["arms"] if "100 labels" in s)
+    summary = "\n".join(report.summary(runs))
+    assert "**Did not train** (at chance; never used as a baseline): sigmoid-normal at depth 3, width 8, 100 labels" \
+        in summary
+    assert "better test error in 1 of 1 comparisons" in summary  # the chance cell is not counted
+    # a modern arm at chance is not a baseline either
+    modern = [dict(r, arm="relu-he") for r in runs if r["arm"] == "sigmoid-normal"]
+    assert not any("dbn vs relu-he, depth 3, width 8, 100 labels" in s for s in findings(runs + modern)["modern"])
+
+
+def test_summary_states_a_verdict_per_hypothesis():
+    grads = {"sigmoid-normal": {"init_grad_shrink": -3.0}, "dbn": {"init_grad_shrink": -0.1}}
+    runs = (_synthetic({"sigmoid-normal": (0.30, 0.2), "dbn": (0.10, 0.0)}, depth=3, **grads)
+            + _synthetic({"sigmoid-normal": (0.12, 0.05), "dbn": (0.11, 0.0)}, depth=1, **grads))
+    lines = report.summary(runs)
+    assert [s.split(":")[0] for s in lines] == ["**Overfitting / regulariser", "**Vanishing gradients",
+                                                "**Optimisation"]
+    assert lines[0].startswith("**Overfitting / regulariser: not supported.**") and "`train_vs_test.png`" in lines[0]
+    assert lines[1].startswith("**Vanishing gradients: supported for sigmoid-normal.**")
+    assert lines[2].startswith("**Optimisation: supported.**") and "`learning_curves.png`" in lines[2]
+
+
+def test_report_summary_first_and_no_figure_references_without_figures(study, tmp_path):
+    import shutil
+
+    _, out, _ = study
+    work = tmp_path / "nofigures"
+    shutil.copytree(out, work, ignore=shutil.ignore_patterns("*.png"))
+    text = write_report(work, figures=False).read_text()
+    assert text.index("## Summary") < text.index("## Setup") < text.index("## Findings")
+    assert "**Overfitting / regulariser: " in text and "**Optimisation: " in text
+    assert ".png" not in text and "Figures not requested" in text
+    if figs.matplotlib_available():
+        drawn = write_report(work).read_text()
+        assert "(figure `train_vs_test.png`)" in drawn.split("## Setup")[0]
+
+
+def test_figures_leave_out_diverged_arms_and_clip_axes(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows, runs = [], []
+    for arm, diverged in (("relu-he", False), ("maxout-dropout", True)):
+        for seed in range(2):
+            key = f"{arm}-{seed}"
+            runs.append({"run_key": key, "arm": arm, "depth": 1, "width": 8, "size": 100, "seed": seed,
+                         "n_train": 100, "test_error": 0.1, "gap": 0.05})
+            for epoch in range(20):
+                loss = math.nan if diverged else 1.0 / (epoch + 1)
+                test_loss = 1e4 if (seed == 1 and epoch == 19) else 1.2 / (epoch + 1)
+                nan = diverged and epoch > 0  # a diverged run's epoch 0 (initialisation) is finite
+                rows.append({"run_key": key, "arm": arm, "depth": 1, "width": 8, "size": 100, "epoch": epoch,
+                             "selected": epoch == 2, "train_error": math.nan if nan else 0.1,
+                             "valid_error": math.nan if nan else 0.1,
+                             "test_error": math.nan if nan else 0.1, "train_loss": loss,
+                             "test_loss": math.nan if diverged else test_loss})
+    captions = figs.make_figures(rows, runs, tmp_path)
+    assert "Left out, no finite error after initialisation (diverged): maxout-dropout." in captions["learning_curves.png"]
+    assert "not shown" in captions["train_vs_test.png"]

@@ -116,3 +116,16 @@ def test_estimators_load_lazily():
         "try:\n    dbn.nope\nexcept AttributeError as e:\n    assert 'nope' in str(e)\n"
         "else:\n    raise AssertionError\n"
     )
+
+
+def test_import_and_help_skip_heavy_dependencies():
+    # `import dbn` and `dbn --help` load torch and numpy only: scikit-learn, SciPy, matplotlib and
+    # pandas are imported when a command or an estimator needs them (a check of modules, not of time)
+    _run(
+        "import sys, dbn\n"
+        "from dbn import cli\n"
+        "for argv in ([], ['compare'], ['pretrain'], ['plot'], ['report']):\n"
+        "    try:\n        cli.main([*argv, '--help'])\n    except SystemExit:\n        pass\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'matplotlib', 'pandas'})\n"
+        "assert not heavy, heavy\n"
+    )

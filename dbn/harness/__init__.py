@@ -16,11 +16,17 @@ Examples
 ['dbn', 'maxout-dropout', 'relu-he']
 """
 
-from .config import ARMS, DIGITS_DEFAULTS, RunSpec, StudyConfig, arm_params
-from .metrics import layer_statistics, paired_differences, t_interval
-from .report import findings, summarise_runs, write_report
-from .runner import StudyResults, fit_arm, run_study
-from .store import load_rows
+import importlib as _importlib
+
+#: Public names and the submodule that defines them. They load on first access (PEP 562), so
+#: ``import dbn.harness.config`` (which ``dbn --help`` needs) does not import the runner and with it
+#: scikit-learn.
+_LAZY = {
+    "ARMS": "config", "DIGITS_DEFAULTS": "config", "RunSpec": "config", "StudyConfig": "config",
+    "arm_params": "config", "layer_statistics": "metrics", "paired_differences": "metrics",
+    "t_interval": "metrics", "findings": "report", "summarise_runs": "report", "write_report": "report",
+    "StudyResults": "runner", "fit_arm": "runner", "run_study": "runner", "load_rows": "store",
+}
 
 __all__ = [
     "ARMS",
@@ -39,3 +45,15 @@ __all__ = [
     "t_interval",
     "paired_differences",
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(_importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -53,10 +53,11 @@ def _arms(runs: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _mean_curve(rows: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``key`` per epoch over the finite values (a diverged run's NaN epochs are left out)."""
     by_epoch: dict[int, list[float]] = defaultdict(list)
     for r in rows:
         v = r.get(key)
-        if v is not None:
+        if v is not None and math.isfinite(float(v)):
             by_epoch[int(r["epoch"])].append(float(v))
     epochs = np.array(sorted(by_epoch))
     return epochs, np.array([np.mean(by_epoch[e]) for e in epochs])
@@ -71,26 +72,35 @@ def _save(fig, path: Path, title: str) -> None:
 
 
 def _learning_curves(rows, runs, path: Path, colors) -> str:
+    """One panel per arm that has finite errors after training started at the deepest, narrowest,
+    largest-size cell; arms without any (every run diverged at once) are left out and named in the caption."""
     plt = _pyplot()
     dmax = max(int(r["depth"]) for r in runs)
     size = max((r["size"] for r in runs), key=_size_key)
     width = min(int(r["width"]) for r in runs)
-    arms = _arms(runs)
-    fig, axes = plt.subplots(1, len(arms), figsize=(3.2 * len(arms), 3), sharey=True, squeeze=False)
-    for ax, arm in zip(axes[0], arms, strict=True):
+    curves = {}
+    for arm in _arms(runs):
         sel = [r for r in rows if r["arm"] == arm and int(r["depth"]) == dmax and r["size"] == size
                and int(r["width"]) == width]
-        for key, style in (("train_error", "--"), ("valid_error", ":"), ("test_error", "-")):
-            e, m = _mean_curve(sel, key)
+        curves[arm] = {key: _mean_curve(sel, key) for key in ("train_error", "valid_error", "test_error")}
+    shown = [a for a in curves if any(e.size > 1 for e, _ in curves[a].values())]  # a line needs two epochs
+    left_out = [a for a in curves if a not in shown]
+    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(3.2 * max(len(shown), 1), 3), sharey=True,
+                             squeeze=False)
+    for ax, arm in zip(axes[0], shown):
+        for (key, (e, m)), style in zip(curves[arm].items(), ("--", ":", "-")):
             if e.size:
                 ax.plot(e, 100 * m, style, color=colors[arm], label=key.replace("_error", ""))
         ax.set_title(arm, fontsize=9)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("error (%)")
-    axes[0][0].legend(fontsize=7)
+    if shown:
+        axes[0][0].legend(fontsize=7)
     _save(fig, path, f"Learning curves (mean over seeds), depth {dmax}, width {width}, {size} labels")
-    return f"Learning curves per arm: training (dashed), validation (dotted) and test (solid) error, depth {dmax}, {size} labels."
+    note = (f" Left out, no finite error after initialisation (diverged): {', '.join(left_out)}." if left_out else "")
+    return ("Learning curves per arm: training (dashed), validation (dotted) and test (solid) error, "
+            f"depth {dmax}, {size} labels.{note}")
 
 
 def _gradient_norms(rows, runs, path: Path, colors) -> str:
@@ -182,17 +192,24 @@ def _train_vs_test(rows, runs, path: Path, colors) -> str:
     by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_run[r["run_key"]].append(r)
+    clipped = False
     for ax, depth in zip(axes[0], depths, strict=True):
         labelled = set()
+        xs: list[float] = []
+        ys: list[float] = []
         for key, group in by_run.items():
             g = sorted(group, key=lambda r: r["epoch"])
             if int(g[0]["depth"]) != depth or g[0]["size"] != size:
                 continue
             arm = g[0]["arm"]
-            tr = [r["train_loss"] for r in g if r["epoch"] > 0 and r.get("train_loss") is not None]
-            te = [r["test_loss"] for r in g if r["epoch"] > 0 and r.get("test_loss") is not None]
-            if not tr:
+            pairs = [(float(r["train_loss"]), float(r["test_loss"])) for r in g if r["epoch"] > 0
+                     and r.get("train_loss") is not None and r.get("test_loss") is not None]
+            pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0]
+            if not pairs:
                 continue
+            tr, te = zip(*pairs)
+            xs += tr
+            ys += te
             ax.plot(tr, te, "-", color=colors[arm], alpha=0.35, lw=0.8)
             sel = next((r for r in g if r.get("selected")), g[-1])
             ax.plot([sel["train_loss"]], [sel["test_loss"]], "o", color=colors[arm],
@@ -200,6 +217,8 @@ def _train_vs_test(rows, runs, path: Path, colors) -> str:
             labelled.add(arm)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        clipped |= _robust_limits(ax.set_xlim, xs)
+        clipped |= _robust_limits(ax.set_ylim, ys)
         ax.set_xlabel("training loss (nats)")
         ax.set_title(f"depth {depth}, {size} labels", fontsize=9)
         ax.grid(alpha=0.3, which="both")
@@ -207,7 +226,20 @@ def _train_vs_test(rows, runs, path: Path, colors) -> str:
     axes[0][0].legend(fontsize=7)
     _save(fig, path, "Training vs test loss of every run through training (dot: selected epoch)")
     return ("Training vs test loss per run as training proceeds (Erhan et al.'s picture): a regulariser "
-            "moves runs down (lower test loss) without moving them left (lower training loss).")
+            "moves runs down (lower test loss) without moving them left (lower training loss)."
+            + (" Axes end at 3 times the 95th percentile of the losses: the epochs of diverging runs beyond it "
+               "are not shown." if clipped else ""))
+
+
+def _robust_limits(set_limits, values: Sequence[float]) -> bool:
+    """Log-scale limits from finite positive values: from the smallest to 3 times the 95th percentile
+    (so a few diverging epochs do not stretch the axis to 1e4); True when that clips a value."""
+    if not values:
+        return False
+    v = np.asarray(values, dtype=float)
+    low, high = float(v.min()) / 1.5, min(float(v.max()) * 1.5, 3 * float(np.quantile(v, 0.95)))
+    set_limits(low, high)
+    return bool(v.max() > high)
 
 
 def make_figures(

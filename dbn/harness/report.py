@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import numpy as np
 from .metrics import paired_differences, t_interval
 from .store import CONFIG_JSON, ROWS_CSV, ROWS_JSON, load_rows
 
-__all__ = ["summarise_runs", "cell_statistics", "findings", "write_report", "RUN_COLUMNS"]
+__all__ = ["summarise_runs", "cell_statistics", "findings", "summary", "write_report", "RUN_COLUMNS"]
 
 #: Per-run summary columns written to ``runs.csv``.
 RUN_COLUMNS: tuple[str, ...] = (
@@ -29,7 +30,7 @@ RUN_COLUMNS: tuple[str, ...] = (
     "n_train", "n_pretrain", "n_epochs", "selected_epoch", "diverged", "test_error", "valid_error", "train_error",
     "test_loss", "train_loss", "gap", "min_train_loss", "min_train_loss_epoch", "min_train_error", "pretrain_time",
     "pretrain_cached", "finetune_time", "init_grad_ratio_bottom", "final_grad_ratio_bottom", "init_grad_shrink",
-    "final_grad_shrink", "init_wgrad_shrink", "init_saturated_top", "final_saturated_top",
+    "final_grad_shrink", "init_wgrad_shrink", "init_saturated_top", "final_saturated_top", "init_train_error",
 )
 
 
@@ -95,6 +96,7 @@ def summarise_runs(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             init_wgrad_shrink=_log10_ratio(first.get(f"grad_w_{bottom}"), first.get(f"grad_w_{top}")),
             init_saturated_top=_num(first.get(f"act_saturated_{top}")),
             final_saturated_top=_num(sel.get(f"act_saturated_{top}")),
+            init_train_error=_num(first.get("train_error")) if first["epoch"] == 0 else math.nan,
         )
         s["gap"] = s["test_error"] - s["train_error"]
         out.append(s)
@@ -180,6 +182,8 @@ def _ci_num(d: dict[str, float], fmt: str = "{:+.3f}") -> str:
 #: zero (e.g. two arms stuck at the same chance-level loss differ by 1e-5 nats with a tiny interval).
 NEGLIGIBLE_ERROR = 1e-3  # 0.1 percentage point
 NEGLIGIBLE_LOSS = 1e-2  # nats
+#: The summary calls a gradient "shrinking toward the input" from a factor of 2 (log10 ratio -0.3) on.
+NEGLIGIBLE_LOG_SHRINK = 0.3
 
 
 def _sign(d: dict[str, float], negligible: float = 0.0) -> int:
@@ -215,6 +219,33 @@ def _pick_baseline(runs: Sequence[dict[str, Any]], baseline: str | None) -> str 
     return plain[0] if plain else None
 
 
+#: An arm "did not train" in a cell when its lowest training error stays above this fraction of its
+#: error at initialisation (mean over replicates), or, where the error at initialisation is not
+#: stored, when its training error at the selected epoch is at least :data:`CHANCE_TRAIN_ERROR`.
+#: Such an arm sits at chance: it is named as such and never used as the baseline of a comparison.
+CHANCE_FRACTION_OF_INIT = 0.9
+CHANCE_TRAIN_ERROR = 2 / 3
+
+
+def _untrained(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, Cell], str]:
+    """(arm, cell) -> why it counts as not trained (a phrase quoting the training errors)."""
+    groups: dict[tuple[str, Cell], list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        groups[(r["arm"], _cell(r))].append(r)
+    out = {}
+    for key, group in groups.items():
+        train = float(np.nanmean([_num(r.get("train_error")) for r in group] or [math.nan]))
+        init = [_num(r.get("init_train_error")) for r in group]
+        if all(math.isfinite(v) for v in init):
+            lowest = float(np.nanmean([_num(r.get("min_train_error")) for r in group]))
+            if lowest >= CHANCE_FRACTION_OF_INIT * float(np.mean(init)):
+                out[key] = (f"lowest training error {100 * lowest:.2f}%, no better than at initialisation "
+                            f"({100 * float(np.mean(init)):.2f}%)")
+        elif math.isfinite(train) and train >= CHANCE_TRAIN_ERROR:
+            out[key] = f"training error {100 * train:.2f}%"
+    return out
+
+
 @dataclass
 class _Evidence:
     """The per-run metrics of :func:`findings`, tabulated once: arm and cell -> replicate -> value."""
@@ -227,6 +258,7 @@ class _Evidence:
     mintl: dict[tuple[str, Cell], dict[tuple, float]]
     gap: dict[tuple[str, Cell], dict[tuple, float]]
     cells: list[Cell]
+    untrained: dict[tuple[str, Cell], str]
 
     @classmethod
     def of(cls, runs: Sequence[dict[str, Any]], baseline: str | None) -> "_Evidence":
@@ -236,7 +268,11 @@ class _Evidence:
             pretrained=[a for a in _arms(runs) if any(r["arm"] == a and r.get("pretrained") for r in runs)],
             test=test, train=_by_arm_cell(runs, "train_error"), mintl=_by_arm_cell(runs, "min_train_loss"),
             gap=_by_arm_cell(runs, "gap"), cells=sorted({c for _, c in test}, key=lambda c: (c[:3], _size_order(c[3]))),
+            untrained=_untrained(runs),
         )
+
+    def trained(self, arm: str | None, cell: Cell) -> bool:
+        return arm is not None and (arm, cell) not in self.untrained
 
 
 def _baseline_cell(ev: _Evidence, p: str, cell: Cell) -> tuple[str, str]:
@@ -304,6 +340,11 @@ def _label_trend(p: str, base: str, advantages: dict[Any, dict[tuple, float]]) -
     return lines
 
 
+def _untrained_note(ev: _Evidence, arm: str, cell: Cell) -> str:
+    return (f"**{arm} did not train at {_cell_name(cell)}** ({ev.untrained[(arm, cell)]}: at chance): "
+            "nothing is compared with it there.")
+
+
 def _against_baseline(ev: _Evidence, out: dict[str, list[str]]) -> None:
     """Regularisation and optimisation: each pretrained arm against the random-init baseline."""
     if ev.base is None or not ev.pretrained:
@@ -314,10 +355,15 @@ def _against_baseline(ev: _Evidence, out: dict[str, list[str]]) -> None:
     if ev.base is None:
         return
     base, test = ev.base, ev.test
+    for cell in ev.cells:
+        if (base, cell) in ev.untrained and any((p, cell) in test for p in ev.pretrained):
+            note = _untrained_note(ev, base, cell)
+            out["regularisation"].append(note)
+            out["optimisation"].append(note)
     for p in ev.pretrained:
         advantages: dict[Any, dict[tuple, float]] = {}
         for cell in ev.cells:
-            if (p, cell) not in test or (base, cell) not in test:
+            if (p, cell) not in test or (base, cell) not in test or not ev.trained(base, cell):
                 continue
             regularisation, optimisation = _baseline_cell(ev, p, cell)
             out["regularisation"].append(regularisation)
@@ -348,10 +394,13 @@ def _against_modern(ev: _Evidence) -> list[str]:
     modern = [a for a in _arms(ev.runs) if a != ev.base and a not in ev.pretrained]
     test, mintl = ev.test, ev.mintl
     test_loss = _by_arm_cell(ev.runs, "test_loss")
+    for m in modern:
+        lines += [_untrained_note(ev, m, cell) for cell in ev.cells if (m, cell) in ev.untrained
+                  and any((p, cell) in test for p in ev.pretrained)]
     for p in ev.pretrained:
         for m in modern:
             for cell in ev.cells:
-                if (p, cell) not in test or (m, cell) not in test:
+                if (p, cell) not in test or (m, cell) not in test or not ev.trained(m, cell):
                     continue
                 d_test = _paired(test, p, m, cell)
                 d_loss = _paired(mintl, p, m, cell)
@@ -446,12 +495,131 @@ def _arm_ranking(ev: _Evidence) -> list[str]:
                 continue
             d = _paired(ev.test, a, best, cell)
             tag = "worse" if _sign(d, NEGLIGIBLE_ERROR) > 0 else "inconclusive"
+            tag += ", did not train: at chance" if (a, cell) in ev.untrained else ""
             parts.append(f"{a} {_ci_pp(d)} ({tag})")
         m = means[best]
         lines.append(
             f"**{_cell_name(cell)}**: lowest mean test error {best} ({100 * m['mean']:.2f}%); the others minus "
             f"{best}: " + "; ".join(parts) + "."
         )
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary: one verdict per hypothesis
+# ---------------------------------------------------------------------------------------------
+
+
+def _comparisons(ev: _Evidence) -> dict[str, list[tuple[int, int, int]]]:
+    """Reference arm -> (sign of test error, of training error, of lowest training loss) for each
+    pretrained arm and cell where both ran and the reference trained (pretrained minus reference)."""
+    refs = [a for a in _arms(ev.runs) if a not in ev.pretrained]
+    out: dict[str, list[tuple[int, int, int]]] = {}
+    for ref in refs:
+        signs = [(_sign(_paired(ev.test, p, ref, cell), NEGLIGIBLE_ERROR),
+                  _sign(_paired(ev.train, p, ref, cell), NEGLIGIBLE_ERROR),
+                  _sign(_paired(ev.mintl, p, ref, cell), NEGLIGIBLE_LOSS))
+                 for p in ev.pretrained for cell in ev.cells
+                 if (p, cell) in ev.test and (ref, cell) in ev.test and ev.trained(ref, cell)]
+        if signs:
+            out[ref] = signs
+    return out
+
+
+def _summary_regulariser(comps: dict[str, list[tuple[int, int, int]]]) -> str:
+    parts, signature_refs, any_better = [], [], False
+    for ref, signs in comps.items():
+        better = [sg for sg in signs if sg[0] < 0]
+        # the regulariser's signature: a better test error without a better fit of the training set
+        reg = sum(1 for t, tr, loss in better if tr >= 0 or loss >= 0)
+        worse = sum(1 for sg in signs if sg[0] > 0)
+        any_better |= bool(better)
+        if better and 2 * reg >= len(better):
+            signature_refs.append(ref)
+        parts.append(f"against {ref}, better test error in {len(better)} of {len(signs)} comparisons, {reg} of them "
+                     f"without a better fit of the training set{f', worse in {worse}' if worse else ''}")
+    if not comps:
+        verdict = "no evidence"
+    elif signature_refs and len(signature_refs) == len(comps):
+        verdict = "supported"
+    elif signature_refs:
+        verdict = f"supported against {', '.join(signature_refs)} only"
+    else:
+        verdict = "not supported" if any_better else "not supported (pretraining never lowered test error)"
+    return (f"**Overfitting / regulariser: {verdict}.** Pretraining acts as a regulariser where it lowers test "
+            f"error without lowering training error or loss: {'; '.join(parts)} (figure `train_vs_test.png`).")
+
+
+def _summary_optimisation(comps: dict[str, list[tuple[int, int, int]]]) -> str:
+    parts, lower_refs = [], []
+    for ref, signs in comps.items():
+        lower = sum(1 for sg in signs if sg[2] < 0)
+        higher = sum(1 for sg in signs if sg[2] > 0)
+        if lower > higher and 2 * lower >= len(signs):
+            lower_refs.append(ref)
+        parts.append(f"lower than {ref} in {lower} of {len(signs)} comparisons"
+                     + (f" (higher in {higher})" if higher else ""))
+    if not comps:
+        verdict = "no evidence"
+    elif len(lower_refs) == len(comps):
+        verdict = "supported"
+    elif lower_refs:
+        verdict = f"supported against {', '.join(lower_refs)} only"
+    else:
+        verdict = "not supported"
+    return (f"**Optimisation: {verdict}.** The lowest training loss reached with pretraining was "
+            f"{'; '.join(parts) or 'never compared'} (figure `learning_curves.png`).")
+
+
+def _summary_gradients(ev: _Evidence) -> str:
+    deep = [c for c in ev.cells if c[1] is not None and c[1] >= 2]
+    if not deep:
+        return "**Vanishing gradients: not tested** (every network has one hidden layer)."
+    dmax, dmin = max(c[1] for c in deep), min(c[1] for c in ev.cells)
+    shrink = _by_arm_cell(ev.runs, "init_grad_shrink")
+    shrinking, hurt, parts = [], [], []
+    for arm in _arms(ev.runs):
+        cells = [c for c in ev.cells if c[1] == dmax and (arm, c) in shrink]
+        values = [v for c in cells for v in shrink[(arm, c)].values() if math.isfinite(v)]
+        if not values:
+            continue
+        s = _sign(t_interval(values), NEGLIGIBLE_LOG_SHRINK)
+        effects = [_sign(paired_differences(ev.test[(arm, c)], ev.test[(arm, c[:1] + (dmin,) + c[2:])]))
+                   for c in cells if (arm, c[:1] + (dmin,) + c[2:]) in ev.test and dmin != dmax]
+        n_hurt = sum(1 for e in effects if e > 0)
+        if s < 0:
+            shrinking.append(arm)
+            if 2 * n_hurt > len(effects):
+                hurt.append(arm)
+        parts.append(f"{arm} {float(np.mean(values)):+.2f}" + (f" (depth hurt in {n_hurt} of {len(effects)})"
+                                                              if effects else ""))
+    verdict = (f"supported for {', '.join(hurt)}" if hurt else
+               "not supported" if shrinking else "no vanishing gradients measured")
+    return (f"**Vanishing gradients: {verdict}.** The back-propagated gradient at initialisation "
+            f"shrinks toward the input (log10 bottom / top hidden layer at depth {dmax} below -0.3) in "
+            f"{', '.join(shrinking) or 'no arm'}: {'; '.join(parts)}; where it shrinks and depth {dmin} -> {dmax} "
+            "hurts test error, the gradient is the likely culprit (figure `gradient_norms.png`).")
+
+
+def summary(runs: Sequence[dict[str, Any]], *, baseline: str | None = "sigmoid-normal") -> list[str]:
+    """One verdict per hypothesis (regulariser, optimisation, vanishing gradients), each a sentence
+    naming its figure, computed from the same paired differences as :func:`findings`; comparisons
+    are made only against random-init arms that trained (arms at chance are named, not compared).
+
+    Examples
+    --------
+    >>> runs = [{"arm": a, "pretrained": a == "dbn", "dataset": "d", "depth": 1, "width": 8, "size": 100,
+    ...          "seed": s, "fold": 0, "test_error": e + 0.01 * s, "train_error": 0.0, "min_train_loss": 0.01,
+    ...          "gap": e + 0.01 * s} for a, e in (("sigmoid-normal", 0.3), ("dbn", 0.1)) for s in range(3)]
+    >>> print(summary(runs)[0][:41])
+    **Overfitting / regulariser: supported.**
+    """
+    ev = _Evidence.of(runs, baseline)
+    comps = _comparisons(ev)
+    lines = [_summary_regulariser(comps), _summary_gradients(ev), _summary_optimisation(comps)]
+    if ev.untrained:
+        lines.append("**Did not train** (at chance; never used as a baseline): "
+                     + "; ".join(f"{arm} at {_cell_name(cell)}" for arm, cell in ev.untrained) + ".")
     return lines
 
 
@@ -685,6 +853,10 @@ def _figures_section(rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, An
     return lines
 
 
+#: A parenthesised reference to figure files in a sentence, e.g. `` (figures `a.png`, `b.png`)``.
+_FIGURE_REFERENCE = re.compile(r" ?\(figures? `[^`]+\.png`(?:, `[^`]+\.png`)*\)")
+
+
 def write_report(
     out_dir: str | os.PathLike, *, figures: bool = True, baseline: str | None = None, reference: str | None = None
 ) -> Path:
@@ -732,6 +904,9 @@ def write_report(
     arms = _arms(runs)
     if reference not in arms:
         reference = arms[0]
+    figure_lines = _figures_section(rows, runs, out, figures)
+    lines += ["## Summary", "", *[f"- {s}" for s in summary(runs, baseline=baseline)], "",
+              "The sections below give the numbers behind each verdict; the findings quote them cell by cell.", ""]
     lines += _setup_section(runs, arms, cfg)
     lines += [
         "## Test error (%), mean [95% CI]", "",
@@ -747,7 +922,9 @@ def write_report(
     ]
     lines += _training_sections(rows, runs, arms)
     lines += _findings_section(runs, baseline)
-    lines += _figures_section(rows, runs, out, figures)
+    lines += figure_lines
+    if not any("](" in line for line in figure_lines):  # no figure drawn: no sentence points to one
+        lines = [_FIGURE_REFERENCE.sub("", line) for line in lines]
     lines += ["## Files", "",
               f"`{ROWS_JSON}` and `{ROWS_CSV}`: one row per run and epoch (epoch 0 = at initialisation); "
               "`runs.csv`: one row per run.", ""]
