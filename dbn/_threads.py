@@ -1,5 +1,5 @@
-"""The thread policy of every fit and transform: small products on one thread, no collapse on
-a busy machine, an explicit override, and torch's global setting restored afterwards.
+"""The thread policy of every fit and transform: small products on one thread (no collapse on
+a busy machine), an explicit override, and torch's global setting restored afterwards.
 
 Why
     PyTorch runs each operator on ``torch.get_num_threads()`` OpenMP threads, which meet at a
@@ -14,8 +14,12 @@ The policy (:func:`policy_threads`)
     * a mini-batch whose products are smaller than :data:`MIN_PARALLEL_WORK`
       (``batch_size * sum of the weight matrices' sizes``, about half the flops of one
       forward-and-backward pass) runs on one thread;
-    * otherwise torch's current count, capped by the cores that other jobs leave idle right now
-      (the runnable count of ``/proc/loadavg``, sampled a few times, where it exists).
+    * otherwise torch's current count.
+
+    The count depends on the problem's size only, never on the machine's load: some torch
+    operators (the reductions of back-propagation, for instance) round differently on one
+    thread than on two, so a load-dependent count would make a fit's result depend on what else
+    the machine was doing. On a busy machine use ``dbn.threads(1)`` for large problems too.
 
     Measured on the project's machine (2-core AMD EPYC under KVM, torch 2.13, one CD-1 step of
     :class:`dbn.rbm.CDTrainer`, best of 2-3, ``benchmarks/bench_speed.py --parts crossover``),
@@ -26,6 +30,9 @@ The policy (:func:`policy_threads`)
     a measurement: it keeps digits-sized steps (6.4e4) on one thread and leaves MNIST-sized
     ones (3.9e7, whose quiet-machine figures in the README were measured on two threads) on
     torch's count. Re-run the crossover part on a quiet machine to refine it.
+
+    An earlier version also capped the count by the idle cores read from ``/proc/loadavg``;
+    it was dropped because it made results depend on the machine's load (see above).
 
 Where
     :func:`dbn.engine.fit_loop` applies it once per fit (so every trainer uses it: CD/PCD,
@@ -39,8 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
-import time
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -61,7 +66,7 @@ class threads(contextlib.ContextDecorator):
     """Run the enclosed fits on exactly ``n`` threads, as ``threadpoolctl.threadpool_limits``.
 
     Inside the block torch uses ``n`` intra-op threads and the package's automatic policy
-    (one thread for small products, fewer on a busy machine) is off: the count is what you
+    (one thread for small products) is off: the count is what you
     asked for. The previous ``torch.get_num_threads()`` is restored on exit, also after an
     exception. ``n=None`` keeps torch's current count but still turns the automatic policy off.
     Works as a decorator too.
@@ -113,22 +118,6 @@ def batch_work(batch_size: int, modules: nn.Module | Iterable[torch.Tensor]) -> 
     return int(batch_size) * sum(p.numel() for p in params if p.dim() == 2)
 
 
-def _busy_cores(samples: int = 4, pause: float = 0.002) -> int:
-    """Cores that other jobs keep busy now: the fewest runnable tasks of ``/proc/loadavg``
-    over a few samples, minus this reader. 0 where it cannot be read."""
-    fewest = None
-    for i in range(samples):
-        try:
-            with open("/proc/loadavg") as f:
-                running = int(f.read().split()[3].split("/")[0])
-        except (OSError, ValueError, IndexError):
-            return 0
-        fewest = running if fewest is None else min(fewest, running)
-        if i + 1 < samples:
-            time.sleep(pause)
-    return max(0, (fewest or 1) - 1)
-
-
 def policy_threads(work: int | None, device: torch.device | str | None = None) -> int:
     """Number of threads for products of ``work`` per mini-batch (see the module docstring).
 
@@ -136,7 +125,7 @@ def policy_threads(work: int | None, device: torch.device | str | None = None) -
     ----------
     work : int or None
         ``batch_size * sum of the weight matrices' sizes`` (:func:`batch_work`); None: no
-        size rule (only the override and the load cap).
+        size rule (torch's count, or the override).
     device : torch.device, optional
         Non-CPU devices keep torch's count (their host threads only launch kernels).
 
@@ -156,8 +145,7 @@ def policy_threads(work: int | None, device: torch.device | str | None = None) -
         return current
     if current == 1 or (work is not None and work < MIN_PARALLEL_WORK):
         return 1
-    cores = os.cpu_count() or current
-    return max(1, min(current, cores - _busy_cores()))
+    return current
 
 
 @contextlib.contextmanager

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default=D.device, help="cpu, cuda, cuda:N or auto")
     c.add_argument("--threads", type=_positive, default=None,
                    help="exactly N threads for every fit (default: the automatic policy of dbn.threads: "
-                   "one thread for small products, fewer on a busy machine)")
+                   "one thread for small products, torch's count otherwise; use --threads 1 on a busy machine)")
     c.add_argument("--out", required=True, help="output directory (resumes a study already there)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--no-figures", action="store_true", help="write the report without figures")

@@ -151,8 +151,8 @@ def fit_loop(
     piece is closed at the end, also when an epoch raises.
 
     The whole loop (epochs, callbacks and pieces) runs under the package's thread policy
-    (:func:`dbn._threads.fit_threads`): one thread when ``work`` is small, fewer threads on a
-    busy machine, exactly ``n`` inside ``dbn.threads(n)``; torch's thread count is restored
+    (:func:`dbn._threads.fit_threads`): one thread when ``work`` is small, torch's count
+    otherwise, exactly ``n`` inside ``dbn.threads(n)``; torch's thread count is restored
     afterwards, also when an epoch raises.
 
     Parameters
