@@ -162,7 +162,9 @@ def fit_arm(
 
     With ``fit_generator=None`` and no ``validation_data`` the result is the estimator's,
     weight for weight, for ``random_state`` seeding ``generator``: both run the same code.
-    ``checkpoint_dir`` checkpoints pretraining and fine-tuning as the estimator's does.
+    ``checkpoint_dir`` checkpoints pretraining and fine-tuning as the estimator's does, in a
+    subdirectory keyed by the fit's fingerprint (data, settings, generator states:
+    :func:`dbn.recipe.run_directory`).
 
     Examples
     --------
