@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default=D.device, help="cpu, cuda, cuda:N or auto")
     c.add_argument("--threads", type=_positive, default=None, help="torch.set_num_threads (default: torch's)")
     c.add_argument("--out", required=True, help="output directory (resumes a study already there)")
+    c.add_argument("--force", action="store_true",
+                   help="run even if --out holds a study with other settings (the report then covers both)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--no-figures", action="store_true", help="write the report without figures")
 
@@ -185,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         patience=args.patience or None, pretrain_epochs=args.pretrain_epochs,
         pretrain_learning_rate=args.pretrain_learning_rate, device=args.device,
     )
-    results = harness.run_study(config, args.out, progress=not args.no_progress)
+    results = harness.run_study(config, args.out, progress=not args.no_progress, force=args.force)
     path = harness.write_report(args.out, figures=not args.no_figures)
     print(f"{results.n_run} runs done, {results.n_skipped} already there; report: {path}")
     return 0
