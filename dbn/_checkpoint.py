@@ -35,7 +35,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = "torch-dbn-checkpoint"
 _VERSION = 2  # 2: settings hold fingerprints of the inputs' bytes (1 held only their shapes)
 #: settings keys that are inputs (data, starting weights), reported as such on a mismatch
-INPUT_KEYS = ("X", "y", "X_pretrain", "validation_data", "initial_network", "pretrained_stack", "generator")
+INPUT_KEYS = ("X", "y", "validation_data", "initial_network")
 _CHUNK_BYTES = 1 << 22  # 4 MiB per hashed chunk: no full copy of the data is ever made
 
 
@@ -43,8 +43,8 @@ def _hash_tensor(h: Any, t: torch.Tensor) -> None:
     """Feed ``t``'s bytes to ``h`` in chunks of rows (each chunk made contiguous and moved to
     the CPU on its own)."""
     t = t.detach()
-    if t.is_sparse:
-        t = t.coalesce()
+    if t.layout != torch.strided:  # sparse COO/CSR/CSC/BSR: hash the indices and values, never densify
+        t = (t if t.layout == torch.sparse_coo else t.to_sparse_coo()).coalesce()
         _hash_tensor(h, t.indices())
         _hash_tensor(h, t.values())
         return

@@ -262,6 +262,14 @@ def test_fingerprint_hashes_bytes_in_chunks_without_copying(monkeypatch):
     X2[499, 6] += 1e-6
     assert fingerprint(X2) != whole
     assert fingerprint(X.double()) != whole and fingerprint(X.reshape(7, 500)) != whole
+    # sparse data are hashed without densifying, alike in every layout
+    import scipy.sparse as sp
+
+    S = sp.random(300, 50, density=0.05, format="csr", random_state=0, dtype=np.float32)
+    assert fingerprint(S) == fingerprint(S.tocsc()) != fingerprint(S.multiply(2).tocsr())
+    T = torch.sparse_csr_tensor(torch.as_tensor(S.indptr), torch.as_tensor(S.indices), torch.as_tensor(S.data),
+                                size=S.shape)
+    assert fingerprint(T) == fingerprint(T.to_sparse_coo()) != fingerprint(T.to_dense())
 
 
 def test_issue_example_other_data_same_directory_fits_its_own_data(tmp_path):
