@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CHECKPOINT_NAME", "INPUT_KEYS", "describe_file", "fingerprint", "settings_text", "save_checkpoint", "load_checkpoint",
-           "plain"]
+__all__ = ["CHECKPOINT_NAME", "INPUT_KEYS", "describe_file", "fingerprint", "settings_text", "save_checkpoint",
+           "load_checkpoint", "plain"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = "torch-dbn-checkpoint"
@@ -183,7 +183,8 @@ def describe_file(path: str | os.PathLike) -> str:
         return ("a Python pickle (as written by joblib.dump or pickle.dump): use joblib.load on it only if you "
                 "trust its source")
     if head[:2] in (b"\x1f\x8b", b"x\x9c", b"x\x01", b"x\xda") or head[:3] in (b"BZh", b"\xfd7z"):
-        return "compressed data (a compressed joblib or pickle file?): open it with the tool that wrote it"
+        return ("compressed data (a compressed joblib or pickle file?): use joblib.load on it only if you trust its "
+                "source")
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -275,7 +276,7 @@ def load_checkpoint(
     >>> load_checkpoint(d, "demo", settings_text({"lr": 0.2, "X": "ab12"}))
     Traceback (most recent call last):
     ...
-    ValueError: The checkpoint in '...' was written by a run with other settings: lr (saved 0.1, now 0.2). Use another 'checkpoint_dir', or delete this one to start afresh.
+    ValueError: The checkpoint in '...' was written by a run with other settings: lr (saved 0.1, now 0.2). Use ...
     """
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():

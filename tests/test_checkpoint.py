@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -267,8 +268,10 @@ def test_fingerprint_hashes_bytes_in_chunks_without_copying(monkeypatch):
 
     S = sp.random(300, 50, density=0.05, format="csr", random_state=0, dtype=np.float32)
     assert fingerprint(S) == fingerprint(S.tocsc()) != fingerprint(S.multiply(2).tocsr())
-    T = torch.sparse_csr_tensor(torch.as_tensor(S.indptr), torch.as_tensor(S.indices), torch.as_tensor(S.data),
-                                size=S.shape)
+    with warnings.catch_warnings():  # torch: "Sparse CSR tensor support is in beta state"
+        warnings.simplefilter("ignore")
+        T = torch.sparse_csr_tensor(torch.as_tensor(S.indptr), torch.as_tensor(S.indices), torch.as_tensor(S.data),
+                                    size=S.shape, check_invariants=True)
     assert fingerprint(T) == fingerprint(T.to_sparse_coo()) != fingerprint(T.to_dense())
 
 

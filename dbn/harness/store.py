@@ -231,7 +231,7 @@ def check_study_dir(out_dir: str | os.PathLike, config: dict[str, Any], *, force
     >>> check_study_dir(d, {"dataset": "digits", "epochs": 5})
     Traceback (most recent call last):
     ...
-    ValueError: The study directory '...' holds a study with other settings: epochs (saved 30, now 5). Use another output directory (--out), or pass --force (run_study(..., force=True)) to run this study there anyway: its config.json is replaced and the report covers the runs of both.
+    ValueError: The study directory '...' holds a study with other settings: epochs (saved 30, now 5). Use ...
     """
     out = Path(out_dir)
     path = out / CONFIG_JSON
