@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exactly N threads for every fit (default: the automatic policy of dbn.threads: "
                    "one thread for small products, torch's count otherwise; use --threads 1 on a busy machine)")
     c.add_argument("--out", required=True, help="output directory (resumes a study already there)")
+    c.add_argument("--force", action="store_true",
+                   help="run even if --out holds a study with other settings (the report then covers both)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--no-figures", action="store_true", help="write the report without figures")
 
@@ -233,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
     from ._threads import threads
 
     with threads(args.threads) if args.threads else contextlib.nullcontext():  # else: the automatic policy
-        results = harness.run_study(config, args.out, progress=not args.no_progress)
+        results = harness.run_study(config, args.out, progress=not args.no_progress, force=args.force)
     path = harness.write_report(args.out, figures=not args.no_figures)
     print(f"{results.n_run} runs done, {results.n_skipped} already there; report: {path}")
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from ._checkpoint import _atomic_write
+from ._checkpoint import _atomic_write, describe_file
 from .autoencoder import DenoisingAutoencoder
 from .rbm import RBM
 from .stack import LayerStack
@@ -85,22 +86,25 @@ def read_archive(
     if not path.exists():
         raise FileNotFoundError(f"No model file at {str(path)!r}.")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt zip, truncated file, a pickle with code in it, ...
+        with warnings.catch_warnings():  # torch's own advice ("weights_only=False", pickle protocol) is not ours
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception:  # corrupt zip, truncated file, a pickle with code in it, ...
         raise ValueError(
-            f"{str(path)!r} is not a readable torch-dbn model file (corrupt, truncated, or of another "
-            f"format): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from exc
+            f"{str(path)!r} is not a torch-dbn model file: it looks like {describe_file(path)}. Save models with "
+            "dbn.io.save or the estimators' save method."
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(
-            f"{str(path)!r} is not a torch-dbn model file (no 'format': 'torch-dbn' header). "
-            "Save models with dbn.io.save or the estimators' save method."
+            f"{str(path)!r} is not a torch-dbn model file: it is a torch.save file of plain tensors and containers "
+            "without the 'format': 'torch-dbn' header. Save models with dbn.io.save or the estimators' save method."
         )
     version = payload.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(
-            f"{str(path)!r} has model-file format version {version!r}; this torch-dbn ({__version__}) reads "
-            f"versions up to {FORMAT_VERSION}. Upgrade torch-dbn to load it."
+            f"{str(path)!r} is not a torch-dbn model file this version can read: it is written in model-file format "
+            f"version {version!r}, newer than this torch-dbn ({__version__}) reads (up to {FORMAT_VERSION}). "
+            "Upgrade torch-dbn to load it."
         )
     found = payload.get("kind")
     kinds = (kind,) if isinstance(kind, str) else kind

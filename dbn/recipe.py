@@ -38,13 +38,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._checkpoint import fingerprint
 from ._options import Loss, parse_layer_sizes
 from .export import to_torch
 from .network import build_mlp, linear_layers
 from .stack import LayerStack, kind_options, pretrain_stack
 from .training import History, fit_network
 
-__all__ = ["pretrain", "build_network", "finetune_options", "finetune", "fit", "RecipeFit"]
+__all__ = ["pretrain", "build_network", "finetune_options", "finetune", "fit", "run_directory", "RecipeFit"]
 
 EpochCallback = Callable[[nn.Module, dict], Any]
 
@@ -52,6 +53,52 @@ EpochCallback = Callable[[nn.Module, dict], Any]
 def _subdir(checkpoint_dir: str | os.PathLike | None, name: str) -> str | None:
     """``checkpoint_dir/name``, or None without checkpoints."""
     return None if checkpoint_dir is None else os.path.join(os.fspath(checkpoint_dir), name)
+
+
+# settings that do not change a fit's result, or that extend it (max_iter: more fine-tuning
+# epochs continue a saved run), or that enter the key another way (random_state: the generators'
+# states; pretrained: the stack's weights)
+_UNKEYED = frozenset({"max_iter", "verbose", "checkpoint_dir", "callbacks", "random_state", "pretrained"})
+
+
+def run_directory(
+    checkpoint_dir: str | os.PathLike | None,
+    kind: str,
+    params: Mapping[str, Any],
+    **inputs: Any,
+) -> str | None:
+    """The subdirectory of ``checkpoint_dir`` that holds the state of one fit, keyed by its
+    fingerprint, so that fits on other data or with other settings (cross-validation folds,
+    grid-search candidates) sharing ``checkpoint_dir`` never read each other's state.
+
+    The key hashes ``params`` (except ``max_iter``, so that a larger ``max_iter`` continues a
+    saved run unless ``lr_schedule="cosine"``, and except settings with no effect on the
+    result) and every input in ``inputs``: data tensors (their bytes), generators (their
+    states), stacks (their weights).
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> a = run_directory("ck", "fit", {"n_iter": 2, "max_iter": 5}, X=torch.zeros(3, 2), generator=g)
+    >>> b = run_directory("ck", "fit", {"n_iter": 2, "max_iter": 9}, X=torch.zeros(3, 2), generator=g)
+    >>> c = run_directory("ck", "fit", {"n_iter": 2, "max_iter": 5}, X=torch.ones(3, 2), generator=g)
+    >>> a == b, a == c, a.startswith(os.path.join("ck", "fit-"))
+    (True, False, True)
+    >>> run_directory(None, "fit", {}) is None
+    True
+    """
+    if checkpoint_dir is None:
+        return None
+    unkeyed = _UNKEYED if params.get("lr_schedule") != "cosine" else _UNKEYED - {"max_iter"}
+    settings = {k: v for k, v in params.items() if k not in unkeyed}
+    parts: dict[str, Any] = {"settings": settings}
+    for name, value in inputs.items():
+        if isinstance(value, torch.Generator):
+            value = value.get_state()
+        elif isinstance(value, nn.Module):
+            value = dict(value.state_dict())
+        parts[name] = value
+    return os.path.join(os.fspath(checkpoint_dir), f"{kind}-{fingerprint(parts)[:20]}")
 
 
 def pretrain(
@@ -336,8 +383,11 @@ def fit(
     n_outputs : int
     generator : torch.Generator
         Initialisation and pretraining; also fine-tuning unless ``fit_generator`` is given.
-    loss, X_pretrain, stack, checkpoint_dir
-        See :func:`build_network` and :func:`finetune`.
+    loss, X_pretrain, stack
+        See :func:`build_network`.
+    checkpoint_dir : path, optional
+        The fit's checkpoints go to a subdirectory keyed by its fingerprint
+        (:func:`run_directory`): ``pretrain``, ``finetune_freeze`` and ``finetune`` in it.
     fit_generator : torch.Generator, optional
         A separate source for fine-tuning (the harness's, so that the arms of a seed visit the
         same mini-batches whatever their pretraining consumed).
@@ -358,6 +408,9 @@ def fit(
     >>> result.stack.sizes, len(result.history)
     ((3, 4), 2)
     """
+    checkpoint_dir = run_directory(checkpoint_dir, "fit", params, loss=loss, n_outputs=n_outputs, X=X, y=y,
+                                   X_pretrain=X_pretrain, stack=stack, generator=generator,
+                                   fit_generator=fit_generator, validation_data=validation_data)
     start = time.perf_counter()
     net, stack = build_network(params, X, n_outputs, generator=generator, loss=loss, X_pretrain=X_pretrain,
                                stack=stack, checkpoint_dir=checkpoint_dir)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ._checkpoint import load_checkpoint, plain, save_checkpoint, settings_text
+from ._checkpoint import fingerprint, load_checkpoint, plain, save_checkpoint, settings_text
 from ._linalg import bernoulli_sample
 from ._options import PRETRAIN_KINDS, PROPAGATES, PretrainKind, Propagate
 from ._random import make_generator
@@ -229,12 +229,15 @@ def pretrain_stack(
         Denoising autoencoder corruption (``pretrain="dae"`` only).
     checkpoint_dir : str or path-like, optional
         Directory for a checkpoint written atomically after every epoch of every layer (the
-        finished layers, the current layer with its trainer state, the generator state). When
-        it already holds a checkpoint of a run with the same settings and data shape, training
-        resumes after the last saved epoch (the inputs of the current layer are recomputed from
-        the finished layers), and the result equals an uninterrupted run's exactly on the CPU.
-        The checkpoint's generator state replaces ``generator``'s. A checkpoint of other
-        settings raises ``ValueError``; a finished run's checkpoint returns the finished stack.
+        finished layers, the current layer with its trainer state, the generator state). It
+        records the settings and a fingerprint of ``X`` and ``validation_data`` (a hash of
+        their bytes). When it already holds a checkpoint of a run with the same settings on
+        the same data, training resumes after the last saved epoch (the inputs of the current
+        layer are recomputed from the finished layers), and the result equals an uninterrupted
+        run's exactly on the CPU. The checkpoint's generator state replaces ``generator``'s. A
+        checkpoint on other data or with other settings raises ``ValueError`` naming the
+        inputs or settings that differ; a finished run's checkpoint returns the finished stack,
+        and more ``n_epochs`` for the last layer trained (or for layers not begun) continue it.
     **layer_options
         Per-layer training options, each a single value or one value per layer:
         for RBMs ``learning_rate``, ``batch_size``, ``k``, ``persistent``, ``momentum``,
@@ -276,9 +279,9 @@ def pretrain_stack(
     if checkpoint_dir is not None:
         ckpt = _StackCheckpoint(checkpoint_dir, {
             "pretrain": pretrain, "visible": visible, "hidden_layer_sizes": sizes, "n_epochs": epochs,
-            "propagate": propagate, "options": options, "corruption": corruptions if pretrain == "dae" else None,
-            "corruption_level": levels if pretrain == "dae" else None, "X": [list(X.shape), str(X.dtype)],
-            "validation_data": None if validation_data is None else list(validation_data.shape),
+            "propagate": propagate, **options, "corruption": corruptions if pretrain == "dae" else None,
+            "corruption_level": levels if pretrain == "dae" else None, "X": fingerprint(X),
+            "validation_data": fingerprint(validation_data), "device": str(X.device),
         }, generator)
     return _pretrain_layers(
         X, sizes, pretrain=pretrain, visible=visible, epochs=epochs, options=options, corruptions=corruptions,
@@ -428,7 +431,9 @@ class _StackCheckpoint:
         self.layers: list[Layer] = []
         self.histories: list[list[dict]] = []
         self.propagate_states: list[torch.Tensor] = []
-        self.state = load_checkpoint(directory, "pretrain_stack", self.settings)
+        epochs = settings["n_epochs"]
+        self.state = load_checkpoint(directory, "pretrain_stack", self.settings,
+                                     extend={"n_epochs": lambda saved, state: _epochs_extend(saved, epochs, state)})
 
     def save(self, i: int, layer: Layer, trainer_state: dict) -> None:
         save_checkpoint(self.directory, "pretrain_stack", self.settings, {
@@ -440,6 +445,24 @@ class _StackCheckpoint:
             "trainer": trainer_state,
             "generator": self.generator.get_state(),
         })
+
+
+def _epochs_extend(saved: Any, epochs: Sequence[int], state: dict) -> str | None:
+    """Whether a pretraining checkpoint saved with ``n_epochs=saved`` can go on with ``epochs``
+    (``None``), or why not: the finished layers must have had the same epochs, the current one
+    at most ``epochs`` of its layer."""
+    try:
+        i, done = int(state["layer"]), int(state["trainer"]["epoch"])
+        if not isinstance(saved, list) or len(saved) != len(epochs):
+            return "another number of layers"
+    except (KeyError, TypeError, ValueError):
+        return "the checkpoint is damaged"
+    if list(saved[:i]) != list(epochs[:i]):
+        return (f"layers 1..{i} are finished with n_epochs {list(saved[:i])}; other epochs for finished layers "
+                "need a fresh start")
+    if epochs[i] < done:
+        return f"layer {i + 1} has already trained {done} epochs"
+    return None
 
 
 def _check_resume_layer(ckpt: dict, n_layers: int) -> int:

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checkpoint import load_checkpoint, plain, save_checkpoint, settings_text
+from ._checkpoint import fingerprint, load_checkpoint, plain, save_checkpoint, settings_text
 from ._random import check_generator_device as _check_generator_device
 from ._shard import Shard
 from ._threads import batch_work
@@ -605,11 +605,14 @@ def fit_network(
     checkpoint_dir : str or path-like or None, default=None
         Directory for a checkpoint written atomically after every epoch: the network, optimizer
         and scheduler states, the history, the best state and early-stopping counters, the
-        generator state and the state of the forked global RNG used by dropout. When it holds a
-        checkpoint of a run with the same settings, data shapes and network shapes, training
-        resumes after the last saved epoch and ends exactly as an uninterrupted run would on the
-        CPU (the checkpoint's generator state replaces ``generator``'s; the callbacks only see
-        the epochs run in this call). Other settings raise ``ValueError``. In a data-parallel run
+        generator state and the state of the forked global RNG used by dropout. It records the
+        settings and fingerprints (hashes of the bytes) of ``X``, ``y``, ``validation_data`` and
+        the network's starting weights. When it holds a checkpoint of a run with the same
+        settings on the same inputs, training resumes after the last saved epoch and ends
+        exactly as an uninterrupted run would on the CPU (the checkpoint's generator state
+        replaces ``generator``'s; the callbacks only see the epochs run in this call). A larger
+        ``max_iter`` continues a finished run (except with ``lr_schedule="cosine"``). Other
+        inputs or settings raise ``ValueError`` naming what differs. In a data-parallel run
         give each process its own directory.
     shard : dbn._shard.Shard or None, default=None
         Data-parallel training (see :mod:`dbn.distributed`): ``X`` and ``y`` are this process's
@@ -669,11 +672,11 @@ def fit_network(
         monitor_key, minimize=monitor_key.endswith("loss"), patience=opts.n_iter_no_change, tol=opts.tol,
         stop=opts.early_stopping, on_best=lambda epoch: setattr(history, "best_epoch", epoch),
     )
-    settings = None
+    settings = ckpt = None
     if checkpoint_dir is not None:
         settings = _checkpoint_settings(opts, data, net, batch_size=batch_size, freeze=data.frozen, shard=shard,
                                         validation_data=validation_data)
-    ckpt = None if settings is None else load_checkpoint(checkpoint_dir, "fit_network", settings)
+        ckpt = load_checkpoint(checkpoint_dir, "fit_network", settings, extend=_extend_max_iter(opts))
 
     run_epoch = _epoch_runner(net, opt, data, params.step, opts, batch_size, generator, shard)
 
@@ -996,8 +999,8 @@ def _checkpoint_settings(
     opts: _Options, data: _Data, net: nn.Module, *, batch_size: int, freeze: set[int], shard: Shard | None,
     validation_data: Any,
 ) -> str:
-    """What a fine-tuning checkpoint must agree on to be resumed."""
-    X, y = data.X, data.y
+    """What a fine-tuning checkpoint must agree on to be resumed: the settings, and
+    fingerprints of the data and of the network's starting weights."""
     return settings_text({
         "loss": opts.loss, "optimizer": opts.optimizer, "learning_rate": opts.learning_rate,
         "momentum": opts.momentum, "nesterov": opts.nesterov, "weight_decay": opts.weight_decay, "l1": opts.l1,
@@ -1006,11 +1009,27 @@ def _checkpoint_settings(
         "clip_grad_norm": opts.clip_grad_norm, "max_norm": opts.max_norm, "freeze": sorted(freeze),
         "early_stopping": opts.early_stopping, "validation_fraction": opts.validation_fraction,
         "monitor": opts.monitor, "n_iter_no_change": opts.n_iter_no_change, "tol": opts.tol,
-        "shuffle": opts.shuffle, "X": [list(X.shape), str(X.dtype)], "y": [list(y.shape), str(y.dtype)],
-        "validation_data": None if validation_data is None else [list(data.X_val.shape), list(data.y_val.shape)],
+        "shuffle": opts.shuffle, "X": fingerprint(data.X), "y": fingerprint(data.y),
+        "validation_data": None if validation_data is None else fingerprint((data.X_val, data.y_val)),
         "network": [[name, list(p.shape)] for name, p in net.state_dict().items()],
+        "initial_network": fingerprint(dict(net.state_dict())), "device": str(data.X.device),
         "shard": None if shard is None else [shard.offset, shard.n_total, shard.world_size],
     })
+
+
+def _extend_max_iter(opts: _Options) -> dict:
+    """``max_iter`` may grow over a checkpoint's (training goes on), except under the cosine
+    schedule, whose rates depend on it."""
+    if opts.schedule == "cosine":
+        return {}
+
+    def check(saved: Any, state: dict) -> str | None:
+        done = state.get("epoch") if isinstance(state, dict) else None
+        if isinstance(done, int) and done > opts.max_iter:
+            return f"{done} epochs are already trained"
+        return None
+
+    return {"max_iter": check}
 
 
 def _fit_state(

@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few-minute version (3 arms, 1000 labels, 2 seeds)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    config = (QUICK if args.quick else FULL).replace(dataset=args.data, device=args.device)
+    dataset = args.data
+    if Path(args.data).resolve() == DEFAULT_MNIST.resolve():
+        # the rows name the data "mnist" (portable); load_mnist finds the file through $DBN_MNIST
+        os.environ["DBN_MNIST"], dataset = str(DEFAULT_MNIST), "mnist"
+    config = (QUICK if args.quick else FULL).replace(dataset=dataset, device=args.device)
     start = time.perf_counter()
     results = run_study(config, args.out)
     path = write_report(args.out)

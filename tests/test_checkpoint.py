@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +73,14 @@ def test_pretrain_stack_resumes_exactly(tmp_path, pretrain, propagate, options):
 def test_pretrain_checkpoint_with_other_settings_is_refused(tmp_path):
     X = _data()
     pretrain_stack(X, (6,), n_epochs=1, batch_size=40, checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match="other settings.*another 'checkpoint_dir'"):
+    with pytest.raises(ValueError, match=r"other settings: hidden_layer_sizes \(saved \[6\], now \[7\]\)\. "
+                                         "Use another 'checkpoint_dir'"):
         pretrain_stack(X, (7,), n_epochs=1, batch_size=40, checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match="other inputs: X differs"):
         pretrain_stack(X[:100], (6,), n_epochs=1, batch_size=40, checkpoint_dir=tmp_path)
+    # same shape and dtype, other bytes: refused too (the checkpoint hashes the data)
+    with pytest.raises(ValueError, match="other inputs: X differs"):
+        pretrain_stack(X.flip(0), (6,), n_epochs=1, batch_size=40, checkpoint_dir=tmp_path)
 
 
 def test_corrupt_checkpoint_raises_clear_error(tmp_path):
@@ -162,12 +167,22 @@ def test_estimator_checkpoint_resume(tmp_path, monkeypatch):
     with pytest.raises(Interrupt):
         DBNClassifier(**params, checkpoint_dir=tmp_path).fit(X, y)
     monkeypatch.setattr(training, "_run_epoch", original)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["finetune", "finetune_freeze", "pretrain"]
+    (run_dir,) = tmp_path.iterdir()  # the fit's state, keyed by its fingerprint
+    assert run_dir.name.startswith("fit-")
+    assert sorted(p.name for p in run_dir.iterdir()) == ["finetune", "finetune_freeze", "pretrain"]
     model = DBNClassifier(**params, checkpoint_dir=str(tmp_path)).fit(X, y)
     np.testing.assert_array_equal(model.predict_proba(X), ref.predict_proba(X))
     assert len(model.history_) == len(ref.history_) == 6
-    with pytest.raises(ValueError, match="other settings"):
+    # more epochs continue the finished run: as an uninterrupted max_iter=8 run, 3 epochs trained
+    ref8 = DBNClassifier(**{**params, "max_iter": 8}).fit(X, y)
+    seen = []
+    more = DBNClassifier(**{**params, "max_iter": 8}, checkpoint_dir=tmp_path,
+                         callbacks=[lambda net, r: seen.append(r["epoch"])]).fit(X, y)
+    assert seen == [6, 7, 8] and len(more.history_) == 9
+    np.testing.assert_array_equal(more.predict_proba(X), ref8.predict_proba(X))
+    with pytest.raises(ValueError, match=r"other settings: max_iter \(saved 8, now 6: 8 epochs are already trained\)"):
         DBNClassifier(**{**params, "max_iter": 6}, checkpoint_dir=tmp_path).fit(X, y)
+    assert len(list(tmp_path.iterdir())) == 1
 
 
 _SCRIPT = textwrap.dedent("""
@@ -231,3 +246,121 @@ def test_pretraining_survives_kill_9(tmp_path):
     assert resumed[-1] == (1, 6) and len(resumed) == 6 - epoch
     ref = torch.load(tmp_path / "ref.pt", weights_only=True)
     assert _equal_states(ref, torch.load(tmp_path / "resumed.pt", weights_only=True))
+
+
+# -- checkpoints bound to their inputs (issue 15) --------------------------------------------
+
+
+def test_fingerprint_hashes_bytes_in_chunks_without_copying(monkeypatch):
+    import dbn._checkpoint as ck
+    from dbn._checkpoint import fingerprint
+
+    X = torch.rand(500, 7, generator=torch.Generator().manual_seed(0))
+    whole = fingerprint(X)
+    monkeypatch.setattr(ck, "_CHUNK_BYTES", 64)  # many small chunks: same hash
+    assert fingerprint(X) == whole == fingerprint(X.numpy()) == fingerprint(X.t().contiguous().t())
+    assert fingerprint(X.flip(0)) != whole
+    X2 = X.clone()
+    X2[499, 6] += 1e-6
+    assert fingerprint(X2) != whole
+    assert fingerprint(X.double()) != whole and fingerprint(X.reshape(7, 500)) != whole
+    # sparse data are hashed without densifying, alike in every layout
+    import scipy.sparse as sp
+
+    S = sp.random(300, 50, density=0.05, format="csr", random_state=0, dtype=np.float32)
+    assert fingerprint(S) == fingerprint(S.tocsc()) != fingerprint(S.multiply(2).tocsr())
+    with warnings.catch_warnings():  # torch: "Sparse CSR tensor support is in beta state"
+        warnings.simplefilter("ignore")
+        T = torch.sparse_csr_tensor(torch.as_tensor(S.indptr), torch.as_tensor(S.indices), torch.as_tensor(S.data),
+                                    size=S.shape, check_invariants=True)
+    assert fingerprint(T) == fingerprint(T.to_sparse_coo()) != fingerprint(T.to_dense())
+
+
+def test_issue_example_other_data_same_directory_fits_its_own_data(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from dbn import DBNClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = (X[:400] / 16.0).astype(np.float32)
+    y = y[:400]
+    kw = dict(hidden_layer_sizes=(16,), n_iter=1, max_iter=2, batch_size=50, random_state=0)
+    a = DBNClassifier(**kw, checkpoint_dir=tmp_path).fit(X, y)
+    b = DBNClassifier(**kw, checkpoint_dir=tmp_path).fit(X[::-1], (y[::-1] + 1) % 10)
+    b_ref = DBNClassifier(**kw).fit(X[::-1], (y[::-1] + 1) % 10)
+    assert not np.array_equal(a.predict_proba(X), b.predict_proba(X))
+    np.testing.assert_array_equal(b.predict_proba(X), b_ref.predict_proba(X))
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_cross_validation_with_shared_checkpoint_dir_scores_as_without(tmp_path):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import KFold, cross_val_score
+
+    from dbn import DBNClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = (X[:450] / 16.0).astype(np.float32)
+    y = y[:450]
+    kw = dict(hidden_layer_sizes=(16,), n_iter=1, max_iter=2, batch_size=50, random_state=0)
+    cv = KFold(3, shuffle=True, random_state=0)
+    plain = cross_val_score(DBNClassifier(**kw), X, y, cv=cv)
+    ckpt = cross_val_score(DBNClassifier(**kw, checkpoint_dir=tmp_path), X, y, cv=cv)
+    np.testing.assert_array_equal(ckpt, plain)
+    again = cross_val_score(DBNClassifier(**kw, checkpoint_dir=tmp_path), X, y, cv=cv)  # resumed: finished runs
+    np.testing.assert_array_equal(again, plain)
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_fit_network_names_the_differing_settings_and_inputs(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(120, 5, generator=g)
+    y = (X[:, 0] > 0.5).long()
+
+    def run(X=X, y=y, seed=0, **kwargs):
+        net = build_mlp(5, (4,), 2, generator=torch.Generator().manual_seed(seed))
+        options = dict(max_iter=2, batch_size=30, learning_rate=0.1, generator=torch.Generator().manual_seed(1))
+        return fit_network(net, X, y, checkpoint_dir=tmp_path, **{**options, **kwargs})
+
+    run()
+    with pytest.raises(ValueError) as info:
+        run(learning_rate=0.2, batch_size=20)
+    message = str(info.value)
+    assert "other settings: batch_size (saved 30, now 20), learning_rate (saved 0.1, now 0.2)." in message
+    assert "Use another 'checkpoint_dir', or delete this one to start afresh." in message
+    assert len(message) < 400
+    with pytest.raises(ValueError, match="other inputs: y differs"):
+        run(y=1 - y)
+    with pytest.raises(ValueError, match="other inputs: initial_network differs"):
+        run(seed=5)
+    with pytest.raises(ValueError, match="other inputs: X, y differ"):
+        run(X=X.flip(0), y=y.flip(0))
+    with pytest.raises(ValueError, match=r"max_iter \(saved 2, now 1: 2 epochs are already trained\)"):
+        run(max_iter=1)
+    with pytest.raises(ValueError, match=r"other settings: lr_schedule .*, max_iter \(saved 2, now 3\)"):
+        run(max_iter=3, lr_schedule="cosine")
+
+
+def test_pretrain_stack_more_epochs_continue(tmp_path):
+    X = _data()
+    kwargs = dict(learning_rate=0.05, batch_size=40)
+    ref = pretrain_stack(X, (8, 6), n_epochs=(2, 4), generator=torch.Generator().manual_seed(1), **kwargs)
+    pretrain_stack(X, (8, 6), n_epochs=(2, 3), generator=torch.Generator().manual_seed(1), checkpoint_dir=tmp_path,
+                   **kwargs)
+    seen = []
+    more = pretrain_stack(X, (8, 6), n_epochs=(2, 4), checkpoint_dir=tmp_path,
+                          callbacks=[lambda i, layer, r: seen.append((i, r["epoch"]))], **kwargs)
+    assert seen == [(1, 4)] and _equal_states(more.state_dict(), ref.state_dict())
+    with pytest.raises(ValueError, match=r"n_epochs \(saved \[2, 4\], now \[3, 4\]: layers 1..1 are finished"):
+        pretrain_stack(X, (8, 6), n_epochs=(3, 4), checkpoint_dir=tmp_path, **kwargs)
+    with pytest.raises(ValueError, match="layer 2 has already trained 4 epochs"):
+        pretrain_stack(X, (8, 6), n_epochs=(2, 2), checkpoint_dir=tmp_path, **kwargs)
+
+
+def test_old_checkpoint_format_is_refused(tmp_path):
+    from dbn._checkpoint import CHECKPOINT_NAME
+
+    torch.save({"format": "torch-dbn-checkpoint", "version": 1, "kind": "pretrain_stack", "settings": "{}",
+                "state": {}}, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(ValueError, match=r"an older format \(version 1"):
+        pretrain_stack(_data(), (6,), n_epochs=1, checkpoint_dir=tmp_path)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from dbn import DBNClassifier
+from dbn import DBNClassifier, cli
 from dbn._random import make_generator
 from dbn.datasets import load_dataset
 from dbn.harness import ARMS, StudyConfig, findings, run_study, summarise_runs, write_report
@@ -293,8 +293,12 @@ def test_interrupted_study_resumes(tmp_path, monkeypatch):
     res = run_study(cfg, tmp_path, progress=False)
     assert res.n_run == 2 and len(calls) == 2
     assert len({r["run_key"] for r in res.rows}) == 4 and len(res.rows) == 8
-    # a changed protocol is a different study: its runs are not skipped
-    res2 = run_study(cfg.replace(learning_rate=0.05, arms=("relu-he",), seeds=(0,)), tmp_path, progress=False)
+    # a changed protocol is a different study: refused in the same directory unless forced, and
+    # then its runs are not skipped
+    other = cfg.replace(learning_rate=0.05, arms=("relu-he",), seeds=(0,))
+    with pytest.raises(ValueError, match=r"holds a study with other settings: arms \(saved \["):
+        run_study(other, tmp_path, progress=False)
+    res2 = run_study(other, tmp_path, progress=False, force=True)
     assert res2.n_run == 1
 
 
@@ -567,3 +571,111 @@ def test_figures_leave_out_diverged_arms_and_clip_axes(tmp_path):
     captions = figs.make_figures(rows, runs, tmp_path)
     assert "Left out, no finite error after initialisation (diverged): maxout-dropout." in captions["learning_curves.png"]
     assert "not shown" in captions["train_vs_test.png"]
+
+
+
+# -- portable results (issue 15) ---------------------------------------------------------------
+
+
+def test_study_resumed_from_a_copied_directory_skips_finished_runs(tmp_path, monkeypatch):
+    import shutil
+
+    from dbn.datasets import load_dataset
+    from dbn.harness.store import dataset_hash
+
+    cfg = StudyConfig(**{**TINY, "depths": (1,), "epochs": 1, "seeds": (0,)})
+    first = run_study(cfg, tmp_path / "a", progress=False)
+    assert first.n_run == 2
+    rows = load_rows(tmp_path / "a")
+    assert {r["dataset"] for r in rows} == {"digits"}
+    assert {r["dataset_hash"] for r in rows} == {dataset_hash(load_dataset("digits"))}
+    shutil.copytree(tmp_path / "a", tmp_path / "moved" / "b")
+    shutil.rmtree(tmp_path / "a")
+    calls = []
+    monkeypatch.setattr(runner, "run_one", lambda *a: calls.append(a) or [])
+    again = run_study(cfg, tmp_path / "moved" / "b", progress=False)
+    assert again.n_run == 0 and again.n_skipped == 2 and calls == []
+    # one more seed: only its runs are run, the copied ones are kept
+    monkeypatch.undo()
+    more = run_study(cfg.replace(seeds=(0, 1)), tmp_path / "moved" / "b", progress=False, force=True)
+    assert more.n_run == 2 and more.n_skipped == 2
+
+
+def test_study_on_a_data_file_records_a_relative_path_and_resumes_when_moved_with_it(tmp_path):
+    import shutil
+
+    from dbn.datasets import load_dataset
+
+    split = load_dataset("digits")
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    np.savez(project / "data" / "d.npz", X_train=split.X_train, y_train=split.y_train, X_valid=split.X_valid,
+             y_valid=split.y_valid, X_test=split.X_test, y_test=split.y_test)
+    cfg = StudyConfig(**{**TINY, "dataset": str(project / "data" / "d.npz"), "arms": ("relu-he",), "depths": (1,),
+                         "epochs": 1, "seeds": (0,)})
+    out = project / "study"
+    run_study(cfg, out, progress=False)
+    (row,) = [r for r in load_rows(out) if r["epoch"] == 0]
+    assert row["dataset"] == "../data/d.npz" and row["run_key"].startswith("../data/d.npz|relu-he|")
+    assert json.loads((out / "config.json").read_text())["dataset"] == "../data/d.npz"
+    assert str(tmp_path) not in (out / "rows.csv").read_text()
+    shutil.copytree(project, tmp_path / "clone")
+    res = run_study(cfg.replace(dataset=str(tmp_path / "clone" / "data" / "d.npz")), tmp_path / "clone" / "study",
+                    progress=False)
+    assert res.n_run == 0 and res.n_skipped == 1
+    # the same name with other contents is refused
+    np.savez(tmp_path / "clone" / "data" / "d.npz", X_train=split.X_train[:-1], y_train=split.y_train[:-1],
+             X_valid=split.X_valid, y_valid=split.y_valid, X_test=split.X_test, y_test=split.y_test)
+    with pytest.raises(ValueError, match="has other contents"):
+        run_study(cfg.replace(dataset=str(tmp_path / "clone" / "data" / "d.npz"), seeds=(0, 1)),
+                  tmp_path / "clone" / "study", progress=False, force=True)
+
+
+def test_failed_start_leaves_nothing_behind(tmp_path):
+    cfg = StudyConfig(**{**TINY, "dataset": str(tmp_path / "missing.npz"), "depths": (1,), "epochs": 1})
+    with pytest.raises(FileNotFoundError):
+        run_study(cfg, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(FileNotFoundError):
+        cli.main(["compare", "--dataset", str(tmp_path / "nope.npz"), "--arms", "relu-he", "--depths", "1",
+                  "--out", str(tmp_path / "out2"), "--no-progress"])
+    assert not (tmp_path / "out2").exists()
+
+
+def test_cli_refuses_an_out_directory_with_other_settings_unless_forced(tmp_path):
+    args = ["compare", "--arms", "relu-he", "--depths", "1", "--width", "8", "--sizes", "60", "--seeds", "1",
+            "--epochs", "1", "--out", str(tmp_path), "--no-progress", "--no-figures"]
+    assert cli.main(args) == 0
+    assert cli.main(args) == 0  # same settings: resumed (nothing to do)
+    with pytest.raises(ValueError, match=r"other settings: epochs \(saved 1, now 2\)\. Use another output"):
+        cli.main([*args[:-5], "2", *args[-4:]])
+    assert cli.main([*args[:-5], "2", *args[-4:], "--force"]) == 0
+    assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 2
+
+
+def test_migrate_study_rewrites_absolute_paths_and_keys(tmp_path):
+    import csv
+
+    from dbn.harness.store import migrate_study
+
+    cfg = StudyConfig(**{**TINY, "arms": ("relu-he",), "depths": (1,), "epochs": 1, "seeds": (0,)})
+    run_study(cfg, tmp_path, progress=False)
+    write_report(tmp_path, figures=False)
+    # make it look like a study written before results were portable
+    old = "/old/machine/data/digits.pkl.gz"
+    rows = load_rows(tmp_path)
+    legacy = [{**{k: v for k, v in r.items() if k != "dataset_hash"}, "dataset": old,
+               "run_key": r["run_key"].replace("digits|", old + "|", 1)} for r in rows]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in legacy))
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "dataset": old}))
+    runs_text = (tmp_path / "runs.csv").read_text()
+    (tmp_path / "runs.csv").write_text(runs_text.replace("digits|", old + "|").replace(",digits,", f",{old},"))
+    changed = migrate_study(tmp_path, "digits", content_hash=rows[0]["dataset_hash"])
+    assert changed == {"config.json": 1, "rows.jsonl": len(rows), "rows.csv": len(rows), "runs.csv": 1}
+    assert load_rows(tmp_path) == rows
+    assert (tmp_path / "runs.csv").read_text() == runs_text
+    assert old not in (tmp_path / "rows.csv").read_text()
+    with open(tmp_path / "runs.csv", newline="") as f:
+        assert next(csv.DictReader(f))["dataset"] == "digits"
+    assert run_study(cfg, tmp_path, progress=False).n_run == 0  # the migrated study resumes

@@ -8,6 +8,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from dbn import DBNClassifier, DBNRegressor, DBNTransformer, RBM, RBMTransformer
+from dbn.estimators import load_any
 from dbn.autoencoder import DenoisingAutoencoder
 from dbn.io import FORMAT_VERSION, load, read_archive, save, write_archive
 from dbn.stack import pretrain_stack
@@ -82,11 +83,12 @@ def test_loading_never_runs_code(tmp_path):
 
     path = tmp_path / "evil.dbn"
     torch.save({"format": "torch-dbn", "format_version": 1, "kind": "RBM", "config": "{}", "tensors": Evil()}, path)
-    with pytest.raises(ValueError, match="not a readable torch-dbn model file"):
+    with pytest.raises(ValueError, match="not a torch-dbn model file: it looks like a torch.save file whose contents "
+                                         "are not plain tensors"):
         load(path)
     with open(tmp_path / "evil.pkl", "wb") as f:
         pickle.dump(Evil(), f)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a torch-dbn model file: it looks like a Python pickle"):
         load(tmp_path / "evil.pkl")
     assert not marker.exists()
 
@@ -95,10 +97,10 @@ def test_corrupt_truncated_foreign_and_future_files(tmp_path):
     path = save(RBM(4, 3), tmp_path / "ok.dbn")
     raw = path.read_bytes()
     (tmp_path / "trunc.dbn").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ValueError, match="corrupt|truncated|readable"):
+    with pytest.raises(ValueError, match="not a torch-dbn model file: it looks like a damaged or truncated zip"):
         load(tmp_path / "trunc.dbn")
     (tmp_path / "garbage.dbn").write_bytes(b"\x00not a model" * 10)
-    with pytest.raises(ValueError, match="readable"):
+    with pytest.raises(ValueError, match="not a torch-dbn model file: it looks like bytes of no known format"):
         load(tmp_path / "garbage.dbn")
     torch.save({"weight": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(ValueError, match="not a torch-dbn model file"):
@@ -153,3 +155,57 @@ def test_load_any_lives_with_the_estimators(tmp_path, data):
     assert type(loaded) is RBMTransformer
     np.testing.assert_array_equal(loaded.transform(X[:10]), est.transform(X[:10]))
     assert not hasattr(dbn.io, "load_any")
+
+
+# -- loading messages of our own (issue 15) ----------------------------------------------------
+
+
+def _load_quietly(loader, path):
+    """The ValueError message of ``loader(path)``, checking that no warning leaked."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError) as info:
+            loader(path)
+    assert [str(w.message) for w in caught] == []
+    message = str(info.value)
+    assert "weights_only" not in message and "Re-running" not in message
+    return message
+
+
+@pytest.mark.parametrize("loader", [load, DBNClassifier.load, load_any])
+def test_non_model_files_get_our_own_messages(tmp_path, loader):
+    import joblib
+
+    joblib.dump({"model": [1, 2, 3]}, tmp_path / "model.joblib")
+    message = _load_quietly(loader, tmp_path / "model.joblib")
+    assert message.endswith(
+        "is not a torch-dbn model file: it looks like a Python pickle (as written by joblib.dump or pickle.dump): "
+        "use joblib.load on it only if you trust its source. Save models with dbn.io.save or the estimators' "
+        "save method.")
+    joblib.dump({"model": 1}, tmp_path / "model.gz", compress=3)
+    assert "it looks like compressed data" in _load_quietly(loader, tmp_path / "model.gz")
+    (tmp_path / "random.bin").write_bytes(np.random.default_rng(0).bytes(300))
+    assert "it looks like bytes of no known format" in _load_quietly(loader, tmp_path / "random.bin")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    assert "it looks like a text file" in _load_quietly(loader, tmp_path / "notes.txt")
+    (tmp_path / "empty.dbn").write_bytes(b"")
+    assert "it looks like an empty file" in _load_quietly(loader, tmp_path / "empty.dbn")
+    write_archive(tmp_path / "future.dbn", "RBM", {}, {})
+    payload = torch.load(tmp_path / "future.dbn", weights_only=True)
+    payload["format_version"] = FORMAT_VERSION + 1
+    torch.save(payload, tmp_path / "future.dbn")
+    assert f"format version {FORMAT_VERSION + 1}, newer than this torch-dbn" in _load_quietly(
+        loader, tmp_path / "future.dbn")
+
+
+def test_checkpoint_of_another_kind_of_file_is_described(tmp_path):
+    import joblib
+
+    from dbn.stack import pretrain_stack
+
+    joblib.dump({"state": 1}, tmp_path / "checkpoint.pt")
+    message = _load_quietly(lambda d: pretrain_stack(torch.rand(20, 4), (3,), n_epochs=1, checkpoint_dir=d),
+                            tmp_path)
+    assert "is corrupt or unreadable (a Python pickle (as written by joblib.dump" in message

@@ -193,5 +193,8 @@ def test_fit_arm_checkpoints_like_the_estimator(digits, tmp_path):
                   checkpoint_dir=tmp_path / "arm")
     est = DBNClassifier(**params, random_state=0, checkpoint_dir=tmp_path / "est").fit(X, y)
     found = lambda d: sorted(p.relative_to(d).parent.as_posix() for p in d.rglob("checkpoint.pt"))  # noqa: E731
-    assert found(tmp_path / "arm") == found(tmp_path / "est") == ["finetune", "finetune_freeze", "pretrain"]
+    (key,) = {path.split("/")[0] for path in found(tmp_path / "est")}  # one fit, keyed by its fingerprint
+    assert key.startswith("fit-")
+    assert found(tmp_path / "arm") == found(tmp_path / "est") == [f"{key}/finetune", f"{key}/finetune_freeze",
+                                                                  f"{key}/pretrain"]
     _same_networks(est.network_, fit.network)

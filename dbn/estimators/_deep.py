@@ -126,9 +126,13 @@ class DBNTransformer(
     verbose : int, default=0
     device : str, default="cpu"
     checkpoint_dir : str, path-like or None, default=None
-        Directory for per-epoch checkpoints of the pretraining (subdirectory ``pretrain``);
-        a rerun of ``fit`` with the same settings resumes where an interrupted one stopped.
-        See :func:`dbn.stack.pretrain_stack`.
+        Directory for per-epoch checkpoints of the pretraining. Each fit keeps its state in a
+        subdirectory named by a fingerprint of its data (a hash of the bytes of ``X``), its
+        settings and its ``random_state`` (:func:`dbn.recipe.run_directory`), so clones that
+        share the directory in cross-validation or a grid search never read each other's
+        state; a rerun of ``fit`` on the same data with the same settings and an int
+        ``random_state`` resumes where an interrupted one stopped (with ``random_state=None``
+        every fit starts afresh). See :func:`dbn.stack.pretrain_stack`.
 
     Attributes
     ----------
@@ -231,7 +235,8 @@ class DBNTransformer(
         generator = make_generator(self.random_state, device)
         params = {**self.get_params(deep=False), "pretrain_learning_rate": self.learning_rate,
                   "pretrain_batch_size": self.batch_size, "pretrain_momentum": self.momentum}
-        self.stack_ = recipe.pretrain(params, Xt, generator=generator, checkpoint_dir=self.checkpoint_dir)
+        checkpoint_dir = recipe.run_directory(self.checkpoint_dir, "pretrain", params, X=Xt, generator=generator)
+        self.stack_ = recipe.pretrain(params, Xt, generator=generator, checkpoint_dir=checkpoint_dir)
         self.history_ = self.stack_.histories
         return self
 
@@ -628,10 +633,18 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
     verbose : int, default=0
     device : str, default="cpu"
     checkpoint_dir : str, path-like or None, default=None
-        Directory for per-epoch checkpoints: pretraining in ``pretrain``, fine-tuning in
-        ``finetune`` (and ``finetune_freeze`` for the ``freeze_epochs`` phase). A rerun of
-        ``fit`` with the same settings resumes where an interrupted one stopped and, with an
-        int ``random_state`` on the CPU, ends with the same model as an uninterrupted run.
+        Directory for per-epoch checkpoints. Each fit keeps its state in a subdirectory named
+        by a fingerprint of its data (a hash of the bytes of ``X``, ``y`` and ``X_pretrain``),
+        its settings and its ``random_state`` (:func:`dbn.recipe.run_directory`): pretraining
+        in ``pretrain``, fine-tuning in ``finetune`` (and ``finetune_freeze`` for the
+        ``freeze_epochs`` phase). Clones that share the directory in cross-validation or a
+        grid search therefore never read each other's state. A rerun of ``fit`` on the same
+        data with the same settings and an int ``random_state`` resumes where an interrupted
+        one stopped and, on the CPU, ends with the same model as an uninterrupted run (with
+        ``random_state=None`` every fit starts afresh). Fits that differ only in ``max_iter``
+        share their state: a larger ``max_iter`` continues a finished run for the extra
+        epochs (except with ``lr_schedule="cosine"``, whose rates depend on it), a smaller
+        one than already trained raises ``ValueError``.
     callbacks : list of callables or None, default=None
         Called as ``callback(network, record)`` once per fine-tuning epoch (the
         ``freeze_epochs`` epochs included), with the fine-tuned ``torch.nn.Module`` and that

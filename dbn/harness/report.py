@@ -26,8 +26,8 @@ __all__ = ["summarise_runs", "cell_statistics", "findings", "summary", "write_re
 
 #: Per-run summary columns written to ``runs.csv``.
 RUN_COLUMNS: tuple[str, ...] = (
-    "run_key", "dataset", "arm", "depth", "width", "size", "seed", "fold", "protocol", "pretrained", "unlabelled",
-    "n_train", "n_pretrain", "n_epochs", "selected_epoch", "diverged", "test_error", "valid_error", "train_error",
+    "run_key", "dataset", "dataset_hash", "arm", "depth", "width", "size", "seed", "fold", "protocol", "pretrained",
+    "unlabelled", "n_train", "n_pretrain", "n_epochs", "selected_epoch", "diverged", "test_error", "valid_error", "train_error",
     "test_loss", "train_loss", "gap", "min_train_loss", "min_train_loss_epoch", "min_train_error", "pretrain_time",
     "pretrain_cached", "finetune_time", "init_grad_ratio_bottom", "final_grad_ratio_bottom", "init_grad_shrink",
     "final_grad_shrink", "init_wgrad_shrink", "init_saturated_top", "final_saturated_top", "init_train_error",

@@ -21,6 +21,7 @@ same study again skips finished runs and reruns an interrupted one.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -43,7 +44,7 @@ from ..network import linear_layers
 from ..training import History, evaluate
 from .config import RunSpec, StudyConfig, arm_params, is_pretrained
 from .metrics import layer_statistics, weight_change
-from .store import CONFIG_JSON, ResultStore, _json_default, load_rows
+from .store import CONFIG_JSON, ResultStore, _json_default, check_study_dir, dataset_hash, dataset_label, load_rows
 
 __all__ = [
     "build_network",
@@ -162,7 +163,9 @@ def fit_arm(
 
     With ``fit_generator=None`` and no ``validation_data`` the result is the estimator's,
     weight for weight, for ``random_state`` seeding ``generator``: both run the same code.
-    ``checkpoint_dir`` checkpoints pretraining and fine-tuning as the estimator's does.
+    ``checkpoint_dir`` checkpoints pretraining and fine-tuning as the estimator's does, in a
+    subdirectory keyed by the fit's fingerprint (data, settings, generator states:
+    :func:`dbn.recipe.run_directory`).
 
     Examples
     --------
@@ -424,6 +427,18 @@ def run_one(
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_same_data(stored: list[dict[str, Any]], label: str, digest: str) -> None:
+    """Refuse to add runs on data whose content differs from that of the stored runs of the
+    same data set label (rows written before hashes were recorded are not checked)."""
+    hashes = {r.get("dataset_hash") for r in stored if r.get("dataset") == label} - {None, ""}
+    if hashes and hashes != {digest}:
+        raise ValueError(
+            f"The data set {label!r} has other contents (hash {digest}) than when the stored runs of this study "
+            f"were made (hash {', '.join(sorted(hashes))}). Point 'dataset' at the same data, or use another "
+            "output directory."
+        )
+
+
 @dataclass
 class StudyResults:
     """Rows of a study (one dict per run and epoch) and where they are stored.
@@ -471,6 +486,7 @@ def run_study(
     *,
     progress: bool = True,
     report: bool = False,
+    force: bool = False,
 ) -> StudyResults:
     """Run every run of ``config`` not yet in ``out_dir``; store rows as each run finishes.
 
@@ -480,11 +496,20 @@ def run_study(
     out_dir : path
         Receives ``rows.jsonl``, ``rows.csv`` and ``config.json`` (and the report with
         ``report=True``). Runs already stored there (same key: arm, depth, width, size, seed,
-        fold, dataset and protocol hash) are skipped; an interrupted run is run again.
+        fold, dataset and protocol hash) are skipped; an interrupted run is run again. Rows
+        name the data set portably (:func:`dbn.harness.store.dataset_label`: ``"digits"``,
+        ``"mnist"`` or a path relative to ``out_dir``) and record its content hash
+        (``dataset_hash``), so a study directory moved or cloned (with its data, or to where
+        the same relative path holds the same data) resumes. Nothing is created in
+        ``out_dir`` before the data are loaded: a failed start leaves nothing behind.
     progress : bool, default=True
         A tqdm progress bar over runs.
     report : bool, default=False
         Write ``report.md`` and the figures at the end (:func:`dbn.harness.write_report`).
+    force : bool, default=False
+        Run even when ``out_dir`` holds a study with other settings (its ``config.json`` is
+        replaced; the stored runs stay and are reported with the new ones). Without it such a
+        directory raises ``ValueError`` naming the settings that differ.
 
     Returns
     -------
@@ -503,13 +528,21 @@ def run_study(
 
     if not isinstance(config, StudyConfig):
         raise ValueError(f"The 'config' parameter must be a StudyConfig. Got {type(config).__name__}.")
+    label = dataset_label(config.dataset, out_dir)
+    stored_config = {**config.to_dict(), "dataset": label}
+    check_study_dir(out_dir, stored_config, force=force)
+    specs = [dataclasses.replace(spec, dataset=label) for spec in config.run_specs()]
+    stored = load_rows(out_dir)
+    done = {r["run_key"] for r in stored}
+    todo = [s for s in specs if s.key not in done]
+    split = digest = None
+    if todo:  # before anything is written: a data set that fails to load leaves no directory
+        split = load_dataset(config.dataset)
+        digest = dataset_hash(split)
+        _check_same_data(stored, label, digest)
     store = ResultStore(out_dir)
     with open(store.out_dir / CONFIG_JSON, "w", encoding="utf-8") as f:
-        json.dump(config.to_dict(), f, indent=2, default=_json_default)
-    specs = config.run_specs()
-    done = store.finished_keys()
-    todo = [s for s in specs if s.key not in done]
-    split = load_dataset(config.dataset) if todo else None
+        json.dump(stored_config, f, indent=2, default=_json_default)
     cache: dict[tuple, StudyData] = {}
     stack_cache: dict[tuple, Any] = {}
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run", disable=not progress)
@@ -526,7 +559,7 @@ def run_study(
                     device=config.device,
                 )
             rows = run_one(config, spec, cache[data_key], stack_cache)
-            store.append(rows)
+            store.append([{**row, "dataset_hash": digest} for row in rows])
             n_run += 1
             bar.update(1)
     finally:
