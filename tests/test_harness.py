@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -14,11 +15,23 @@ from scipy import stats
 from dbn import DBNClassifier, cli
 from dbn._random import make_generator
 from dbn.datasets import load_dataset
-from dbn.harness import ARMS, StudyConfig, findings, run_study, summarise_runs, write_report
+from dbn.harness import (
+    ARMS,
+    StudyConfig,
+    findings,
+    report,
+    run_study,
+    runner,
+    summarise_runs,
+    write_report,
+)
 from dbn.harness import figures as figs
-from dbn.harness import report
-from dbn.harness import runner
-from dbn.harness.metrics import layer_statistics, paired_differences, t_interval, weight_change
+from dbn.harness.metrics import (
+    layer_statistics,
+    paired_differences,
+    t_interval,
+    weight_change,
+)
 from dbn.harness.runner import ResultStore, fit_arm, load_rows, prepare_data
 from dbn.training import build_mlp, linear_layers
 
@@ -631,24 +644,28 @@ def test_study_on_a_data_file_records_a_relative_path_and_resumes_when_moved_wit
                   tmp_path / "clone" / "study", progress=False, force=True)
 
 
-def test_failed_start_leaves_nothing_behind(tmp_path):
+def test_failed_start_leaves_nothing_behind(tmp_path, capsys):
     cfg = StudyConfig(**{**TINY, "dataset": str(tmp_path / "missing.npz"), "depths": (1,), "epochs": 1})
     with pytest.raises(FileNotFoundError):
         run_study(cfg, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
-    with pytest.raises(FileNotFoundError):
-        cli.main(["compare", "--dataset", str(tmp_path / "nope.npz"), "--arms", "relu-he", "--depths", "1",
-                  "--out", str(tmp_path / "out2"), "--no-progress"])
+    status = cli.main(["compare", "--dataset", str(tmp_path / "nope.npz"), "--arms", "relu-he", "--depths", "1",
+                       "--out", str(tmp_path / "out2"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 1 and "nope.npz" in err and len(err.strip().splitlines()) == 1  # one line, no traceback
     assert not (tmp_path / "out2").exists()
 
 
-def test_cli_refuses_an_out_directory_with_other_settings_unless_forced(tmp_path):
+def test_cli_refuses_an_out_directory_with_other_settings_unless_forced(tmp_path, capsys):
     args = ["compare", "--arms", "relu-he", "--depths", "1", "--width", "8", "--sizes", "60", "--seeds", "1",
             "--epochs", "1", "--out", str(tmp_path), "--no-progress", "--no-figures"]
     assert cli.main(args) == 0
     assert cli.main(args) == 0  # same settings: resumed (nothing to do)
-    with pytest.raises(ValueError, match=r"other settings: epochs \(saved 1, now 2\)\. Use another output"):
-        cli.main([*args[:-5], "2", *args[-4:]])
+    capsys.readouterr()
+    assert cli.main([*args[:-5], "2", *args[-4:]]) == 1
+    assert re.search(r"other settings: epochs \(saved 1, now 2\)\. Use another output", capsys.readouterr().err)
+    with pytest.raises(ValueError, match=r"other settings: epochs \(saved 1, now 2\)"):  # --debug: the exception
+        cli.main(["--debug", *args[:-5], "2", *args[-4:]])
     assert cli.main([*args[:-5], "2", *args[-4:], "--force"]) == 0
     assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 2
 
