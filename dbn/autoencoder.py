@@ -31,6 +31,7 @@ from .engine import (
     block_rows,
     fit_loop,
     minibatches,
+    sparse_buffer,
     take_rows,
 )
 from .optim import MOMENTUM_OPTIMIZERS, make_optimizer
@@ -498,8 +499,9 @@ def train_autoencoder(
         start = time.perf_counter()
         batches = minibatches(X.shape[0], batch_size, shuffle=shuffle, generator=gen, device=X.device)
         total = torch.zeros((), device=X.device, dtype=X.dtype)
+        buffer = sparse_buffer(X, batch_size)  # a sparse X is densified one batch at a time, into it
         for rows in batches.rows:
-            xb = take_rows(X, rows)  # a sparse X is densified one batch at a time
+            xb = take_rows(X, rows, buffer)
             loss = dae._loss(xb, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -531,8 +533,9 @@ def _hidden_margin(dae: DenoisingAutoencoder, X: torch.Tensor, monitor_size: int
     """``max min(p, 1 - p)`` of the codes of the first ``monitor_size`` samples (the
     saturation check of :class:`dbn.engine.DivergenceCheck`; no random numbers drawn)."""
     m, block, margin = min(monitor_size, X.shape[0]), block_rows(X), None
+    buffer = sparse_buffer(X, block)
     for start in range(0, m, block):
-        h = dae.encode(take_rows(X, slice(start, min(start + block, m))))
+        h = dae.encode(take_rows(X, slice(start, min(start + block, m)), buffer))
         if h.numel():
             margin = max(float(torch.minimum(h, 1 - h).max()), -1.0 if margin is None else margin)
     return margin

@@ -38,6 +38,7 @@ from .engine import (
     is_sparse,
     lr_factor,
     minibatches,
+    sparse_buffer,
     take_rows,
 )
 from .units import get_units
@@ -747,8 +748,9 @@ class CDTrainer:
         mv = 0 if V is None else min(m, V.shape[0])
         errors, pls, energies, margin = [], [], [], None
         block = block_rows(X)
+        buffer = sparse_buffer(X, block)
         for start in range(0, m, block):
-            v = take_rows(X, rows[start : start + block])
+            v = take_rows(X, rows[start : start + block], buffer)
             h = rbm.hidden_probs(v)
             errors.append(((v - rbm.visible_mean(h)) ** 2).sum(dim=1))
             block_margin = float(torch.minimum(h, 1 - h).max())

@@ -72,6 +72,7 @@ from .engine import (
     fit_loop,
     minibatches,
     select_rows,
+    sparse_buffer,
     take_rows,
 )
 from .optim import make_optimizer
@@ -427,8 +428,9 @@ def _run_epoch(
     world = 1 if shard is None else shard.world_size
     loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
     stat = torch.zeros(() if cross_entropy else y.shape[1], device=X.device, dtype=torch.float64)
+    buffer = sparse_buffer(X, batch_size)  # a sparse X is densified one batch at a time, into it
     for b, (rows, size) in enumerate(zip(batches.rows, batches.sizes)):
-        X_batch, y_batch = take_rows(X, rows), y[rows]  # a sparse X is densified one batch at a time
+        X_batch, y_batch = take_rows(X, rows, buffer), y[rows]
         scale = None if shard is None else world / (size * per_output)
         loss, out = _train_step(net, optimizer, X_batch, y_batch, cfg, sum_scale=scale)
         loss_sum += loss * (size if shard is None else size / world)  # this process's summed loss
@@ -1117,7 +1119,8 @@ def predict_logits(net: nn.Module, X: torch.Tensor, *, batch_size: int = 1000) -
     net.eval()
     try:
         with torch.no_grad():
-            outputs = [net(take_rows(X, slice(s, s + batch_size))) for s in range(0, X.shape[0], batch_size)]
+            buffer = sparse_buffer(X, batch_size)
+            outputs = [net(take_rows(X, slice(s, s + batch_size), buffer)) for s in range(0, X.shape[0], batch_size)]
     finally:
         net.train(was_training)
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
@@ -1167,10 +1170,11 @@ def evaluate(
     loss_fn = _loss_fn(loss)
     loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
     stat: torch.Tensor | None = None
+    buffer = sparse_buffer(X, batch_size)
     try:
         with torch.no_grad():
             for s in range(0, X.shape[0], batch_size):
-                X_batch, y_batch = take_rows(X, slice(s, s + batch_size)), y[s : s + batch_size]
+                X_batch, y_batch = take_rows(X, slice(s, s + batch_size), buffer), y[s : s + batch_size]
                 out = net(X_batch)
                 if loss == "mse" and out.shape != y_batch.shape:
                     raise ValueError(
