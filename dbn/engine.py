@@ -224,7 +224,8 @@ class DivergenceCheck(Piece):
        so that tiny or all-zero initialisations are not compared with zero);
     4. *saturation*: ``hidden_margin(model)``, the largest distance of a hidden probability
        from 0 or 1 on the monitor subset, is below ``SATURATION_EPS`` (every hidden unit is
-       stuck at 0 or 1 for every sample: the features carry no information).
+       stuck at 0 or 1 for every sample: the features carry no information), when it was not
+       so at first (before training, or after the first epoch where that is the first look).
 
     The references (first loss, initial size) are taken once and kept on the piece, so a
     trainer that keeps its piece across calls (:meth:`dbn.CDTrainer.partial_fit`) compares
@@ -317,6 +318,7 @@ class DivergenceCheck(Piece):
         self.what = what
         self.first_loss: float | None = None
         self.initial_rms: float | None = None
+        self.first_margin: float | None = None
 
     def _module(self, model: Any) -> nn.Module:
         return model if self.module is None else self.module(model)
@@ -333,6 +335,8 @@ class DivergenceCheck(Piece):
     def start(self, model: Any) -> None:
         if self.initial_rms is None:
             self.initial_rms = _parameter_rms(self._module(model))
+        if self.first_margin is None and self.hidden_margin is not None:
+            self.first_margin = self.hidden_margin(model)
 
     def check(self, model: Any, record: dict) -> None:
         if self.parameters_first:
@@ -364,7 +368,10 @@ class DivergenceCheck(Piece):
             self._fail(record, f"the weights grew from RMS {self.initial_rms:.3g} to {rms:.3g} "
                                f"(over {self.WEIGHT_GROWTH:g}-fold)")
         margin = None if self.hidden_margin is None else self.hidden_margin(model)
-        if margin is not None and margin < self.SATURATION_EPS:
+        if self.first_margin is None:
+            self.first_margin = margin
+        # saturated from the start (e.g. unscaled data) is the data's scale, not runaway training
+        if margin is not None and margin < self.SATURATION_EPS <= self.first_margin:
             self._fail(record, f"every hidden unit is saturated (all hidden probabilities within {margin:.2g} "
                                "of 0 or 1 on the monitored samples)")
 

@@ -670,6 +670,11 @@ class CDTrainer:
         self.history.append(record)
         return record
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_divergence"] = None  # its message callables do not pickle; a new one starts afresh
+        return state
+
     def _divergence_check(self) -> DivergenceCheck:
         """The trainer's one divergence piece, kept across calls so that its references (first
         reconstruction error, initial weights) are those of the first epoch ever run."""

@@ -78,9 +78,12 @@ def test_divergence_check_weight_growth_and_floor():
 
 
 def test_divergence_check_saturation():
-    check = DivergenceCheck(None, hint="", hidden_margin=lambda m: 0.0)
+    margins = iter([0.4, 0.0])
+    check = DivergenceCheck(None, hint="", hidden_margin=lambda m: next(margins))
+    check.check(torch.nn.Linear(1, 1), {"epoch": 1})
     with pytest.raises(DivergenceError, match="every hidden unit is saturated"):
-        check.check(torch.nn.Linear(1, 1), {"epoch": 1})
+        check.check(torch.nn.Linear(1, 1), {"epoch": 2})
+    DivergenceCheck(None, hint="", hidden_margin=lambda m: 0.0).check(torch.nn.Linear(1, 1), {"epoch": 1})  # from the start
     DivergenceCheck(None, hint="", hidden_margin=lambda m: 0.3).check(torch.nn.Linear(1, 1), {"epoch": 1})
 
 
