@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +24,9 @@ __all__ = [
     "check_finite_parameters",
     "per_layer",
     "DivergenceError",
+    "machine_memory",
+    "check_memory",
+    "clip_batch_size",
 ]
 
 
@@ -137,7 +142,8 @@ def check_data_tensor(
             f"(shape {tuple(X.shape)} vs (n_samples, {n_features}))."
         )
     # one pass, no temporary of the data's size: min and max propagate NaN and expose +-inf
-    lo, hi = (float(t) for t in torch.aminmax(X.detach()))
+    values = X.detach().values() if X.layout == torch.sparse_csr else X.detach()  # sparse: its non-zeros
+    lo, hi = (float(t) for t in torch.aminmax(values)) if values.numel() else (0.0, 0.0)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or infinity. Remove or impute those values first.")
     if unit_interval and (lo < 0 or hi > 1):
@@ -181,3 +187,71 @@ def per_layer(name: str, value: Any, n_layers: int) -> list:
             )
         return list(value)
     return [value] * n_layers
+
+
+def machine_memory(device: torch.device | str = "cpu") -> int | None:
+    """Bytes the machine has for tensors on ``device``: the CUDA device's total memory, else
+    the total RAM (``psutil`` when installed, else ``os.sysconf``); ``None`` when unknown.
+
+    Examples
+    --------
+    >>> machine_memory("cpu") > 0
+    True
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except ImportError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(needs: dict[str, tuple[int, str]], *, device: torch.device | str, owner: str) -> None:
+    """Refuse sizes whose tensors would not fit in the machine's memory, before allocating.
+
+    ``needs`` maps a parameter name to ``(bytes, what)``: the bytes its setting makes the
+    model allocate and a description (e.g. ``"the weights (10 x 64 float32)"``). A
+    ``ValueError`` names the first parameter whose bytes, or the total, exceed
+    :func:`machine_memory`.
+
+    Examples
+    --------
+    >>> check_memory({"n_components": (8 * 10**15, "the weights")}, device="cpu", owner="RBMTransformer")
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'n_components' parameter of RBMTransformer needs 8000000000000000 bytes ...
+    """
+    available = machine_memory(device)
+    if available is None:
+        return
+    total = sum(n for n, _ in needs.values())
+    for name, (n_bytes, what) in sorted(needs.items(), key=lambda item: -item[1][0]):
+        if n_bytes > available or total > available:
+            raise ValueError(
+                f"The {name!r} parameter of {owner} needs {n_bytes} bytes for {what} "
+                f"({total} bytes in all), more than the {available} bytes of memory of {torch.device(device)}. "
+                f"Lower {name!r}."
+            )
+
+
+def clip_batch_size(batch_size: int, n_samples: int) -> int:
+    """``batch_size`` clipped to ``[1, n_samples]``, warning as scikit-learn's MLP does.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     clip_batch_size(500, 300), len(caught)
+    (300, 1)
+    """
+    if batch_size > n_samples or batch_size < 1:
+        warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+    return int(min(max(batch_size, 1), max(n_samples, 1)))

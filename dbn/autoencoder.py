@@ -24,7 +24,17 @@ from ._options import VisibleType as AEVisibleName
 from ._random import make_generator, resolve_device
 from ._validation import check_choice, check_data_tensor, check_int, check_scalar
 from ._threads import batch_work
-from .engine import CheckpointEvery, DivergenceCheck, Piece, PrintProgress, fit_loop, minibatches
+from .engine import (
+    CheckpointEvery,
+    DivergenceCheck,
+    Piece,
+    PrintProgress,
+    block_rows,
+    fit_loop,
+    minibatches,
+    sparse_buffer,
+    take_rows,
+)
 from .optim import MOMENTUM_OPTIMIZERS, make_optimizer
 
 __all__ = [
@@ -490,8 +500,9 @@ def train_autoencoder(
         start = time.perf_counter()
         batches = minibatches(X.shape[0], batch_size, shuffle=shuffle, generator=gen, device=X.device)
         total = torch.zeros((), device=X.device, dtype=X.dtype)
+        buffer = sparse_buffer(X, batch_size)  # a sparse X is densified one batch at a time, into it
         for rows in batches.rows:
-            xb = X[rows]
+            xb = take_rows(X, rows, buffer)
             loss = dae._loss(xb, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -502,7 +513,8 @@ def train_autoencoder(
 
     pieces: list[Piece] = [DivergenceCheck(
         "loss", lambda r: f"Training diverged at epoch {r['epoch']}: the reconstruction loss is {r['loss']}. "
-        f"{_DIVERGENCE_HINT}", hint=_DIVERGENCE_HINT,
+        f"{_DIVERGENCE_HINT}", hint=_DIVERGENCE_HINT, learning_rate=learning_rate,
+        hidden_margin=lambda model: _hidden_margin(model, X), what="Denoising autoencoder training",
     )]
     if verbose:
         pieces.append(PrintProgress(
@@ -516,6 +528,19 @@ def train_autoencoder(
     dae.train()
     return fit_loop(dae, range(first, n_epochs + 1), run_epoch, callbacks=callbacks, pieces=pieces, records=history,
                     work=batch_work(batch_size, dae), device=X.device)
+
+
+@torch.no_grad()
+def _hidden_margin(dae: DenoisingAutoencoder, X: torch.Tensor, monitor_size: int = 1000) -> float | None:
+    """``max min(p, 1 - p)`` of the codes of the first ``monitor_size`` samples (the
+    saturation check of :class:`dbn.engine.DivergenceCheck`; no random numbers drawn)."""
+    m, block, margin = min(monitor_size, X.shape[0]), block_rows(X), None
+    buffer = sparse_buffer(X, block)
+    for start in range(0, m, block):
+        h = dae.encode(take_rows(X, slice(start, min(start + block, m)), buffer))
+        if h.numel():
+            margin = max(float(torch.minimum(h, 1 - h).max()), -1.0 if margin is None else margin)
+    return margin
 
 
 def _training_tensor(dae: DenoisingAutoencoder, X: torch.Tensor | np.ndarray) -> torch.Tensor:

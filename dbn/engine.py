@@ -19,7 +19,8 @@ The pieces
     the record, such as :class:`DivergenceCheck`, runs before them):
 
     * :class:`DivergenceCheck` raises :class:`dbn.DivergenceError` on a non-finite loss or
-      parameter;
+      parameter, and on runaway training (the loss or the weights grown by orders of magnitude,
+      every hidden unit saturated);
     * :class:`EarlyStopping` follows a monitored record key, remembers the best epoch (and
       its weights) and stops after ``patience`` epochs without improvement;
     * :class:`ProgressBar` (tqdm) and :class:`PrintProgress` (one line per epoch) report;
@@ -27,7 +28,7 @@ The pieces
     * :class:`SchedulerStep` steps a torch learning-rate scheduler after every epoch (fine-tuning)
       and :func:`lr_factor` is the RBM's per-epoch learning-rate schedule.
 
-    A piece implements any of ``check(model, record)`` (before the callbacks),
+    A piece implements any of ``start(model)`` (before the first epoch), ``check(model, record)`` (before the callbacks),
     ``on_epoch_end(model, record, stop) -> bool | None`` (after them; returning ``True``
     stops) and ``close()`` (always, at the end).
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from typing import Any, NamedTuple
@@ -69,6 +71,14 @@ __all__ = [
     "Batches",
     "minibatches",
     "take_rows",
+    "is_sparse",
+    "row_blocks",
+    "map_rows",
+    "block_rows",
+    "select_rows",
+    "chunk_rows",
+    "sparse_buffer",
+    "column_mean",
 ]
 
 Callback = Callable[[Any, dict], Any]
@@ -119,6 +129,9 @@ class Piece:
     >>> Piece().on_epoch_end(None, {}, False) is None
     True
     """
+
+    def start(self, model: Any) -> None:
+        """Before the first epoch (e.g. to take reference values)."""
 
     def check(self, model: Any, record: dict) -> None:
         """Before the callbacks: inspect the record (may raise)."""
@@ -194,6 +207,8 @@ def fit_loop(
 def _run_epochs(model: Any, epochs: Iterable[int], run_epoch: Callable[[int], dict], callbacks: Sequence[Callback],
                 pieces: Sequence[Piece], records: list) -> None:
     try:
+        for piece in pieces:
+            piece.start(model)
         for epoch in epochs:
             record = run_epoch(epoch)
             records.append(record)
@@ -216,7 +231,35 @@ def _run_epochs(model: Any, epochs: Iterable[int], run_epoch: Callable[[int], di
 
 
 class DivergenceCheck(Piece):
-    """Raise :class:`dbn.DivergenceError` when a record's loss or a parameter is not finite.
+    """Raise :class:`dbn.DivergenceError` when training runs away, not only on NaN/inf.
+
+    After every epoch the piece checks, in this order:
+
+    1. the parameters and the monitored loss are finite (as before);
+    2. *runaway loss*: ``record[growth_key]`` (the loss by default) exceeds
+       ``LOSS_GROWTH`` times its first value (floored at ``LOSS_FLOOR``);
+    3. *runaway weights*: the root mean square of all the parameters exceeds
+       ``WEIGHT_GROWTH`` times its value before the first epoch (floored at ``WEIGHT_FLOOR``,
+       so that tiny or all-zero initialisations are not compared with zero);
+    4. *saturation*: ``hidden_margin(model)``, the largest distance of a hidden probability
+       from 0 or 1 on the monitor subset, is below ``SATURATION_EPS`` (every hidden unit is
+       stuck at 0 or 1 for every sample: the features carry no information), when it was not
+       so at first (before training, or after the first epoch where that is the first look).
+
+    The references (first loss, initial size) are taken once and kept on the piece, so a
+    trainer that keeps its piece across calls (:meth:`dbn.CDTrainer.partial_fit`) compares
+    with the first epoch it ever ran. The errors name the learning rate and what to do.
+
+    How the thresholds were chosen: the ratios were logged on normal runs (the default test
+    suite; 91 of the 160 runs of the default digits study ``python -m dbn compare --dataset
+    digits``; two-epoch runs of ``scripts/mnist_dbn.py --train-size 10000`` and
+    ``scripts/mnist_rbm_ais.py --train-size 10000``). Largest weight-RMS growth: 78 (test
+    suite, fine-tuning at a high learning rate), 31 (study), 4.2 (MNIST); largest loss growth
+    of a run that is not diverging: 1.07 (RBM), 1 (DAE), 324 (study fine-tuning);
+    smallest saturation margin: 1e-3 (MNIST RBM, 500 hidden units). The thresholds sit two or
+    more orders of magnitude beyond: ``WEIGHT_GROWTH = 1e4``, ``LOSS_GROWTH = 1e5``,
+    ``SATURATION_EPS = 1e-6``. The runaway examples of issue 15 (learning rates of 1e6) grow
+    the weights 2e6- to 2e9-fold in their first epoch.
 
     Parameters
     ----------
@@ -233,6 +276,15 @@ class DivergenceCheck(Piece):
     parameter_message : callable, optional
         ``parameter_message(record, names) -> str``; by default
         :func:`dbn._validation.check_finite_parameters`' message for the first bad parameter.
+    growth_key : str or None, optional
+        Record key followed for runaway growth; ``loss_key`` by default.
+    hidden_margin : callable, optional
+        ``hidden_margin(model) -> float or None``: ``max min(p, 1 - p)`` over the hidden
+        probabilities of the monitor subset (``None``: not available this epoch).
+    learning_rate : float, optional
+        Named in the errors; by default ``record["learning_rate"]`` when the record has it.
+    what : str, default="Training"
+        How the errors start ("RBM training", ...).
 
     Examples
     --------
@@ -242,7 +294,22 @@ class DivergenceCheck(Piece):
     Traceback (most recent call last):
     ...
     dbn._validation.DivergenceError: diverged
+    >>> check.check(nn.Linear(2, 2), {"epoch": 2, "loss": 5e6})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dbn._validation.DivergenceError: Training diverged at epoch 2: loss grew from 0.5 to 5e+06 ...
     """
+
+    #: The loss may grow at most this factor over its first value.
+    LOSS_GROWTH = 1e5
+    #: First losses below this count as this (a near-zero first loss is no scale).
+    LOSS_FLOOR = 1e-2
+    #: The parameters' RMS may grow at most this factor over its initial value.
+    WEIGHT_GROWTH = 1e4
+    #: Initial RMS below this counts as this (zero or tiny initialisations).
+    WEIGHT_FLOOR = 1e-2
+    #: Every hidden probability within this of 0 or 1 is saturation.
+    SATURATION_EPS = 1e-6
 
     def __init__(
         self,
@@ -253,6 +320,10 @@ class DivergenceCheck(Piece):
         parameters_first: bool = False,
         module: Callable[[Any], nn.Module] | None = None,
         parameter_message: Callable[[dict, list[str]], str] | None = None,
+        growth_key: str | None = None,
+        hidden_margin: Callable[[Any], float | None] | None = None,
+        learning_rate: float | None = None,
+        what: str = "Training",
     ) -> None:
         self.loss_key = loss_key
         self.message = message
@@ -260,15 +331,31 @@ class DivergenceCheck(Piece):
         self.parameters_first = parameters_first
         self.module = module
         self.parameter_message = parameter_message
+        self.growth_key = loss_key if growth_key is None else growth_key
+        self.hidden_margin = hidden_margin
+        self.learning_rate = learning_rate
+        self.what = what
+        self.first_loss: float | None = None
+        self.initial_rms: float | None = None
+        self.first_margin: float | None = None
+
+    def _module(self, model: Any) -> nn.Module:
+        return model if self.module is None else self.module(model)
 
     def _check_parameters(self, model: Any, record: dict) -> None:
-        module = model if self.module is None else self.module(model)
+        module = self._module(model)
         if self.parameter_message is None:
             check_finite_parameters(module, where=f"epoch {record['epoch']}", hint=self.hint)
             return
         bad = [name for name, p in module.named_parameters() if not bool(torch.isfinite(p).all())]
         if bad:
             raise DivergenceError(self.parameter_message(record, bad))
+
+    def start(self, model: Any) -> None:
+        if self.initial_rms is None:
+            self.initial_rms = _parameter_rms(self._module(model))
+        if self.first_margin is None and self.hidden_margin is not None:
+            self.first_margin = self.hidden_margin(model)
 
     def check(self, model: Any, record: dict) -> None:
         if self.parameters_first:
@@ -277,6 +364,46 @@ class DivergenceCheck(Piece):
             raise DivergenceError(self.message(record))
         if not self.parameters_first:
             self._check_parameters(model, record)
+        self._check_runaway(model, record)
+
+    def _fail(self, record: dict, what: str) -> None:
+        lr = self.learning_rate if self.learning_rate is not None else record.get("learning_rate")
+        at = "" if lr is None else f" with learning_rate={lr:g}"
+        raise DivergenceError(f"{self.what} diverged at epoch {record['epoch']}: {what}{at}. {self.hint}")
+
+    def _check_runaway(self, model: Any, record: dict) -> None:
+        value = None if self.growth_key is None else record.get(self.growth_key)
+        if value is not None:
+            if self.first_loss is None:
+                self.first_loss = float(value)
+            reference = max(abs(self.first_loss), self.LOSS_FLOOR)
+            if value > self.LOSS_GROWTH * reference:
+                self._fail(record, f"{self.growth_key} grew from {self.first_loss:.4g} to {value:.4g} "
+                                   f"(over {self.LOSS_GROWTH:g} times its first value)")
+        rms = _parameter_rms(self._module(model))
+        if self.initial_rms is None:
+            self.initial_rms = rms
+        if rms > self.WEIGHT_GROWTH * max(self.initial_rms, self.WEIGHT_FLOOR):
+            self._fail(record, f"the weights grew from RMS {self.initial_rms:.3g} to {rms:.3g} "
+                               f"(over {self.WEIGHT_GROWTH:g}-fold)")
+        margin = None if self.hidden_margin is None else self.hidden_margin(model)
+        if self.first_margin is None:
+            self.first_margin = margin
+        # saturated from the start (e.g. unscaled data) is the data's scale, not runaway training
+        if margin is not None and margin < self.SATURATION_EPS <= self.first_margin:
+            self._fail(record, f"every hidden unit is saturated (all hidden probabilities within {margin:.2g} "
+                               "of 0 or 1 on the monitored samples)")
+
+
+def _parameter_rms(module: nn.Module) -> float:
+    """Root mean square of all the floating-point parameters of ``module`` (in float64)."""
+    total, count = None, 0
+    for p in module.parameters():
+        if p.is_floating_point() and p.numel():
+            sq = torch.linalg.vector_norm(p.detach(), dtype=torch.float64).square()
+            total = sq if total is None else total + sq
+            count += p.numel()
+    return 0.0 if total is None else math.sqrt(float(total) / count)
 
 
 class EarlyStopping(Piece):
@@ -568,14 +695,164 @@ def minibatches(
 def take_rows(X: torch.Tensor, rows: slice | torch.Tensor, buffer: torch.Tensor | None = None) -> torch.Tensor:
     """``X[rows]``: a view for a slice; for an index tensor a gather, into ``buffer`` when given.
 
+    A sparse CSR ``X`` (:func:`is_sparse`) gives the dense rows, built from its non-zeros only
+    (the one place where sparse data is densified, one mini-batch at a time).
+
     Examples
     --------
     >>> take_rows(torch.arange(6.0).view(3, 2), torch.tensor([2, 0]))
     tensor([[4., 5.],
             [0., 1.]])
     """
+    if is_sparse(X):
+        return _csr_rows(X, rows, buffer)
     if isinstance(rows, slice):
         return X[rows]
     if buffer is None:
         return X.index_select(0, rows)
     return torch.index_select(X, 0, rows, out=buffer[: rows.shape[0]])
+
+
+def is_sparse(X: Any) -> bool:
+    """Whether ``X`` is a sparse CSR tensor (sparse data kept sparse, densified per batch).
+
+    Examples
+    --------
+    >>> is_sparse(torch.zeros(2, 2)), is_sparse(torch.zeros(2, 2).to_sparse_csr())
+    (False, True)
+    """
+    return isinstance(X, torch.Tensor) and X.layout == torch.sparse_csr
+
+
+def _csr_entries(X: torch.Tensor, rows: slice | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Of the CSR tensor ``X``'s rows ``rows``: ``(counts per row, row of each entry (0..m-1),
+    position of each entry in X's values)``."""
+    crow = X.crow_indices()
+    if isinstance(rows, slice):
+        rows = torch.arange(*rows.indices(X.shape[0]), device=crow.device)
+    starts = crow[rows]
+    counts = crow[rows + 1] - starts
+    total = int(counts.sum())
+    row_of = torch.repeat_interleave(torch.arange(rows.shape[0], device=crow.device), counts, output_size=total)
+    first = (torch.cumsum(counts, 0) - counts)[row_of]
+    return counts, row_of, torch.arange(total, device=crow.device) - first + starts[row_of]
+
+
+def _csr_rows(X: torch.Tensor, rows: slice | torch.Tensor, buffer: torch.Tensor | None) -> torch.Tensor:
+    """The dense rows ``rows`` of the CSR tensor ``X`` (canonical: no duplicate entries)."""
+    counts, row_of, position = _csr_entries(X, rows)
+    m, val = counts.shape[0], X.values()
+    if buffer is None:
+        out = torch.zeros(m, X.shape[1], dtype=val.dtype, device=val.device)
+    else:
+        out = buffer[:m].zero_()
+    out[row_of, X.col_indices()[position]] = val[position]
+    return out
+
+
+def select_rows(X: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``X[rows]`` that keeps a sparse CSR ``X`` sparse (e.g. a validation split).
+
+    Examples
+    --------
+    >>> X = torch.eye(3)
+    >>> torch.equal(select_rows(X.to_sparse_csr(), torch.tensor([2, 0])).to_dense(), X[[2, 0]])
+    True
+    """
+    if not is_sparse(X):
+        return X[rows]
+    counts, _, position = _csr_entries(X, rows)
+    crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, X.col_indices()[position], X.values()[position],
+                                       size=(rows.shape[0], X.shape[1]), check_invariants=False)
+
+
+def chunk_rows(X: torch.Tensor, batch_size: int) -> int:
+    """Rows per inference chunk: ``batch_size``; for sparse ``X`` at most :func:`block_rows`.
+
+    Examples
+    --------
+    >>> chunk_rows(torch.zeros(1, 2**20), 4096), chunk_rows(torch.zeros(1, 2**20).to_sparse_csr(), 4096)
+    (4096, 1)
+    """
+    return min(batch_size, block_rows(X)) if is_sparse(X) else batch_size
+
+
+def row_blocks(X: torch.Tensor, block: int) -> Iterable[torch.Tensor]:
+    """Consecutive dense blocks of at most ``block`` rows of ``X`` (a sparse ``X`` densified
+    one block at a time, into one reused buffer: use each block before taking the next).
+
+    Examples
+    --------
+    >>> [b.shape[0] for b in row_blocks(torch.zeros(5, 2).to_sparse_csr(), 2)]
+    [2, 2, 1]
+    """
+    buffer = sparse_buffer(X, block)
+    for start in range(0, X.shape[0], block):
+        yield take_rows(X, slice(start, start + block), buffer)
+
+
+def sparse_buffer(X: torch.Tensor, rows: int) -> torch.Tensor | None:
+    """One reused dense buffer of ``rows`` rows for the blocks of a sparse ``X`` (``None`` for
+    dense ``X``). Reusing it keeps the heap from fragmenting over many blocks.
+
+    Examples
+    --------
+    >>> sparse_buffer(torch.zeros(5, 3), 2) is None, sparse_buffer(torch.zeros(5, 3).to_sparse_csr(), 2).shape
+    (True, torch.Size([2, 3]))
+    """
+    if not is_sparse(X):
+        return None
+    return torch.empty(min(rows, X.shape[0]), X.shape[1], dtype=X.dtype, device=X.device)
+
+
+#: Bytes of one dense block of sparse data (densified a block at a time outside training).
+BLOCK_BYTES = 4 * 2**20
+
+
+def block_rows(X: torch.Tensor) -> int:
+    """Rows of ``X`` in one block of :data:`BLOCK_BYTES` bytes of dense input (at least one).
+
+    Examples
+    --------
+    >>> block_rows(torch.zeros(3, 2**18))  # 1 MiB rows
+    4
+    """
+    return max(1, BLOCK_BYTES // max(1, X.shape[1] * X.dtype.itemsize))
+
+
+def map_rows(fn: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor) -> torch.Tensor:
+    """``fn(X)`` row-wise: one call for dense ``X``; a sparse ``X`` is densified one block of
+    :func:`block_rows` rows at a time and the results concatenated.
+
+    Sparse data that fits in one block gives the dense result bit for bit; larger sparse data
+    may differ from it by the float rounding of the blocked matrix products.
+
+    Examples
+    --------
+    >>> X = torch.eye(3)
+    >>> torch.equal(map_rows(lambda v: 2 * v, X.to_sparse_csr()), 2 * X)
+    True
+    """
+    if not is_sparse(X):
+        return fn(X)
+    return torch.cat([fn(b) for b in row_blocks(X, block_rows(X))])
+
+
+def column_mean(X: torch.Tensor) -> torch.Tensor:
+    """``X.mean(dim=0)``; for sparse ``X`` the sum of dense blocks' sums over ``n`` (equal to the
+    dense mean whenever the sums are exact, e.g. for binary data).
+
+    Examples
+    --------
+    >>> column_mean(torch.tensor([[1.0, 0.0], [0.0, 0.0]]).to_sparse_csr())
+    tensor([0.5000, 0.0000])
+    """
+    if not is_sparse(X):
+        return X.mean(dim=0)
+    total = torch.zeros(X.shape[1], dtype=X.dtype, device=X.device)
+    for b in row_blocks(X, block_rows(X)):
+        total += b.sum(dim=0)
+    return total / X.shape[0]

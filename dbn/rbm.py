@@ -30,7 +30,18 @@ from ._validation import (
     check_probability,
     check_scalar,
 )
-from .engine import DivergenceCheck, ProgressBar, fit_loop, lr_factor, minibatches, take_rows
+from .engine import (
+    DivergenceCheck,
+    ProgressBar,
+    block_rows,
+    column_mean,
+    fit_loop,
+    is_sparse,
+    lr_factor,
+    minibatches,
+    sparse_buffer,
+    take_rows,
+)
 from .units import get_units
 
 __all__ = ["RBM", "CDTrainer", "train_rbm", "MomentumSchedule", "momentum_at", "centered_to_ordinary"]
@@ -246,7 +257,7 @@ class RBM(nn.Module):
         0.0
         """
         if shard is None:
-            mean = X.mean(dim=0).to(self.visible_bias.dtype)
+            mean = column_mean(X).to(self.visible_bias.dtype)
         else:
             total = X.sum(dim=0, dtype=torch.float64)
             shard.all_reduce(total)
@@ -522,6 +533,8 @@ class CDTrainer:
             raise ValueError(f"The 'rank' parameter must be < world_size={self.world_size}. Got {rank}.")
         self._grad: torch.Tensor | None = None  # flat statistics buffer of the all-reduce path
         self._init_extensions(centered, offset_rate, sampler, n_temperatures, beta_min)
+        self._divergence: DivergenceCheck | None = None
+        self._hidden_margin: float | None = None  # max min(p, 1 - p) of the last monitor's hidden probabilities
 
     def _init_extensions(self, centered, offset_rate, sampler, n_temperatures, beta_min) -> None:
         """Check and set the centring and parallel-tempering options."""
@@ -893,16 +906,27 @@ class CDTrainer:
         self.history.append(record)
         return record
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_divergence"] = None  # its message callables do not pickle; a new one starts afresh
+        return state
+
     def _divergence_check(self) -> DivergenceCheck:
-        return DivergenceCheck(
-            "reconstruction_error",
-            lambda r: f"RBM training diverged at epoch {r['epoch']}: the reconstruction error is not finite. "
-            f"{_DIVERGENCE_HINT}",
-            hint=_DIVERGENCE_HINT,
-            parameters_first=True,
-            parameter_message=lambda r, bad: f"RBM training diverged at epoch {r['epoch']}: parameters {bad} are "
-            f"NaN or infinite. {_DIVERGENCE_HINT}",
-        )
+        """The trainer's one divergence piece, kept across calls so that its references (first
+        reconstruction error, initial weights) are those of the first epoch ever run."""
+        if self._divergence is None:
+            self._divergence = DivergenceCheck(
+                "reconstruction_error",
+                lambda r: f"RBM training diverged at epoch {r['epoch']}: the reconstruction error is not finite. "
+                f"{_DIVERGENCE_HINT}",
+                hint=_DIVERGENCE_HINT,
+                parameters_first=True,
+                parameter_message=lambda r, bad: f"RBM training diverged at epoch {r['epoch']}: parameters {bad} are "
+                f"NaN or infinite. {_DIVERGENCE_HINT}",
+                hidden_margin=lambda _: self._hidden_margin,
+                what="RBM training",
+            )
+        return self._divergence
 
     @torch.no_grad()
     def partial_fit(
@@ -928,10 +952,16 @@ class CDTrainer:
         """
         rbm = self.rbm
         m = min(self.monitor_size, X.shape[0])
+        if is_sparse(X):
+            rows = torch.arange(m, device=X.device) if m == X.shape[0] else torch.randperm(
+                X.shape[0], generator=self.generator, device=X.device)[:m]
+            return self._blockwise_monitor(X, rows, validation_data)
         sub = X[:m] if m == X.shape[0] else X.index_select(
             0, torch.randperm(X.shape[0], generator=self.generator, device=X.device)[:m]
         )
-        out = {"reconstruction_error": float(Fn.reconstruction_error(sub, rbm.reconstruct(sub)))}
+        h = rbm.hidden_probs(sub)  # rbm.reconstruct(sub), keeping h for the saturation check
+        out = {"reconstruction_error": float(Fn.reconstruction_error(sub, rbm.visible_mean(h)))}
+        self._hidden_margin = float(torch.minimum(h, 1 - h).max()) if h.numel() else None
         if rbm.visible == "bernoulli":
             pl = rbm.pseudo_likelihood(sub, generator=self.generator).mean()
             out["pseudo_likelihood"] = float(pl)
@@ -942,6 +972,44 @@ class CDTrainer:
             mv = min(m, V.shape[0])
             gap = rbm.free_energy(V[:mv]).mean() - rbm.free_energy(sub[:mv]).mean()
             out["free_energy_gap"] = float(gap)
+        return out
+
+    @torch.no_grad()
+    def _blockwise_monitor(self, X: torch.Tensor, rows: torch.Tensor, validation_data: torch.Tensor | None) -> dict:
+        """:meth:`monitor` of a sparse ``X`` on its subset ``rows``, densified a block of
+        :func:`dbn.engine.block_rows` rows at a time: the same random draws and per-sample values
+        reduced alike (equal to the dense monitor when the subset fits in one block)."""
+        rbm, m = self.rbm, rows.shape[0]
+        bernoulli = rbm.visible == "bernoulli"
+        units = torch.randint(0, rbm.n_visible, (m,), generator=self.generator, device=X.device) if bernoulli else None
+        V = None
+        if validation_data is not None:
+            V = check_data_tensor(validation_data, name="validation_data", n_features=rbm.n_visible)
+            V = V.to(device=X.device, dtype=X.dtype)
+        mv = 0 if V is None else min(m, V.shape[0])
+        errors, pls, energies, margin = [], [], [], None
+        block = block_rows(X)
+        buffer = sparse_buffer(X, block)
+        for start in range(0, m, block):
+            v = take_rows(X, rows[start : start + block], buffer)
+            h = rbm.hidden_probs(v)
+            errors.append(((v - rbm.visible_mean(h)) ** 2).sum(dim=1))
+            block_margin = float(torch.minimum(h, 1 - h).max())
+            margin = block_margin if margin is None else max(margin, block_margin)
+            if bernoulli:
+                delta = Fn._flip_free_energy_delta(v, rbm.weight, rbm.visible_bias, rbm.hidden_bias,
+                                                   units[start : start + v.shape[0]])
+                pls.append(rbm.n_visible * F.logsigmoid(delta))
+            if start < mv:
+                energies.append(rbm.free_energy(v[: mv - start]))
+        self._hidden_margin = margin
+        out = {"reconstruction_error": float(torch.cat(errors).mean())}
+        if bernoulli:
+            pl = torch.cat(pls).mean()
+            out["pseudo_likelihood"] = float(pl)
+            out["pseudo_likelihood_per_unit"] = float(pl) / rbm.n_visible
+        if V is not None:
+            out["free_energy_gap"] = float(rbm.free_energy(V[:mv]).mean() - torch.cat(energies).mean())
         return out
 
     @torch.no_grad()

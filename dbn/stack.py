@@ -22,7 +22,7 @@ from ._random import make_generator
 from ._shard import Shard
 from ._validation import check_choice, check_data_tensor, check_int, per_layer
 from .autoencoder import DenoisingAutoencoder, train_autoencoder
-from .engine import indexed_callbacks
+from .engine import chunk_rows, indexed_callbacks, sparse_buffer, take_rows
 from .rbm import RBM, CDTrainer
 
 __all__ = ["LayerStack", "pretrain_stack", "kind_options", "PretrainKind", "Propagate"]
@@ -120,6 +120,8 @@ def _propagate(
     """
     lo = 0 if shard is None else shard.offset
     total = x.shape[0] if shard is None else shard.n_total
+    batch_size = chunk_rows(x, batch_size)  # a sparse x is densified one chunk at a time, into one buffer
+    buffer = sparse_buffer(x, batch_size)
     for layer in layers:
         out = torch.empty(x.shape[0], layer.n_hidden, device=x.device, dtype=x.dtype)
         for start in range(0, total, batch_size):
@@ -127,7 +129,7 @@ def _propagate(
             a, b = max(start, lo), min(stop, lo + x.shape[0])  # this process's rows of the chunk
             if a >= b and not samples:
                 continue
-            probs = layer.hidden_probs(x[a - lo : max(a, b) - lo])
+            probs = layer.hidden_probs(take_rows(x, slice(a - lo, max(a, b) - lo), buffer))
             if samples:
                 probs = _sample_rows(probs, generator, a - start, stop - start)
             out[a - lo : max(a, b) - lo] = probs

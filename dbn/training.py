@@ -69,8 +69,12 @@ from .engine import (
     Piece,
     ProgressBar,
     SchedulerStep,
+    chunk_rows,
     fit_loop,
     minibatches,
+    select_rows,
+    sparse_buffer,
+    take_rows,
 )
 from .optim import make_optimizer
 from .network import Maxout, _layer_parameters, build_mlp, hidden_linear_layers, linear_layers, maxout_gain  # noqa: F401
@@ -269,7 +273,7 @@ def _check_output_shape(net: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: 
     net.eval()
     try:
         with torch.no_grad():
-            out = net(X[:1])
+            out = net(take_rows(X, slice(0, 1)))
     finally:
         net.train(was_training)
     if loss == "cross_entropy":
@@ -425,8 +429,9 @@ def _run_epoch(
     world = 1 if shard is None else shard.world_size
     loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
     stat = torch.zeros(() if cross_entropy else y.shape[1], device=X.device, dtype=torch.float64)
+    buffer = sparse_buffer(X, batch_size)  # a sparse X is densified one batch at a time, into it
     for b, (rows, size) in enumerate(zip(batches.rows, batches.sizes)):
-        X_batch, y_batch = X[rows], y[rows]
+        X_batch, y_batch = take_rows(X, rows, buffer), y[rows]
         scale = None if shard is None else world / (size * per_output)
         loss, out = _train_step(net, optimizer, X_batch, y_batch, cfg, sum_scale=scale)
         loss_sum += loss * (size if shard is None else size / world)  # this process's summed loss
@@ -742,7 +747,8 @@ def _fit_pieces(
     """The engine pieces of :func:`fit_network`, in order: divergence check (before the
     callbacks), learning-rate schedule, early stopping, progress bar, ``History.stopped_early``,
     checkpoint."""
-    pieces: list[Piece] = [DivergenceCheck(None, hint=_DIVERGENCE_HINT)]  # the loss: in _epoch_result
+    # the non-finite loss is caught in _epoch_result; its runaway growth here
+    pieces: list[Piece] = [DivergenceCheck(None, hint=_DIVERGENCE_HINT, growth_key="train_loss", what="Fine-tuning")]
     if scheduler is not None:
         pieces.append(SchedulerStep(scheduler))
     pieces += [
@@ -963,7 +969,7 @@ def _split_validation(data: _Data, validation_fraction: float, generator: torch.
         )
     perm = torch.randperm(n, generator=generator, device=data.X.device)
     val_index, data.train_index = perm[:n_val], perm[n_val:]
-    data.X_val, data.y_val = data.X[val_index], data.y[val_index]
+    data.X_val, data.y_val = select_rows(data.X, val_index), data.y[val_index]
 
 
 @dataclass
@@ -1129,12 +1135,13 @@ def predict_logits(net: nn.Module, X: torch.Tensor, *, batch_size: int = 1000) -
     (torch.Size([10, 2]), True)
     """
     X = _check_inputs(net, X)
-    batch_size = check_int("batch_size", batch_size, low=1)
+    batch_size = chunk_rows(X, check_int("batch_size", batch_size, low=1))
     was_training = net.training
     net.eval()
     try:
         with torch.no_grad():
-            outputs = [net(X[s : s + batch_size]) for s in range(0, X.shape[0], batch_size)]
+            buffer = sparse_buffer(X, batch_size)
+            outputs = [net(take_rows(X, slice(s, s + batch_size), buffer)) for s in range(0, X.shape[0], batch_size)]
     finally:
         net.train(was_training)
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
@@ -1178,16 +1185,17 @@ def evaluate(
     check_choice("loss", loss, LOSSES)
     X = _check_inputs(net, X)
     y = _check_targets(y, X, loss)
-    batch_size = check_int("batch_size", batch_size, low=1)
+    batch_size = chunk_rows(X, check_int("batch_size", batch_size, low=1))
     was_training = net.training
     net.eval()
     loss_fn = _loss_fn(loss)
     loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
     stat: torch.Tensor | None = None
+    buffer = sparse_buffer(X, batch_size)
     try:
         with torch.no_grad():
             for s in range(0, X.shape[0], batch_size):
-                X_batch, y_batch = X[s : s + batch_size], y[s : s + batch_size]
+                X_batch, y_batch = take_rows(X, slice(s, s + batch_size), buffer), y[s : s + batch_size]
                 out = net(X_batch)
                 if loss == "mse" and out.shape != y_batch.shape:
                     raise ValueError(

@@ -28,14 +28,35 @@ _NOT_PERSISTED = ("callbacks",)
 
 # -- the numpy <-> torch boundary --------------------------------------------------------------
 def _to_tensor(X, *, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Validated numpy/scipy array -> tensor on ``device`` (no copy for dense CPU input)."""
+    """Validated numpy/scipy array -> tensor on ``device`` (no copy for dense CPU input).
+
+    A scipy sparse matrix becomes a torch sparse CSR tensor (its non-zeros only, never
+    densified as a whole): the trainers and the inference paths densify it one mini-batch at a
+    time (:func:`dbn.engine.take_rows`).
+    """
     if sp.issparse(X):
-        X = X.toarray()
+        return _to_sparse_tensor(X, device=device, dtype=dtype)
     with warnings.catch_warnings():
         # read-only arrays (e.g. memory-mapped by joblib) are never written to here
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         t = torch.as_tensor(np.ascontiguousarray(X))
     return t.to(device=device, dtype=dtype or t.dtype)
+
+
+def _to_sparse_tensor(X, *, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """scipy sparse matrix -> canonical torch sparse CSR tensor (sorted, no duplicate entries)."""
+    X = X.tocsr()
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    values = torch.as_tensor(X.data)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        t = torch.sparse_csr_tensor(
+            torch.as_tensor(X.indptr, dtype=torch.int64), torch.as_tensor(X.indices, dtype=torch.int64),
+            values, size=X.shape, check_invariants=True,
+        )
+        return t.to(device=device, dtype=dtype or values.dtype)
 
 
 def _to_numpy(t: torch.Tensor, dtype=None) -> np.ndarray:

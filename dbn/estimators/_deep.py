@@ -38,6 +38,7 @@ from .._options import (
 )
 from .._random import make_generator, resolve_device
 from .._threads import batch_work, fit_threads
+from .._validation import check_memory, clip_batch_size
 from ..export import to_torch
 from ..io import _load_state
 from ..network import build_mlp, linear_layers
@@ -58,6 +59,27 @@ from ._base import (
 )
 
 __all__ = ["DBNTransformer", "DBNClassifier", "DBNRegressor"]
+
+
+def _checked_sizes(owner: str, params: dict, *, n_features: int, n_samples: int, n_pretrain: int,
+                   device: torch.device, itemsize: int = 4) -> dict:
+    """``params`` with the batch sizes clipped to the data (warning as scikit-learn's MLP
+    does) after refusing layer sizes whose weights would not fit in the machine's memory.
+
+    Each layer's weights count four times: the RBM's weights and momentum, the exported
+    network's weights and the optimizer's buffer.
+    """
+    params = dict(params)
+    sizes = [n_features, *parse_layer_sizes(params["hidden_layer_sizes"])]
+    n_weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    check_memory({"hidden_layer_sizes": (4 * n_weights * itemsize,
+                                         f"the weights of layers {sizes} and their training buffers")},
+                 device=device, owner=owner)
+    if params.get("batch_size") is not None:
+        params["batch_size"] = clip_batch_size(params["batch_size"], n_samples)
+    if params.get("pretrain_batch_size") is not None:
+        params["pretrain_batch_size"] = clip_batch_size(params["pretrain_batch_size"], n_pretrain)
+    return params
 
 _PRETRAIN_CONSTRAINTS: dict = {
     "hidden_layer_sizes": [tuple, list, Interval(Integral, 1, None, closed="left")],
@@ -231,10 +253,12 @@ class DBNTransformer(
         X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=(np.float64, np.float32))
         _check_unit_interval(X, self.visible, type(self).__name__)
         device = resolve_device(self.device)
-        Xt = _to_tensor(X, device=device)
-        generator = make_generator(self.random_state, device)
         params = {**self.get_params(deep=False), "pretrain_learning_rate": self.learning_rate,
                   "pretrain_batch_size": self.batch_size, "pretrain_momentum": self.momentum}
+        params = _checked_sizes(type(self).__name__, params, n_features=X.shape[1], n_samples=X.shape[0],
+                                n_pretrain=X.shape[0], device=device, itemsize=X.dtype.itemsize)
+        Xt = _to_tensor(X, device=device)
+        generator = make_generator(self.random_state, device)
         checkpoint_dir = recipe.run_directory(self.checkpoint_dir, "pretrain", params, X=Xt, generator=generator)
         self.stack_ = recipe.pretrain(params, Xt, generator=generator, checkpoint_dir=checkpoint_dir)
         self.history_ = self.stack_.histories
@@ -473,14 +497,19 @@ class _DeepNetwork(_PersistenceMixin, BaseEstimator):
             _check_unit_interval(X, self.visible, type(self).__name__)
         yt_np, n_outputs = self._encode_targets(y)
         device = resolve_device(self.device)
+        if X_pretrain is not None:
+            X_pretrain = self._validate_X(X_pretrain, reset=False)
+        params = _checked_sizes(type(self).__name__, self.get_params(deep=False), n_features=X.shape[1],
+                                n_samples=X.shape[0], device=device,
+                                n_pretrain=X.shape[0] if X_pretrain is None else X_pretrain.shape[0])
         Xt = _to_tensor(X, device=device, dtype=torch.float32)
         yt = torch.as_tensor(yt_np, device=device)
         Xp = None
         if X_pretrain is not None:
-            Xp = _to_tensor(self._validate_X(X_pretrain, reset=False), device=device, dtype=torch.float32)
+            Xp = _to_tensor(X_pretrain, device=device, dtype=torch.float32)
         stack = None if self.pretrained is None else self._pretrained_stack(Xt.shape[1])
         result = recipe.fit(
-            self.get_params(deep=False), Xt, yt, n_outputs=n_outputs, generator=make_generator(self.random_state, device),
+            params, Xt, yt, n_outputs=n_outputs, generator=make_generator(self.random_state, device),
             loss=self._loss, X_pretrain=Xp, stack=stack, callbacks=self.callbacks or (),
             checkpoint_dir=self.checkpoint_dir,
         )

@@ -12,6 +12,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._random import make_generator, resolve_device
 from .._threads import batch_work, fit_threads
+from .._validation import check_memory, clip_batch_size
+from ..engine import is_sparse, map_rows
 from ..io import _load_state, layer_config, layer_from_config
 from ..likelihood import ais_log_partition, exact_log_partition
 from ..rbm import RBM, CDTrainer
@@ -217,21 +219,29 @@ class RBMTransformer(
 
     def _initialise(self, X, Xt: torch.Tensor) -> None:
         device = resolve_device(self.device)
+        batch_size = clip_batch_size(self.batch_size, X.shape[0])
+        itemsize = Xt.dtype.itemsize
+        check_memory({
+            "n_components": (2 * self.n_components * X.shape[1] * itemsize,
+                             f"the weights and their momentum ({self.n_components} x {X.shape[1]} {Xt.dtype})"),
+            "batch_size": (batch_size * (self.n_components + X.shape[1]) * itemsize,
+                           "a mini-batch and the persistent chains"),
+        }, device=device, owner=type(self).__name__)
         self._generator = make_generator(self.random_state, device)
         self.rbm_ = RBM(
             X.shape[1], self.n_components, visible=self.visible, generator=self._generator,
             device=device, dtype=Xt.dtype,
         )
         self.rbm_.init_visible_bias_(Xt)
-        self._initialise_trainer(device)
+        self._initialise_trainer(device, batch_size)
 
-    def _initialise_trainer(self, device) -> None:
+    def _initialise_trainer(self, device, batch_size: int | None = None) -> None:
         if not hasattr(self, "_generator"):
             self._generator = make_generator(self.random_state, device)
         self._trainer = CDTrainer(
             self.rbm_,
             learning_rate=self.learning_rate,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size if batch_size is None else batch_size,
             k=self.k,
             persistent=self.persistent,
             momentum=self.momentum,
@@ -318,10 +328,12 @@ class RBMTransformer(
         self._trainer.load_state_dict(state)
 
     # -- inference -----------------------------------------------------------------------------
-    def _check_input(self, X) -> torch.Tensor:
+    def _check_input(self, X, *, dense: bool = True) -> torch.Tensor:
+        """Checked input as a tensor; sparse input stays sparse only with ``dense=False``."""
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        return self._tensor(X)
+        Xt = self._tensor(X)
+        return Xt.to_dense() if dense and is_sparse(Xt) else Xt
 
     @torch.no_grad()
     def transform(self, X):
@@ -335,9 +347,9 @@ class RBMTransformer(
         -------
         h : ndarray of shape (n_samples, n_components)
         """
-        Xt = self._check_input(X)  # checks that the model is fitted before touching rbm_
+        Xt = self._check_input(X, dense=False)  # checks that the model is fitted before touching rbm_
         with fit_threads(batch_work(Xt.shape[0], self.rbm_), Xt.device):
-            return _to_numpy(self.rbm_.hidden_probs(Xt))
+            return _to_numpy(map_rows(self.rbm_.hidden_probs, Xt))
 
     @torch.no_grad()
     def gibbs(self, v):
