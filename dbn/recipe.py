@@ -217,7 +217,7 @@ def finetune_options(params: Mapping[str, Any], *, loss: Loss, generator: torch.
     >>> from dbn import DBNClassifier
     >>> o = finetune_options(DBNClassifier(solver="adam").get_params(), loss="mse", generator=None)
     >>> o["optimizer"], o["momentum"], o["max_iter"]
-    ('adam', 0.0, 50)
+    ('adam', 0.0, 200)
     """
     solver = params["solver"]
     return dict(
