@@ -31,7 +31,6 @@ import statistics
 import time
 import warnings
 
-import numpy as np
 import torch
 from sklearn import datasets
 from sklearn.exceptions import ConvergenceWarning
@@ -121,12 +120,12 @@ def main(argv=None) -> int:
         overrides[key] = ast.literal_eval(value)
     seeds, limit = (2, 600) if args.quick else (args.seeds, None)
     print(f"DBN overrides: {overrides or 'none (defaults)'}; {seeds} seeds, 70/30 splits")
-    print(f"| dataset | metric | DBN (defaults) | MLP (defaults) | DBN s | MLP s |")
+    print("| dataset | metric | DBN (defaults) | MLP (defaults) | DBN s | MLP s |")
     print("|---|---|---|---|---|---|")
-    rows = []
+
     for name in args.datasets:
         row = run(name, seeds, overrides, limit)
-        rows.append(row)
+
         s, t = row["scores"], row["times"]
         print(f"| {row['dataset']} | {row['metric']} | {_fmt(s['dbn'])} | {_fmt(s['mlp'])} | "
               f"{t['dbn']:.1f} | {t['mlp']:.1f} |", flush=True)
