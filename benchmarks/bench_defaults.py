@@ -122,10 +122,8 @@ def main(argv=None) -> int:
     print(f"DBN overrides: {overrides or 'none (defaults)'}; {seeds} seeds, 70/30 splits")
     print("| dataset | metric | DBN (defaults) | MLP (defaults) | DBN s | MLP s |")
     print("|---|---|---|---|---|---|")
-
     for name in args.datasets:
         row = run(name, seeds, overrides, limit)
-
         s, t = row["scores"], row["times"]
         print(f"| {row['dataset']} | {row['metric']} | {_fmt(s['dbn'])} | {_fmt(s['mlp'])} | "
               f"{t['dbn']:.1f} | {t['mlp']:.1f} |", flush=True)
