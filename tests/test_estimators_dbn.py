@@ -19,16 +19,17 @@ from dbn import DBNClassifier, DBNRegressor, DBNTransformer, RBM
         DBNTransformer((6, 4), pretrain="dae", visible="gaussian", n_iter=2, learning_rate=0.01, random_state=0),
         DBNClassifier((8,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05, solver="sgd",
                       random_state=0),
-        DBNClassifier((8,), visible="gaussian", n_iter=2, pretrain_learning_rate=0.01, max_iter=30, random_state=0),
+        DBNClassifier((8,), visible="gaussian", n_iter=2, pretrain_learning_rate=0.01, max_iter=30, solver="sgd",
+                      learning_rate_init=0.1, random_state=0),
         DBNRegressor((8,), pretrain=None, activation="relu", init="he", solver="adam", max_iter=50,
                      learning_rate_init=0.01, random_state=0),
         DBNRegressor((8,), pretrain="dae", visible="gaussian", n_iter=2, pretrain_learning_rate=0.01, max_iter=50,
                      learning_rate_init=0.01, random_state=0),
         # the defaults a user gets (visible="auto", Adam), at a small size
         DBNTransformer((6, 4), n_iter=2, random_state=0),
-        DBNClassifier((8,), n_iter=2, max_iter=30, random_state=0),
-        DBNRegressor((8,), n_iter=2, max_iter=50, random_state=0),
-        DBNClassifier((8,), pretrain="dae", n_iter=2, max_iter=30, random_state=0),
+        DBNClassifier((8,), n_iter=2, random_state=0),
+        DBNRegressor((8,), n_iter=2, random_state=0),
+        DBNClassifier((8,), pretrain="dae", n_iter=2, random_state=0),
     ]
 )
 def test_sklearn_compatible(estimator, check):
