@@ -15,6 +15,20 @@ says so.
 ``--set name=value`` overrides a DBN parameter (a Python literal), to compare candidate
 defaults; ``--quick`` runs 2 seeds on a subset (the slow test's reduced version).
 
+Measured (2026-11-30, CPU, 1 thread, 5 seeds; mean ± sd; DBN defaults: ``visible="auto"``,
+20 pretraining epochs, Adam at 1e-3, mini-batches of 32, 200 fine-tuning epochs)::
+
+    | dataset       | metric   | DBN (defaults)  | MLP (defaults)   |
+    |---------------|----------|-----------------|------------------|
+    | digits        | accuracy | 0.9804 ± 0.0021 | 0.9763 ± 0.0048  |
+    | iris          | accuracy | 0.9600 ± 0.0290 | 0.9556 ± 0.0416  |
+    | wine          | accuracy | 0.9926 ± 0.0101 | 0.9889 ± 0.0166  |
+    | breast_cancer | accuracy | 0.9649 ± 0.0058 | 0.9661 ± 0.0151  |
+    | diabetes      | R^2      | 0.4104 ± 0.0410 | -1.1276 ± 0.1889 |
+    | friedman1 (*) | R^2      | 0.9515 ± 0.0013 | 0.8107 ± 0.0190  |
+
+(*) California housing was not cached; friedman1 was measured with 10 pretraining epochs.
+
 Examples
 --------
 ::
