@@ -76,12 +76,6 @@ def _standardise(X, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return (np.asarray(X, dtype=np.float64) - mean) / scale
 
 
-def _check_min_samples(X, estimator: str) -> None:
-    """One sample cannot be pretrained or fine-tuned on: say so in scikit-learn's words."""
-    if X.shape[0] < 2:
-        raise ValueError(f"{estimator} needs at least 2 samples; got n_samples = {X.shape[0]} (1 sample).")
-
-
 # -- saving and loading: JSON settings + tensors, read with weights_only=True ----------------------
 def _json_safe(value):
     if isinstance(value, (tuple, list)):

@@ -45,7 +45,6 @@ from ..training import History, predict_logits
 from ._base import (
     _MOMENTUM_CONSTRAINTS,
     _VISIBLE_AUTO_CONSTRAINT,
-    _check_min_samples,
     _check_unit_interval,
     _json_safe,
     _LayerTransformerTags,
@@ -260,7 +259,6 @@ class DBNTransformer(
         """
         self._validate_params()
         X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=(np.float64, np.float32))
-        _check_min_samples(X, type(self).__name__)
         _check_unit_interval(X, self.visible, type(self).__name__)
         device = resolve_device(self.device)
         Xt = _to_tensor(X, device=device)
@@ -512,7 +510,6 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
     def _fit_new(self, X, y, *, X_pretrain=None, classes=None, overrides=None):
         """A model from scratch: pretraining (or a random init), export and fine-tuning."""
         yt_np, n_outputs = self._encode_targets(y, reset=True, classes=classes)  # label errors first
-        _check_min_samples(X, type(self).__name__)
         if self._uses_bernoulli_visible():
             _check_unit_interval(X, self.visible, type(self).__name__)
         device = resolve_device(self.device)
