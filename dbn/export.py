@@ -18,7 +18,7 @@ from .autoencoder import DenoisingAutoencoder
 from .rbm import RBM
 from .stack import LayerStack
 
-__all__ = ["to_torch", "Head"]
+__all__ = ["to_torch", "fold_scaling", "Head"]
 
 Head = Literal["softmax", "linear"]
 
@@ -107,3 +107,69 @@ def to_torch(
             out.bias.zero_()
         modules.append(out)
     return nn.Sequential(*modules)
+
+
+def fold_scaling(
+    net: nn.Sequential,
+    *,
+    input_mean: torch.Tensor | None = None,
+    input_scale: torch.Tensor | None = None,
+    output_mean: torch.Tensor | None = None,
+    output_scale: torch.Tensor | None = None,
+) -> nn.Sequential:
+    """A copy of ``net`` with input standardisation and output un-standardisation folded in.
+
+    If ``net`` was trained on ``z = (x - input_mean) / input_scale`` to predict
+    ``(y - output_mean) / output_scale``, the returned network maps raw ``x`` to raw ``y``:
+    the first ``nn.Linear`` becomes ``W / input_scale`` with bias ``b - W @ (input_mean /
+    input_scale)``, and the last ``nn.Linear`` is scaled by ``output_scale`` and shifted by
+    ``output_mean``. Layers between them are untouched (an input ``nn.Dropout`` before the
+    first ``Linear`` then drops raw inputs: the same network at inference, in eval mode).
+
+    Parameters
+    ----------
+    net : nn.Sequential
+        A network whose first and last weight layers are ``nn.Linear``.
+    input_mean, input_scale : Tensor of shape (in_features,), optional
+        Both or neither.
+    output_mean, output_scale : Tensor of shape (out_features,), optional
+        Both or neither.
+
+    Returns
+    -------
+    nn.Sequential
+        A deep copy; ``net`` is left unchanged.
+
+    Examples
+    --------
+    >>> net = nn.Sequential(nn.Linear(2, 3), nn.Sigmoid(), nn.Linear(3, 1))
+    >>> mean, scale = torch.tensor([1.0, -2.0]), torch.tensor([2.0, 0.5])
+    >>> raw = fold_scaling(net, input_mean=mean, input_scale=scale)
+    >>> x = torch.randn(4, 2)
+    >>> torch.allclose(raw(x), net((x - mean) / scale), atol=1e-6)
+    True
+    """
+    import copy
+
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("fold_scaling needs a network with nn.Linear layers.")
+    for name, pair in (("input", (input_mean, input_scale)), ("output", (output_mean, output_scale))):
+        if (pair[0] is None) != (pair[1] is None):
+            raise ValueError(f"Pass both {name}_mean and {name}_scale, or neither.")
+    net = copy.deepcopy(net)
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        if input_mean is not None:
+            first = linears[0]
+            w = first.weight
+            mean, scale = (t.to(device=w.device, dtype=w.dtype) for t in (input_mean, input_scale))
+            first.bias.sub_(w @ (mean / scale))
+            w.div_(scale)
+        if output_mean is not None:
+            last = linears[-1]
+            w = last.weight
+            mean, scale = (t.to(device=w.device, dtype=w.dtype) for t in (output_mean, output_scale))
+            w.mul_(scale[:, None])
+            last.bias.mul_(scale).add_(mean)
+    return net

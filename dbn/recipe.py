@@ -45,9 +45,44 @@ from .network import build_mlp, linear_layers
 from .stack import LayerStack, kind_options, pretrain_stack
 from .training import History, fit_network
 
-__all__ = ["pretrain", "build_network", "finetune_options", "finetune", "fit", "run_directory", "RecipeFit"]
+__all__ = ["pretrain", "build_network", "finetune_options", "finetune", "fit", "run_directory", "RecipeFit",
+           "resolve_visible", "resolve_pretrain_learning_rate", "AUTO_PRETRAIN_LEARNING_RATES"]
 
 EpochCallback = Callable[[nn.Module, dict], Any]
+
+#: ``pretrain_learning_rate="auto"``: the rate of a layer by its visible units. Gaussian visible
+#: units on standardised data need a rate one or two orders of magnitude below binary units'
+#: (Hinton, "A practical guide to training RBMs", section 13.2); the layers above are binary.
+AUTO_PRETRAIN_LEARNING_RATES: dict[str, float] = {"bernoulli": 0.1, "gaussian": 0.01}
+
+
+def resolve_visible(visible: str, X: torch.Tensor) -> str:
+    """``"auto"`` -> ``"bernoulli"`` for data in [0, 1], ``"gaussian"`` otherwise; others unchanged.
+
+    Examples
+    --------
+    >>> resolve_visible("auto", torch.rand(5, 2)), resolve_visible("auto", torch.randn(5, 2) - 2)
+    ('bernoulli', 'gaussian')
+    """
+    if visible != "auto":
+        return visible
+    if X.layout != torch.strided:  # sparse: the stored values (the implicit zeros are in [0, 1])
+        X = X.values()
+    return "bernoulli" if not X.numel() or bool((X.min() >= 0) & (X.max() <= 1)) else "gaussian"
+
+
+def resolve_pretrain_learning_rate(learning_rate: Any, visible: str, n_layers: int) -> Any:
+    """``"auto"`` -> one rate per layer from :data:`AUTO_PRETRAIN_LEARNING_RATES`; others unchanged.
+
+    Examples
+    --------
+    >>> resolve_pretrain_learning_rate("auto", "gaussian", 2), resolve_pretrain_learning_rate(0.05, "gaussian", 2)
+    ((0.01, 0.1), 0.05)
+    """
+    if learning_rate != "auto":
+        return learning_rate
+    rates = AUTO_PRETRAIN_LEARNING_RATES
+    return tuple(rates[visible] if i == 0 else rates["bernoulli"] for i in range(n_layers))
 
 
 def _subdir(checkpoint_dir: str | os.PathLike | None, name: str) -> str | None:
@@ -113,8 +148,10 @@ def pretrain(
     Parameters
     ----------
     params : mapping
-        Reads ``hidden_layer_sizes``, ``pretrain``, ``visible``, ``n_iter``, ``propagate``,
-        ``verbose``, ``pretrain_learning_rate``, ``pretrain_batch_size`` (None: ``batch_size``),
+        Reads ``hidden_layer_sizes``, ``pretrain``, ``visible`` ("auto" resolved by
+        :func:`resolve_visible`), ``n_iter``, ``propagate``, ``verbose``,
+        ``pretrain_learning_rate`` ("auto" resolved by :func:`resolve_pretrain_learning_rate`),
+        ``pretrain_batch_size`` (None: ``batch_size``),
         ``weight_decay``, ``pretrain_momentum``, ``k``, ``persistent``, ``sparsity_target``,
         ``sparsity_cost``, ``corruption`` and ``corruption_level``; ``centered``, ``sampler``
         and ``n_temperatures`` where present.
@@ -135,9 +172,12 @@ def pretrain(
     (6, 4)
     """
     kind = params["pretrain"]
+    sizes = parse_layer_sizes(params["hidden_layer_sizes"])
+    visible = resolve_visible(params["visible"], X)
+    learning_rate = resolve_pretrain_learning_rate(params["pretrain_learning_rate"], visible, len(sizes))
     common = dict(
-        pretrain=kind, visible=params["visible"], n_epochs=params["n_iter"], propagate=params["propagate"],
-        generator=generator, verbose=bool(params["verbose"]), learning_rate=params["pretrain_learning_rate"],
+        pretrain=kind, visible=visible, n_epochs=params["n_iter"], propagate=params["propagate"],
+        generator=generator, verbose=bool(params["verbose"]), learning_rate=learning_rate,
         batch_size=params["pretrain_batch_size"] or params["batch_size"], weight_decay=params["weight_decay"],
         checkpoint_dir=_subdir(checkpoint_dir, "pretrain"),
     )
@@ -146,7 +186,7 @@ def pretrain(
                          corruption=params["corruption"], corruption_level=params["corruption_level"],
                          centered=params.get("centered", False), sampler=params.get("sampler", "gibbs"),
                          n_temperatures=params.get("n_temperatures", 10))
-    return pretrain_stack(X, parse_layer_sizes(params["hidden_layer_sizes"]), **common, **extra)
+    return pretrain_stack(X, sizes, **common, **extra)
 
 
 def build_network(
@@ -229,7 +269,7 @@ def finetune_options(params: Mapping[str, Any], *, loss: Loss, generator: torch.
     >>> from dbn import DBNClassifier
     >>> o = finetune_options(DBNClassifier(solver="adam").get_params(), loss="mse", generator=None)
     >>> o["optimizer"], o["momentum"], o["max_iter"]
-    ('adam', 0.0, 50)
+    ('adam', 0.0, 200)
     """
     solver = params["solver"]
     return dict(
@@ -408,6 +448,8 @@ def fit(
     >>> result.stack.sizes, len(result.history)
     ((3, 4), 2)
     """
+    # "auto" units resolved first, so that a caller passing them resolved keys the same fit
+    params = {**params, "visible": resolve_visible(params["visible"], X if X_pretrain is None else X_pretrain)}
     checkpoint_dir = run_directory(checkpoint_dir, "fit", params, loss=loss, n_outputs=n_outputs, X=X, y=y,
                                    X_pretrain=X_pretrain, stack=stack, generator=generator,
                                    fit_generator=fit_generator, validation_data=validation_data)

@@ -17,13 +17,19 @@ from dbn import DBNClassifier, DBNRegressor, DBNTransformer, RBM
     [
         DBNTransformer((6, 4), visible="gaussian", n_iter=2, learning_rate=0.01, random_state=0),
         DBNTransformer((6, 4), pretrain="dae", visible="gaussian", n_iter=2, learning_rate=0.01, random_state=0),
-        DBNClassifier((8,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05,
+        DBNClassifier((8,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05, solver="sgd",
                       random_state=0),
-        DBNClassifier((8,), visible="gaussian", n_iter=2, pretrain_learning_rate=0.01, max_iter=30, random_state=0),
+        DBNClassifier((8,), visible="gaussian", n_iter=2, pretrain_learning_rate=0.01, max_iter=30, solver="sgd",
+                      learning_rate_init=0.1, random_state=0),
         DBNRegressor((8,), pretrain=None, activation="relu", init="he", solver="adam", max_iter=50,
                      learning_rate_init=0.01, random_state=0),
         DBNRegressor((8,), pretrain="dae", visible="gaussian", n_iter=2, pretrain_learning_rate=0.01, max_iter=50,
                      learning_rate_init=0.01, random_state=0),
+        # the defaults a user gets (visible="auto", Adam), at a small size
+        DBNTransformer((6, 4), n_iter=2, random_state=0),
+        DBNClassifier((8,), n_iter=2, random_state=0),
+        DBNRegressor((8,), n_iter=2, random_state=0),
+        DBNClassifier((8,), pretrain="dae", n_iter=2, random_state=0),
     ]
 )
 def test_sklearn_compatible(estimator, check):
@@ -41,7 +47,7 @@ def digits():
 def test_end_to_end_pretrain_export_finetune(digits, pretrain):
     Xtr, ytr, Xte, yte = digits
     clf = DBNClassifier((100, 100), pretrain=pretrain, n_iter=5, pretrain_learning_rate=0.05, max_iter=30,
-                        learning_rate_init=0.1, batch_size=20, random_state=0).fit(Xtr, ytr)
+                        learning_rate_init=0.1, solver="sgd", batch_size=20, random_state=0).fit(Xtr, ytr)
     assert clf.score(Xte, yte) > 0.9
     assert len(clf.pretrain_history_) == 2 and len(clf.pretrain_history_[0]) == 5
     assert clf.history_[-1]["train_loss"] < clf.history_[0]["train_loss"]
@@ -55,7 +61,7 @@ def test_end_to_end_pretrain_export_finetune(digits, pretrain):
 
 def test_random_init_relu_and_pretrained_sigmoid_are_one_estimator(digits):
     Xtr, ytr, Xte, yte = digits
-    relu = DBNClassifier((64,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05,
+    relu = DBNClassifier((64,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05, solver="sgd",
                          random_state=0).fit(Xtr, ytr)
     assert relu.stack_ is None and relu.pretrain_history_ == []
     assert isinstance(relu.network_[1], torch.nn.ReLU)
@@ -75,7 +81,8 @@ def test_finetune_a_stack_pretrained_elsewhere(digits):
     unlabelled = Xtr[:1000]
     tr = DBNTransformer((48,), n_iter=3, random_state=1).fit(unlabelled)
     before = tr.stack_.layers[0].weight.detach().clone()
-    clf = DBNClassifier(pretrained=tr, max_iter=30, batch_size=10, random_state=0).fit(Xtr[1000:], ytr[1000:])
+    clf = DBNClassifier(pretrained=tr, max_iter=30, batch_size=10, solver="sgd", learning_rate_init=0.1,
+                        random_state=0).fit(Xtr[1000:], ytr[1000:])
     assert clf.stack_ is tr.stack_
     assert torch.equal(tr.stack_.layers[0].weight, before)  # the user's stack is left untouched
     assert clf.score(Xte, yte) > 0.8
@@ -116,7 +123,7 @@ def test_same_seed_same_model_and_string_labels(digits):
 def test_early_stopping_restores_best(digits):
     Xtr, ytr, *_ = digits
     clf = DBNClassifier((32,), pretrain=None, activation="relu", init="he", max_iter=200, early_stopping=True,
-                        n_iter_no_change=3, learning_rate_init=0.5, random_state=0).fit(Xtr, ytr)
+                        n_iter_no_change=3, learning_rate_init=0.5, solver="sgd", random_state=0).fit(Xtr, ytr)
     assert clf.n_iter_ < 200
     assert clf.history_.best_epoch is not None
 
@@ -125,7 +132,7 @@ def test_regressor_multioutput():
     rng = np.random.RandomState(0)
     X = rng.rand(400, 5).astype(np.float32)
     Y = np.c_[X.sum(1), X[:, 0] - X[:, 1]]
-    reg = DBNRegressor((32,), n_iter=2, max_iter=100, learning_rate_init=0.05, random_state=0).fit(X, Y)
+    reg = DBNRegressor((32,), n_iter=2, max_iter=100, learning_rate_init=0.05, solver="sgd", random_state=0).fit(X, Y)
     assert reg.predict(X).shape == (400, 2)
     assert reg.score(X, Y) > 0.8
 
@@ -161,9 +168,11 @@ def test_bad_parameters(digits, params, match):
 def test_bernoulli_pretraining_rejects_unscaled_data(digits):
     Xtr, ytr, *_ = digits
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        DBNClassifier((8,), n_iter=1, max_iter=1).fit(Xtr[:50] * 16, ytr[:50])
+        DBNClassifier((8,), visible="bernoulli", n_iter=1, max_iter=1).fit(Xtr[:50] * 16, ytr[:50])
     # random init does not care about the range
-    DBNClassifier((8,), pretrain=None, max_iter=1).fit(Xtr[:50] * 16, ytr[:50])
+    DBNClassifier((8,), pretrain=None, visible="bernoulli", max_iter=1).fit(Xtr[:50] * 16, ytr[:50])
+    # visible="auto" (the default) picks Gaussian units for such data
+    assert DBNClassifier((8,), n_iter=1, max_iter=1).fit(Xtr[:50] * 16, ytr[:50]).visible_ == "gaussian"
 
 
 def test_convergence_warning_when_early_stopping_never_triggers(digits):

@@ -69,11 +69,32 @@ def _check_unit_interval(X, visible: str, estimator: str) -> None:
         return
     data = X.data if sp.issparse(X) else X
     if data.size and (data.min() < 0 or data.max() > 1):
+        # scikit-learn's wording for negative input comes first (check_positive_only_tag_during_fit)
+        lead = f"Negative values in data passed to {estimator}: " if data.min() < 0 else ""
         raise ValueError(
-            f"{estimator} with visible='bernoulli' needs X in [0, 1]; got values in "
+            f"{lead}{estimator} with visible='bernoulli' needs X in [0, 1]; got values in "
             f"[{data.min():.4g}, {data.max():.4g}]. Scale X (e.g. sklearn.preprocessing.MinMaxScaler) "
-            "or use visible='gaussian' on standardised data."
+            "or use visible='auto' or 'gaussian' (standardised internally)."
         )
+
+
+def _standardisation(X) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and scales of ``X`` as :class:`sklearn.preprocessing.StandardScaler` has them
+    (a constant column gets scale 1), in float64."""
+    if sp.issparse(X):
+        X = X.toarray()
+    X = np.asarray(X, dtype=np.float64)
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
+    return mean, scale
+
+
+def _standardise(X, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``(X - mean) / scale`` as a dense float64 array (sparse input is densified)."""
+    if sp.issparse(X):
+        X = X.toarray()
+    return (np.asarray(X, dtype=np.float64) - mean) / scale
 
 
 # -- saving and loading: JSON settings + tensors, read with weights_only=True ----------------------
@@ -196,3 +217,6 @@ class _LayerTransformerTags:
 _MOMENTUM_CONSTRAINTS = [Interval(Real, 0, 1, closed="left"), StrOptions({"hinton"}), tuple]
 
 _VISIBLE_CONSTRAINT = StrOptions(set(VISIBLE_TYPES))
+
+#: The deep estimators' ``visible``: the unit types, or "auto" (chosen from the data's range).
+_VISIBLE_AUTO_CONSTRAINT = StrOptions({"auto", *VISIBLE_TYPES})
