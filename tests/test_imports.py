@@ -129,3 +129,15 @@ def test_import_and_help_skip_heavy_dependencies():
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'matplotlib', 'pandas'})\n"
         "assert not heavy, heavy\n"
     )
+
+
+def test_every_subpackage_is_shipped_in_the_wheel():
+    """pyproject's explicit package list names every package under dbn/ (a missing one builds a
+    wheel that fails to import it)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "pyproject.toml").read_text()
+    listed = set(re.findall(r'"(dbn(?:\.[\w.]+)?)"', re.search(r"^packages = \[(.*)\]$", text, re.M).group(1)))
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "dbn").rglob("__init__.py")}
+    assert found == listed, f"pyproject packages {sorted(listed)} but the tree has {sorted(found)}"
