@@ -21,7 +21,7 @@ assert rbm.transform(X).shape == (len(X), 32)
 stack = DBNTransformer((32, 16), n_iter=1, random_state=0).fit(X)
 net = stack.to_torch(head="softmax", n_outputs=10)
 assert isinstance(net, torch.nn.Sequential)
-clf = DBNClassifier((32,), n_iter=2, max_iter=10, batch_size=20, random_state=0).fit(X[:1000], y[:1000])
+clf = DBNClassifier((32,), n_iter=2, random_state=0).fit(X[:1000], y[:1000])  # default fine-tuning
 accuracy = clf.score(X[1000:], y[1000:])
 print(f"dbn {dbn.__version__}: DBNClassifier digits accuracy {accuracy:.3f}")
 assert accuracy > 0.8
