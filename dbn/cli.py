@@ -36,6 +36,47 @@ def _size(text: str) -> int | None:
     return value
 
 
+def _grid(tokens: Sequence[str]) -> tuple[dict, ...]:
+    """``--grid`` tokens -> tuning settings: a named grid (``quick``, ``full``), ``SOLVER:LR[,LR...]``
+    (one setting per rate), or a JSON list of dicts of DBNClassifier parameters.
+
+    Examples
+    --------
+    >>> _grid(["sgd:0.1,0.01", "adam:1e-3"])
+    ({'solver': 'sgd', 'learning_rate_init': 0.1}, {'solver': 'sgd', 'learning_rate_init': 0.01}, {'solver': 'adam', 'learning_rate_init': 0.001})
+    >>> len(_grid(["full"]))
+    6
+    """
+    import json
+
+    from .harness.config import GRIDS
+
+    settings: list[dict] = []
+    for token in tokens:
+        if token in GRIDS:
+            settings += [dict(g) for g in GRIDS[token]]
+        elif token.lstrip().startswith("["):
+            try:
+                value = json.loads(token)
+            except ValueError as exc:
+                raise ValueError(f"--grid: {token!r} is not valid JSON ({exc})") from None
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise ValueError(f"--grid: a JSON grid is a list of dicts, got {token!r}")
+            settings += value
+        else:
+            solver, sep, rates = token.partition(":")
+            if not sep or solver not in OPTIMIZERS:
+                raise ValueError(
+                    f"--grid: {token!r} is not a grid; give {', '.join(GRIDS)}, SOLVER:LR[,LR...] with SOLVER one "
+                    f"of {', '.join(OPTIMIZERS)} (e.g. sgd:0.1,0.01 adam:0.001), or a JSON list of settings")
+            for rate in rates.split(","):
+                try:
+                    settings.append({"solver": solver, "learning_rate_init": float(rate)})
+                except ValueError:
+                    raise ValueError(f"--grid: {rate!r} in {token!r} is not a learning rate") from None
+    return tuple(settings)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -106,13 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K-fold cross-validation instead of the fixed split (default: the fixed split)")
     c.add_argument("--unlabelled", action=argparse.BooleanOptionalAction, default=D.unlabelled,
                    help="pretrain on the whole training set (--no-unlabelled: on the labelled subset only)")
+    c.add_argument("--protocol", default=D.protocol, choices=["tuned", "shared"],
+                   help="tuned: each arm picks its fine-tuning setting from --grid on validation data; "
+                        "shared: every arm runs --solver / --learning-rate")
+    c.add_argument("--grid", nargs="+", default=["quick"], metavar="SETTING",
+                   help="tuning grid: quick (4 settings), full (6: SGD momentum 0.9 at 0.1/0.03/0.01, Adam at "
+                        "3e-3/1e-3/3e-4), SOLVER:LR[,LR...] tokens, or a JSON list of DBNClassifier settings "
+                        "(default: quick)")
+    c.add_argument("--monitor", default=D.monitor, choices=["valid_score", "valid_loss"],
+                   help="what early stopping selects the epoch on: validation accuracy (ties: loss) or loss")
     c.add_argument("--epochs", type=_positive, default=D.epochs, help="maximum fine-tuning epochs")
     c.add_argument("--patience", type=int, default=D.patience,
                    help="early-stopping patience in epochs on the validation split (0: no early stopping)")
     c.add_argument("--pretrain-epochs", type=int, default=D.pretrain_epochs, help="pretraining epochs per layer")
     c.add_argument("--batch-size", type=_positive, default=D.batch_size, help="mini-batch size")
-    c.add_argument("--learning-rate", type=float, default=D.learning_rate, help="fine-tuning learning rate")
-    c.add_argument("--solver", default=D.solver, choices=OPTIMIZERS, help="fine-tuning optimiser")
+    c.add_argument("--learning-rate", type=float, default=D.learning_rate,
+                   help="fine-tuning learning rate of --protocol shared")
+    c.add_argument("--solver", default=D.solver, choices=OPTIMIZERS, help="fine-tuning optimiser of --protocol shared")
     c.add_argument("--pretrain-learning-rate", type=float, default=D.pretrain_learning_rate,
                    help="pretraining learning rate")
     c.add_argument("--device", default=D.device, help="cpu, cuda, cuda:N or auto")
@@ -228,7 +279,8 @@ def _run(args: argparse.Namespace) -> int:
     config = harness.StudyConfig(
         dataset=args.dataset, arms=tuple(args.arms), depths=tuple(args.depths), widths=tuple(args.widths),
         sizes=tuple(args.sizes), seeds=tuple(range(args.seeds)), folds=args.folds, unlabelled=args.unlabelled,
-        solver=args.solver, learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
+        protocol=args.protocol, grid=_grid(args.grid), monitor=args.monitor, solver=args.solver,
+        learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
         patience=args.patience or None, pretrain_epochs=args.pretrain_epochs,
         pretrain_learning_rate=args.pretrain_learning_rate, device=args.device,
     )

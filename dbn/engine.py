@@ -425,6 +425,12 @@ class EarlyStopping(Piece):
     stop : bool, default=True
     on_best : callable, optional
         ``on_best(epoch)`` when a new best is reached (e.g. to set ``History.best_epoch``).
+    tie_break : str, optional
+        A second record key, always minimised, that decides between epochs of equal
+        ``monitor`` (e.g. the validation loss behind the validation accuracy): an epoch that
+        equals the best ``monitor`` value and lowers ``tie_break`` becomes the best, and by
+        more than ``tol`` it resets the patience too, so that training goes on through a plateau
+        of the error while the loss still falls.
 
     Examples
     --------
@@ -446,8 +452,11 @@ class EarlyStopping(Piece):
         tol: float = 1e-4,
         stop: bool = True,
         on_best: Callable[[int], None] | None = None,
+        tie_break: str | None = None,
     ) -> None:
         self.monitor = monitor
+        self.tie_break = tie_break
+        self.best_tie = math.inf
         self.sign = 1.0 if minimize else -1.0
         self.patience = patience
         self.tol = tol
@@ -460,12 +469,14 @@ class EarlyStopping(Piece):
 
     def on_epoch_end(self, model: nn.Module, record: dict, stop: bool) -> bool:
         value = self.sign * record[self.monitor]
-        if value < self.best_value - self.tol:
+        tie = math.inf if self.tie_break is None or record.get(self.tie_break) is None else record[self.tie_break]
+        ties = value == self.best_value
+        if value < self.best_value - self.tol or (ties and tie < self.best_tie - self.tol):
             self.epochs_no_change = 0
         else:
             self.epochs_no_change += 1
-        if value < self.best_value:
-            self.best_value = value
+        if value < self.best_value or (ties and tie < self.best_tie):
+            self.best_value, self.best_tie = value, tie
             self.best_epoch = record["epoch"]
             if self.on_best is not None:
                 self.on_best(record["epoch"])
@@ -480,11 +491,15 @@ class EarlyStopping(Piece):
 
     def state(self) -> dict:
         """What a checkpoint keeps: best value and weights, patience counter."""
-        return {"best_value": self.best_value, "best_state": self.best_state, "epochs_no_change": self.epochs_no_change}
+        return {"best_value": self.best_value, "best_state": self.best_state, "epochs_no_change": self.epochs_no_change,
+                "best_tie": self.best_tie}
 
-    def load_state(self, best_value: float, best_state: dict | None, epochs_no_change: int) -> None:
+    def load_state(
+        self, best_value: float, best_state: dict | None, epochs_no_change: int, best_tie: float = math.inf
+    ) -> None:
         """Restore what :meth:`state` returned."""
         self.best_value, self.best_state, self.epochs_no_change = best_value, best_state, epochs_no_change
+        self.best_tie = best_tie
 
 
 class ProgressBar(Piece):

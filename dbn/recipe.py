@@ -279,7 +279,7 @@ def finetune_options(params: Mapping[str, Any], *, loss: Loss, generator: torch.
         max_iter=params["max_iter"], batch_size=params["batch_size"], lr_schedule=params["lr_schedule"],
         clip_grad_norm=params["clip_grad_norm"], max_norm=params["max_norm"],
         early_stopping=params["early_stopping"], validation_fraction=params["validation_fraction"],
-        n_iter_no_change=params["n_iter_no_change"], tol=params["tol"], shuffle=params["shuffle"],
+        n_iter_no_change=params["n_iter_no_change"], monitor=params["monitor"], tol=params["tol"], shuffle=params["shuffle"],
         generator=generator, verbose=bool(params["verbose"]),
     )
 

@@ -580,7 +580,10 @@ def fit_network(
     validation_fraction : float, default=0.1
         In (0, 1).
     monitor : {"valid_loss", "valid_score"}, default="valid_loss"
-        What early stopping and ``History.best_epoch`` follow (lower loss, higher score).
+        What early stopping and ``History.best_epoch`` follow (lower loss, higher score). With
+        the score, the loss breaks ties: an epoch of equal score and lower loss is better, and
+        one that lowers the loss by more than ``tol`` at the best score resets the patience
+        (training goes on while the error sits on a plateau and the loss still falls).
     n_iter_no_change : int, default=10
         Patience in epochs.
     tol : float, default=1e-4
@@ -676,6 +679,7 @@ def fit_network(
     stopping = EarlyStopping(
         monitor_key, minimize=monitor_key.endswith("loss"), patience=opts.n_iter_no_change, tol=opts.tol,
         stop=opts.early_stopping, on_best=lambda epoch: setattr(history, "best_epoch", epoch),
+        tie_break=None if monitor_key.endswith("loss") else monitor_key.replace("score", "loss"),
     )
     settings = ckpt = None
     if checkpoint_dir is not None:
@@ -1096,7 +1100,8 @@ def _restore_fit_state(
         best_state = state["best_state"]
         if best_state is not None:
             best_state = {k: v.to(device) for k, v in best_state.items()}
-        stopping.load_state(float(state["best_value"]), best_state, int(state["epochs_no_change"]))
+        stopping.load_state(float(state["best_value"]), best_state, int(state["epochs_no_change"]),
+                            float(state.get("best_tie", math.inf)))
         return int(state["epoch"]) + 1, bool(state["stopped"])
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(

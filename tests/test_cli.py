@@ -1,6 +1,7 @@
 """Tests of the ``dbn`` command line (``dbn.cli.main``)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -14,20 +15,45 @@ TINY = ["--dataset", "digits", "--arms", "relu-he", "sigmoid-normal", "--depths"
 
 def test_compare_runs_writes_report_and_resumes(tmp_path, capsys):
     out = tmp_path / "study"
-    assert cli.main(["compare", *TINY, "--out", str(out)]) == 0
-    assert "4 runs done, 0 already there" in capsys.readouterr().out
+    grid = ["--grid", "sgd:0.1", "adam:0.003"]
+    assert cli.main(["compare", *TINY, *grid, "--out", str(out)]) == 0
+    # 2 arms x (2 tuning settings on seed 0 + 2 seeds with the chosen setting)
+    assert "8 runs done, 0 already there" in capsys.readouterr().out
     for name in ("report.md", "rows.csv", "rows.jsonl", "runs.csv", "config.json"):
         assert (out / name).exists()
-    lines = (out / "rows.jsonl").read_text().splitlines()
-    assert len(lines) == 4 * 2
-    assert {json.loads(line)["arm"] for line in lines} == {"relu-he", "sigmoid-normal"}
-    assert json.loads((out / "config.json").read_text())["seeds"] == [0, 1]
+    lines = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert len(lines) == 8 * 2
+    assert {r["arm"] for r in lines} == {"relu-he", "sigmoid-normal"}
+    assert {r["setting"] for r in lines if r["stage"] == "tune"} == {"sgd lr=0.1 m=0.9", "adam lr=0.003"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["seeds"] == [0, 1] and config["protocol"] == "tuned" and len(config["grid"]) == 2
+    assert "## Tuning" in (out / "report.md").read_text()
     # the same command again resumes: nothing run, no duplicated rows
-    assert cli.main(["compare", *TINY, "--out", str(out)]) == 0
-    assert "0 runs done, 4 already there" in capsys.readouterr().out
-    assert len((out / "rows.jsonl").read_text().splitlines()) == 8
+    assert cli.main(["compare", *TINY, *grid, "--out", str(out)]) == 0
+    assert "0 runs done, 8 already there" in capsys.readouterr().out
+    assert len((out / "rows.jsonl").read_text().splitlines()) == 16
     assert cli.main(["report", str(out), "--no-figures"]) == 0
     assert "Figures not requested" in (out / "report.md").read_text()
+
+
+def test_compare_shared_protocol_runs_one_setting(tmp_path, capsys):
+    out = tmp_path / "shared"
+    assert cli.main(["compare", *TINY, "--protocol", "shared", "--solver", "adam", "--learning-rate", "0.003",
+                     "--out", str(out), "--no-figures"]) == 0
+    assert "4 runs done" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in rows} == {"final"} and {r["setting"] for r in rows} == {"adam lr=0.003"}
+    assert "## Tuning" not in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("grid, match", [
+    (["nope"], "is not a grid"), (["sgd:fast"], "is not a learning rate"), (["[1, 2]"], "list of dicts"),
+    (['[{"hidden_layer_sizes": [3]}]'], "which a grid cannot tune"),
+])
+def test_bad_grid_is_one_clear_line(tmp_path, capsys, grid, match):
+    assert cli.main(["compare", *TINY, "--grid", *grid, "--out", str(tmp_path / "g")]) == 1
+    err = capsys.readouterr().err
+    assert re.search(match, err) and err.count("\n") == 1 and not (tmp_path / "g").exists()
 
 
 def test_arms_subcommand(capsys):

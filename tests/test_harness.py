@@ -36,7 +36,7 @@ from dbn.harness.runner import ResultStore, fit_arm, load_rows, prepare_data
 from dbn.training import build_mlp, linear_layers
 
 TINY = dict(dataset="digits", arms=("relu-he", "dbn"), depths=(1, 2), widths=(16,), sizes=(80,), seeds=(0, 1),
-            epochs=2, pretrain_epochs=1, batch_size=20, probe_size=50, unlabelled=False)
+            epochs=2, pretrain_epochs=1, batch_size=20, probe_size=50, unlabelled=False, protocol="shared")
 
 
 @pytest.fixture(scope="module")
@@ -460,7 +460,7 @@ def test_config_validation():
         StudyConfig(learning_rate=-1.0)
     cfg = StudyConfig(arms=("mine", "relu-he"), extra_arms={"mine": {"pretrain": None, "activation": "tanh",
                                                                       "init": "xavier"}}, sizes=[50], seeds=[0])
-    assert [s.arm for s in cfg.run_specs()][:2] == ["mine", "relu-he"]
+    assert [s.arm for s in cfg.replace(protocol="shared").run_specs()][:2] == ["mine", "relu-he"]
     assert StudyConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.protocol_hash("relu-he") != cfg.replace(epochs=3).protocol_hash("relu-he")
 
@@ -469,7 +469,7 @@ def test_pretrained_stacks_are_shared_across_labelled_sizes(tmp_path):
     from dbn.harness import StudyConfig, run_study
 
     common = dict(dataset="digits", arms=("dbn",), depths=(1,), widths=(16,), seeds=(0,), epochs=2,
-                  pretrain_epochs=1, unlabelled=True)
+                  pretrain_epochs=1, unlabelled=True, protocol="shared")
     both = run_study(StudyConfig(sizes=(60, 120), **common), tmp_path / "both", progress=False)
     alone = run_study(StudyConfig(sizes=(120,), **common), tmp_path / "alone", progress=False)
     rows_both = [r for r in both.rows if r["size"] == 120]
@@ -482,7 +482,7 @@ def test_pretrained_stacks_are_shared_across_labelled_sizes(tmp_path):
 
     text = write_report(tmp_path / "both", figures=False).read_text()
     first = next(r for r in both.rows if r["epoch"] == 0)
-    assert f"pretraining {first['pretrain_time']:.1f} s (1 stack, reused by 1 further run that" in text
+    assert f"pretraining {first['pretrain_time']:.1f} s (1 stack, reused by 1 further run:" in text
 
 
 def test_negligible_differences_are_not_findings():

@@ -83,7 +83,8 @@ def test_freeze_epochs_identical_in_estimator_and_harness(digits, pretrain):
 def test_run_one_rows_follow_the_renumbered_best_epoch():
     """An arm with freeze_epochs selects the row of the epoch early stopping kept."""
     cfg = StudyConfig(arms=("dbn-freeze",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=4,
-                      pretrain_epochs=1, patience=1, extra_arms={"dbn-freeze": {"pretrain": "rbm", "freeze_epochs": 2}})
+                      pretrain_epochs=1, patience=1, extra_arms={"dbn-freeze": {"pretrain": "rbm", "freeze_epochs": 2}},
+                      protocol="shared", monitor="valid_loss")
     data = runner.prepare_data(load_dataset("digits"), size=60, seed=0)
     rows = runner.run_one(cfg, cfg.run_specs()[0], data)
     assert [r["epoch"] for r in rows] == list(range(len(rows)))

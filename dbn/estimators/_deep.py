@@ -31,6 +31,7 @@ from .._options import (
     CORRUPTIONS,
     FIT_LR_SCHEDULES,
     INITS,
+    MONITORS,
     OPTIMIZERS,
     PRETRAIN_KINDS,
     PROPAGATES,
@@ -391,6 +392,7 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "monitor": [StrOptions(set(MONITORS))],
         "tol": [Interval(Real, 0, None, closed="left")],
         "shuffle": ["boolean"],
         "warm_start": ["boolean"],
@@ -440,6 +442,7 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
+        monitor: str = "valid_score",
         tol: float = 1e-4,
         shuffle: bool = True,
         warm_start: bool = False,
@@ -489,6 +492,7 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.monitor = monitor
         self.tol = tol
         self.shuffle = shuffle
         self.warm_start = warm_start
@@ -788,6 +792,11 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
         epochs without improvement, restoring the best weights.
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=10
+    monitor : {"valid_score", "valid_loss"}, default="valid_score"
+        What early stopping watches on the held-out data: the score (accuracy for the
+        classifier, R^2 for the regressor, as scikit-learn's MLP estimators) or the loss.
+        With the score, the loss breaks ties (training goes on while the score sits on a
+        plateau and the loss still falls). ``history_.best_epoch`` follows the same quantity.
     tol : float, default=1e-4
     shuffle : bool, default=True
     warm_start : bool, default=False

@@ -13,7 +13,7 @@ Examples
 --------
 >>> from dbn.harness import ARMS
 >>> sorted(ARMS)[:3]
-['dbn', 'maxout-dropout', 'relu-he']
+['dbn', 'dbn-dropout', 'maxout-dropout']
 """
 
 import importlib as _importlib

@@ -1,10 +1,14 @@
-"""What a comparison study runs: the arms, the sweeps and the shared fine-tuning protocol.
+"""What a comparison study runs: the arms, the sweeps, the budget and the tuning grid.
 
 An *arm* is a :class:`dbn.DBNClassifier` parameter dict that fixes the initialisation and the
-units (random init or greedy pretraining, sigmoid or ReLU, dropout, batch norm). Everything
-else, the *protocol* (optimizer, learning rate, epochs, early stopping on the same validation
-split, batch size, pretraining budget), comes from :class:`StudyConfig` and is the same for
-every arm, so that the arms differ only in what they are meant to compare.
+units (random init or greedy pretraining, sigmoid or ReLU, dropout, batch norm). The *budget*
+(maximum epochs, early stopping on the same validation split, pretraining epochs, batch size)
+comes from :class:`StudyConfig` and is the same for every arm. The fine-tuning *settings*
+(optimizer, learning rate, momentum, and whatever else the user puts in the grid) are either
+chosen per arm on validation data (``protocol="tuned"``, the default: every arm tries every
+setting of the same ``grid`` on the first seed and runs all seeds with the one of lowest
+validation error) or shared by every arm (``protocol="shared"``: the single setting given by
+``solver``, ``learning_rate`` and ``momentum``).
 """
 
 from __future__ import annotations
@@ -14,20 +18,31 @@ import json
 import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
-from .._options import OPTIMIZERS, OptimizerName
+from .._options import MONITORS, OPTIMIZERS, Monitor, OptimizerName
 from .._validation import check_choice, check_int, check_scalar
 
 __all__ = [
     "ARMS",
     "PROTOCOL_KEYS",
+    "TUNABLE_KEYS",
+    "PRETRAIN_KEYS",
+    "DEFAULT_GRID",
+    "QUICK_GRID",
+    "GRIDS",
+    "PROTOCOLS",
     "StudyConfig",
     "RunSpec",
     "arm_params",
     "is_pretrained",
+    "setting_label",
     "DIGITS_DEFAULTS",
 ]
+
+#: ``StudyConfig.protocol``: settings chosen per arm on validation data, or one for all arms.
+Protocol = Literal["tuned", "shared"]
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 #: Fine-tuning optimizers (the alias of :mod:`dbn._options`).
 Solver = OptimizerName
@@ -49,7 +64,74 @@ ARMS: dict[str, dict[str, Any]] = {
     "dbn": {"pretrain": "rbm", "activation": "sigmoid"},
     # sigmoid layers pretrained as denoising autoencoders (masking noise 0.2)
     "sda": {"pretrain": "dae", "activation": "sigmoid", "corruption": "mask", "corruption_level": 0.2},
+    # the DBN fine-tuned with dropout (Hinton et al. 2012; Srivastava et al. 2014): same stack as "dbn"
+    "dbn-dropout": {"pretrain": "rbm", "activation": "sigmoid", "dropout": 0.5},
+    # the SdA fine-tuned with dropout: same stack as "sda"
+    "sda-dropout": {
+        "pretrain": "dae", "activation": "sigmoid", "corruption": "mask", "corruption_level": 0.2, "dropout": 0.5,
+    },
 }
+
+#: DBNClassifier parameters a tuning grid may set: fine-tuning settings only, so that one
+#: pretrained stack serves every setting of an arm.
+TUNABLE_KEYS: tuple[str, ...] = (
+    "solver", "learning_rate_init", "momentum", "nesterovs_momentum", "alpha", "l1", "dropout", "input_dropout",
+    "batch_size", "lr_schedule", "clip_grad_norm", "max_norm", "freeze_epochs",
+)
+
+#: DBNClassifier parameters that pretraining reads (a stack is shared by the runs that agree on
+#: these, the seed and the pretraining data): :func:`dbn.recipe.pretrain`'s.
+PRETRAIN_KEYS: tuple[str, ...] = (
+    "hidden_layer_sizes", "pretrain", "visible", "n_iter", "propagate", "pretrain_learning_rate",
+    "pretrain_batch_size", "weight_decay", "pretrain_momentum", "k", "persistent", "sparsity_target",
+    "sparsity_cost", "corruption", "corruption_level", "centered", "sampler", "n_temperatures", "device",
+)
+
+#: The default tuning grid: SGD with momentum 0.9 and Adam, three learning rates each.
+DEFAULT_GRID: tuple[dict[str, Any], ...] = (
+    {"solver": "sgd", "learning_rate_init": 0.1, "momentum": 0.9},
+    {"solver": "sgd", "learning_rate_init": 0.03, "momentum": 0.9},
+    {"solver": "sgd", "learning_rate_init": 0.01, "momentum": 0.9},
+    {"solver": "adam", "learning_rate_init": 3e-3},
+    {"solver": "adam", "learning_rate_init": 1e-3},
+    {"solver": "adam", "learning_rate_init": 3e-4},
+)
+
+#: The README's digits study's grid (``dbn compare``'s default, ``--grid quick``): the four
+#: settings of :data:`DEFAULT_GRID` that digits' arms chose most often, to keep it near three minutes.
+QUICK_GRID: tuple[dict[str, Any], ...] = (
+    {"solver": "sgd", "learning_rate_init": 0.1, "momentum": 0.9},
+    {"solver": "sgd", "learning_rate_init": 0.03, "momentum": 0.9},
+    {"solver": "adam", "learning_rate_init": 3e-3},
+    {"solver": "adam", "learning_rate_init": 1e-3},
+)
+
+#: Named grids of ``dbn compare --grid``.
+GRIDS: dict[str, tuple[dict[str, Any], ...]] = {"full": DEFAULT_GRID, "quick": QUICK_GRID}
+
+_SHORT = {"learning_rate_init": "lr", "momentum": "m", "nesterovs_momentum": "nesterov"}
+
+
+def setting_label(setting: Mapping[str, Any]) -> str:
+    """A short, unique name of a fine-tuning setting: the solver, then ``key=value`` pairs.
+
+    Momentum is shown for the solvers that use it (SGD, RMSprop) only.
+
+    Examples
+    --------
+    >>> setting_label({"solver": "sgd", "learning_rate_init": 0.1, "momentum": 0.9})
+    'sgd lr=0.1 m=0.9'
+    >>> setting_label({"solver": "adam", "learning_rate_init": 0.001, "momentum": 0.9, "dropout": 0.5})
+    'adam lr=0.001 dropout=0.5'
+    """
+    solver = setting.get("solver", "")
+    parts = [str(solver)] if solver else []
+    for key in sorted(setting, key=lambda k: (k != "learning_rate_init", k != "momentum", k)):
+        if key == "solver" or (key == "momentum" and solver not in ("sgd", "rmsprop")):
+            continue
+        parts.append(f"{_SHORT.get(key, key)}={setting[key]:g}" if isinstance(setting[key], float)
+                     else f"{_SHORT.get(key, key)}={setting[key]}")
+    return " ".join(parts)
 
 #: DBNClassifier parameters set by the protocol, the same for every arm.
 PROTOCOL_KEYS: tuple[str, ...] = (
@@ -64,6 +146,8 @@ PROTOCOL_KEYS: tuple[str, ...] = (
     "n_iter",
     "pretrain_learning_rate",
     "pretrain_batch_size",
+    "early_stopping",
+    "monitor",
     "random_state",
     "device",
 )
@@ -90,13 +174,15 @@ def _size_label(size: int | None) -> int | str:
 class StudyConfig:
     """A comparison study: arms x depths x widths x labelled sizes x seeds (x folds).
 
-    The defaults are the README's digits study (about three minutes on two cores).
+    The defaults are the README's digits study (:data:`DIGITS_DEFAULTS`, about three minutes on
+    two cores) but for the grid: the README's study tunes on the four settings of
+    :data:`QUICK_GRID`, the default grid has six.
 
     Parameters
     ----------
     dataset : str, default="digits"
         ``"digits"``, ``"mnist"`` or a path accepted by :func:`dbn.datasets.load_dataset`.
-    arms : tuple of str, default=all eight built-in arms (``tuple(ARMS)``)
+    arms : tuple of str, default=all ten built-in arms (``tuple(ARMS)``)
         Names from :data:`ARMS` or from ``extra_arms``.
     depths : tuple of int, default=(1, 3)
         Numbers of hidden layers.
@@ -115,11 +201,30 @@ class StudyConfig:
     unlabelled : bool, default=True
         Pretrain on the whole training set (semi-supervised: unlabelled data are cheap)
         rather than on the labelled subset only.
-    solver, learning_rate, momentum, batch_size, epochs, patience, tol
-        The fine-tuning protocol shared by all arms: optimizer and its settings, maximum
-        epochs, early stopping on the validation split (``patience`` epochs without an
-        improvement of the validation loss by more than ``tol``; the best epoch's weights are
-        kept). ``patience=None`` trains for ``epochs`` epochs and keeps the last weights.
+    protocol : {"tuned", "shared"}, default="tuned"
+        ``"tuned"``: for each (depth, width, labelled size, fold) every arm fine-tunes the first
+        seed with every setting of ``grid`` (same budget for all), keeps the setting with the
+        lowest validation error (ties: lower validation loss, then grid order; settings that
+        diverged only when all did) and runs every seed with it. The tuning runs are stored
+        (``stage="tune"``) and reported; pretraining is computed once per arm and seed and
+        shared by the settings. ``"shared"``: every arm runs the single setting ``solver``,
+        ``learning_rate``, ``momentum``.
+    grid : sequence of dict, default=DEFAULT_GRID
+        Fine-tuning settings to choose from (``protocol="tuned"``): dicts of DBNClassifier
+        parameters from :data:`TUNABLE_KEYS` (``solver``, ``learning_rate_init``,
+        ``momentum``, ``alpha``, ``dropout``, ...). Keys a setting leaves out take the
+        study's values (``solver``, ``learning_rate``, ``momentum``, ``batch_size``) or the
+        arm's. The default: SGD with momentum 0.9 at learning rates 0.1, 0.03, 0.01 and Adam
+        at 3e-3, 1e-3, 3e-4.
+    solver, learning_rate, momentum
+        The shared setting (``protocol="shared"``), and the values a grid setting leaves out.
+    batch_size, epochs, patience, tol : int, int, int or None, float; default=20, 20, 10, 1e-4
+        The budget shared by all arms: mini-batch size, maximum epochs, early stopping on the
+        validation split (``patience`` epochs without an improvement of ``monitor`` by more
+        than ``tol``; the best epoch's weights are kept). ``patience=None`` trains for
+        ``epochs`` epochs and keeps the last weights.
+    monitor : {"valid_score", "valid_loss"}, default="valid_score"
+        What early stopping selects the epoch on: validation accuracy (error) or loss.
     pretrain_epochs : int, default=10
         Pretraining epochs per layer (pretrained arms).
     pretrain_learning_rate : float, default=0.05
@@ -141,28 +246,34 @@ class StudyConfig:
 
     Examples
     --------
-    >>> cfg = StudyConfig(arms=("relu-he", "dbn"), depths=(1,), sizes=(50,), seeds=(0,))
-    >>> len(cfg.run_specs())
-    2
-    >>> cfg.run_specs()[0].key.split("|")[:6]
-    ['digits', 'relu-he', 'd1', 'w128', 'n50', 's0']
+    >>> cfg = StudyConfig(arms=("relu-he", "dbn"), depths=(1,), sizes=(50,), seeds=(0, 1))
+    >>> cfg.n_runs()  # 2 arms x (6 tuning runs on seed 0 + 2 seeds with the chosen setting)
+    16
+    >>> spec = cfg.tuning_specs(cfg.cells()[0])[0]
+    >>> spec.key.split("|")[:9]
+    ['digits', 'relu-he', 'd1', 'w128', 'n50', 's0', 'f0', 'tune', 'sgd lr=0.1 m=0.9']
+    >>> len(cfg.replace(protocol="shared").run_specs())
+    4
     """
 
     dataset: str = "digits"
-    arms: tuple[str, ...] = tuple(ARMS)  # all eight built-in arms
+    arms: tuple[str, ...] = tuple(ARMS)  # all ten built-in arms
     depths: tuple[int, ...] = (1, 3)
     widths: tuple[int, ...] = (128,)
     sizes: tuple[int | None, ...] = (100, None)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     folds: int | None = None
     unlabelled: bool = True
+    protocol: Protocol = "tuned"
+    grid: tuple[Mapping[str, Any], ...] = DEFAULT_GRID
     solver: Solver = "sgd"
     learning_rate: float = 0.1
     momentum: float = 0.9
     batch_size: int = 20
-    epochs: int = 30
+    epochs: int = 20
     patience: int | None = 10
     tol: float = 1e-4
+    monitor: Monitor = "valid_score"
     pretrain_epochs: int = 10
     pretrain_learning_rate: float = 0.05
     pretrain_batch_size: int | None = None
@@ -180,6 +291,10 @@ class StudyConfig:
             if isinstance(value, (str, numbers.Integral)) or value is None:
                 value = (value,)
             object.__setattr__(self, name, tuple(value))
+        if isinstance(self.grid, Mapping):
+            object.__setattr__(self, "grid", (self.grid,))
+        if isinstance(self.grid, (list, tuple)):
+            object.__setattr__(self, "grid", tuple(dict(g) if isinstance(g, Mapping) else g for g in self.grid))
         self.validate()
 
     # -- checks ------------------------------------------------------------------------------
@@ -228,6 +343,9 @@ class StudyConfig:
             check_int("folds", self.folds, low=2)
         if not isinstance(self.unlabelled, bool):
             raise ValueError(f"The 'unlabelled' parameter must be a bool. Got {self.unlabelled!r}.")
+        check_choice("protocol", self.protocol, PROTOCOLS)
+        check_choice("monitor", self.monitor, MONITORS)
+        self._validate_grid()
         check_choice("solver", self.solver, OPTIMIZERS)
         check_scalar("learning_rate", self.learning_rate, low=0.0, low_inclusive=False)
         check_scalar("momentum", self.momentum, low=0.0, high=1.0, high_inclusive=False)
@@ -244,49 +362,119 @@ class StudyConfig:
         if self.monitor_size is not None:
             check_int("monitor_size", self.monitor_size, low=1)
 
+    def _validate_grid(self) -> None:
+        if not isinstance(self.grid, tuple) or not self.grid:
+            raise ValueError(
+                "The 'grid' parameter must be a non-empty list of dicts of fine-tuning settings, e.g. "
+                f"[{{'solver': 'sgd', 'learning_rate_init': 0.1}}, {{'solver': 'adam', 'learning_rate_init': 0.001}}]. "
+                f"Got {self.grid!r}."
+            )
+        labels = []
+        for setting in self.grid:
+            if not isinstance(setting, dict) or not setting:
+                raise ValueError(f"Each 'grid' setting must be a non-empty dict of DBNClassifier parameters. "
+                                 f"Got {setting!r}.")
+            unknown = sorted(set(setting) - set(TUNABLE_KEYS))
+            if unknown:
+                raise ValueError(
+                    f"The 'grid' setting {setting!r} sets {unknown}, which a grid cannot tune: a setting holds "
+                    f"fine-tuning parameters only ({', '.join(TUNABLE_KEYS)}); change the arm or the study for "
+                    "the others."
+                )
+            if "solver" in setting:
+                check_choice("grid solver", setting["solver"], OPTIMIZERS)
+            if "learning_rate_init" in setting:
+                check_scalar("grid learning_rate_init", setting["learning_rate_init"], low=0.0, low_inclusive=False)
+            labels.append(setting_label(self._effective(setting)))
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"The 'grid' parameter lists the same setting twice: {twice}. Remove the duplicates.")
+
     # -- derived -----------------------------------------------------------------------------
     @property
     def all_arms(self) -> dict[str, dict[str, Any]]:
         """Built-in and extra arms together (extra ones win)."""
         return {**ARMS, **{k: dict(v) for k, v in dict(self.extra_arms).items()}}
 
-    def protocol(self) -> dict[str, Any]:
-        """The settings shared by every arm (what the protocol hash covers, with the arm)."""
+    def _effective(self, setting: Mapping[str, Any]) -> dict[str, Any]:
+        """A grid setting completed with the study's solver, learning rate and momentum."""
+        return {"solver": self.solver, "learning_rate_init": self.learning_rate, "momentum": self.momentum,
+                **dict(setting)}
+
+    def settings(self) -> dict[str, dict[str, Any]]:
+        """The fine-tuning settings the arms run, by label: the grid's (``protocol="tuned"``) or the
+        single shared one (``protocol="shared"``).
+
+        Examples
+        --------
+        >>> list(StudyConfig(protocol="shared").settings())
+        ['sgd lr=0.1 m=0.9']
+        """
+        chosen = self.grid if self.protocol == "tuned" else ({},)
+        return {setting_label(self._effective(s)): self._effective(s) for s in chosen}
+
+    def shared_settings(self) -> dict[str, Any]:
+        """The settings shared by every arm and every setting (what the run hash covers, with
+        the arm and the setting)."""
         keys = (
-            "folds", "unlabelled", "solver", "learning_rate", "momentum", "batch_size", "epochs",
-            "patience", "tol", "pretrain_epochs", "pretrain_learning_rate", "pretrain_batch_size",
-            "probe_size", "monitor_size",
+            "folds", "unlabelled", "batch_size", "epochs", "patience", "tol", "monitor", "pretrain_epochs",
+            "pretrain_learning_rate", "pretrain_batch_size", "probe_size", "monitor_size",
         )
         return {k: getattr(self, k) for k in keys}
 
-    def protocol_hash(self, arm: str) -> str:
-        """Short hash of the protocol and the arm's parameters: changing either re-runs the arm."""
+    def protocol_hash(self, arm: str, setting: str | None = None) -> str:
+        """Short hash of the shared settings, the arm's parameters and the fine-tuning setting
+        (a label of :meth:`settings`; default: the first): changing any re-runs the arm."""
+        settings = self.settings()
+        effective = settings[setting if setting is not None else next(iter(settings))]
         payload = json.dumps(
-            {"protocol": self.protocol(), "arm": self.all_arms[arm]}, sort_keys=True, default=repr
+            {"protocol": self.shared_settings(), "arm": self.all_arms[arm], "setting": effective},
+            sort_keys=True, default=repr,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
-    def run_specs(self) -> list[RunSpec]:
-        """Every run of the study, seeds innermost so that paired runs finish close together."""
+    def cells(self) -> list[tuple[int | str, int, int, int]]:
+        """The (labelled size, depth, width, fold) cells, in the order the study runs them."""
         folds = range(self.folds) if self.folds else (0,)
-        specs = []
-        for size in self.sizes:
-            for depth in self.depths:
-                for width in self.widths:
-                    for fold in folds:
-                        for seed in self.seeds:
-                            for arm in self.arms:
-                                specs.append(RunSpec(
-                                    dataset=self.dataset, arm=arm, depth=int(depth), width=int(width),
-                                    size=_size_label(size), seed=int(seed), fold=int(fold),
-                                    protocol=self.protocol_hash(arm),
-                                ))
-        return specs
+        return [(_size_label(size), int(depth), int(width), int(fold))
+                for size in self.sizes for depth in self.depths for width in self.widths for fold in folds]
+
+    def _spec(self, cell: tuple, arm: str, seed: int, stage: str, setting: str) -> RunSpec:
+        size, depth, width, fold = cell
+        return RunSpec(dataset=self.dataset, arm=arm, depth=depth, width=width, size=size, seed=int(seed),
+                       fold=fold, protocol=self.protocol_hash(arm, setting), stage=stage, setting=setting)
+
+    def tuning_specs(self, cell: tuple) -> list[RunSpec]:
+        """The tuning runs of a cell: every arm with every grid setting on the first seed
+        (none with ``protocol="shared"``)."""
+        if self.protocol != "tuned":
+            return []
+        return [self._spec(cell, arm, self.seeds[0], "tune", label) for arm in self.arms for label in self.settings()]
+
+    def final_specs(self, cell: tuple, chosen: Mapping[str, str]) -> list[RunSpec]:
+        """The runs that the report analyses: every seed of every arm in ``chosen`` (arm ->
+        setting label), seeds outermost so that paired runs finish close together."""
+        return [self._spec(cell, arm, seed, "final", chosen[arm])
+                for seed in self.seeds for arm in self.arms if arm in chosen]
+
+    def n_runs(self) -> int:
+        """How many runs the whole study makes (tuning runs included)."""
+        per_arm = len(self.seeds) + (len(self.settings()) if self.protocol == "tuned" else 0)
+        return len(self.cells()) * len(self.arms) * per_arm
+
+    def run_specs(self) -> list[RunSpec]:
+        """Every run known before the study starts: the final runs with ``protocol="shared"``; the
+        tuning runs with ``protocol="tuned"`` (the final runs depend on what tuning chooses)."""
+        if self.protocol == "tuned":
+            return [spec for cell in self.cells() for spec in self.tuning_specs(cell)]
+        only = next(iter(self.settings()))
+        return [spec for cell in self.cells() for spec in self.final_specs(cell, dict.fromkeys(self.arms, only))]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (``sizes`` keep None for "all")."""
         d = asdict(self)
         d["extra_arms"] = {k: dict(v) for k, v in dict(self.extra_arms).items()}
+        d["grid"] = [dict(g) for g in self.grid]
         return d
 
     @classmethod
@@ -303,19 +491,26 @@ class StudyConfig:
         return replace(self, **changes)
 
 
-#: The README's digits study (the :class:`StudyConfig` defaults).
-DIGITS_DEFAULTS = StudyConfig()
+#: The README's digits study (``dbn compare``'s defaults): the :class:`StudyConfig` defaults
+#: with the four-setting :data:`QUICK_GRID`.
+DIGITS_DEFAULTS = StudyConfig(grid=QUICK_GRID)
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: an arm on one (depth, width, labelled size, seed, fold) cell.
+    """One run: an arm on one (depth, width, labelled size, seed, fold) cell with one
+    fine-tuning setting.
+
+    ``protocol`` is the hash of everything else the run depends on
+    (:meth:`StudyConfig.protocol_hash`); ``stage`` is ``"tune"`` for a tuning run (validation
+    only, no per-epoch measurements) and ``"final"`` for a run the report analyses;
+    ``setting`` the label of its fine-tuning setting (:func:`setting_label`).
 
     Examples
     --------
-    >>> spec = RunSpec("digits", "dbn", 3, 128, "all", 0, 0, "abc")
+    >>> spec = RunSpec("digits", "dbn", 3, 128, "all", 0, 0, "abc", "final", "sgd lr=0.1 m=0.9")
     >>> spec.key
-    'digits|dbn|d3|w128|nall|s0|f0|abc'
+    'digits|dbn|d3|w128|nall|s0|f0|final|sgd lr=0.1 m=0.9|abc'
     """
 
     dataset: str
@@ -326,40 +521,51 @@ class RunSpec:
     seed: int
     fold: int
     protocol: str
+    stage: str = "final"
+    setting: str = ""
 
     @property
     def key(self) -> str:
         """Identity of the run in the results (resume skips a key already there)."""
         return "|".join((
             self.dataset, self.arm, f"d{self.depth}", f"w{self.width}", f"n{self.size}",
-            f"s{self.seed}", f"f{self.fold}", self.protocol,
+            f"s{self.seed}", f"f{self.fold}", self.stage, self.setting, self.protocol,
         ))
+
+    @property
+    def cell(self) -> tuple[int | str, int, int, int]:
+        """(labelled size, depth, width, fold), as :meth:`StudyConfig.cells` lists them."""
+        return (self.size, self.depth, self.width, self.fold)
 
 
 def arm_params(config: StudyConfig, spec: RunSpec) -> dict[str, Any]:
-    """The full :class:`dbn.DBNClassifier` parameters of a run: the arm's plus the protocol's.
+    """The full :class:`dbn.DBNClassifier` parameters of a run: the arm's, the study's budget
+    and the run's fine-tuning setting (which wins over both).
 
     Examples
     --------
     >>> cfg = StudyConfig(arms=("dbn",), depths=(2,), widths=(16,), sizes=(50,), seeds=(0,))
-    >>> p = arm_params(cfg, cfg.run_specs()[0])
-    >>> p["hidden_layer_sizes"], p["pretrain"], p["max_iter"]
-    ((16, 16), 'rbm', 30)
+    >>> p = arm_params(cfg, cfg.run_specs()[-1])
+    >>> p["hidden_layer_sizes"], p["pretrain"], p["max_iter"], p["solver"], p["learning_rate_init"]
+    ((16, 16), 'rbm', 20, 'adam', 0.0003)
     """
+    settings = config.settings()
+    if spec.setting not in settings:
+        raise ValueError(f"The run's setting {spec.setting!r} is not one of the study's: {sorted(settings)}.")
     params: dict[str, Any] = dict(config.all_arms[spec.arm])
     params.update(
         hidden_layer_sizes=(spec.width,) * spec.depth,
-        solver=config.solver,
-        learning_rate_init=config.learning_rate,
-        momentum=config.momentum,
         batch_size=config.batch_size,
         max_iter=config.epochs,
+        early_stopping=config.patience is not None,
         n_iter_no_change=config.patience if config.patience is not None else config.epochs,
+        monitor=config.monitor,
         tol=config.tol,
         n_iter=config.pretrain_epochs,
         pretrain_learning_rate=config.pretrain_learning_rate,
-        pretrain_batch_size=config.pretrain_batch_size,
+        pretrain_batch_size=config.pretrain_batch_size or config.batch_size,
         random_state=spec.seed,
         device=config.device,
     )
+    params.update(settings[spec.setting])
     return params

@@ -21,13 +21,15 @@ import numpy as np
 
 from .metrics import paired_differences, t_interval
 from .store import CONFIG_JSON, ROWS_CSV, ROWS_JSON, load_rows
+from .config import setting_label
+from .tuning import CHANCE_FRACTION_OF_INIT, choose_setting, tuning_results
 
 __all__ = ["summarise_runs", "cell_statistics", "findings", "summary", "write_report", "RUN_COLUMNS"]
 
 #: Per-run summary columns written to ``runs.csv``.
 RUN_COLUMNS: tuple[str, ...] = (
-    "run_key", "dataset", "dataset_hash", "arm", "depth", "width", "size", "seed", "fold", "protocol", "pretrained",
-    "unlabelled", "n_train", "n_pretrain", "n_epochs", "selected_epoch", "diverged", "test_error", "valid_error", "train_error",
+    "run_key", "dataset", "dataset_hash", "arm", "depth", "width", "size", "seed", "fold", "protocol", "stage",
+    "setting", "pretrained", "unlabelled", "n_train", "n_pretrain", "n_epochs", "selected_epoch", "diverged", "test_error", "valid_error", "train_error",
     "test_loss", "train_loss", "gap", "min_train_loss", "min_train_loss_epoch", "min_train_error", "pretrain_time",
     "pretrain_cached", "finetune_time", "init_grad_ratio_bottom", "final_grad_ratio_bottom", "init_grad_shrink",
     "final_grad_shrink", "init_wgrad_shrink", "init_saturated_top", "final_saturated_top", "init_train_error",
@@ -223,7 +225,6 @@ def _pick_baseline(runs: Sequence[dict[str, Any]], baseline: str | None) -> str 
 #: error at initialisation (mean over replicates), or, where the error at initialisation is not
 #: stored, when its training error at the selected epoch is at least :data:`CHANCE_TRAIN_ERROR`.
 #: Such an arm sits at chance: it is named as such and never used as the baseline of a comparison.
-CHANCE_FRACTION_OF_INIT = 0.9
 CHANCE_TRAIN_ERROR = 2 / 3
 
 
@@ -754,6 +755,27 @@ _PROTOCOL_SHOWN = ("solver", "learning_rate", "momentum", "batch_size", "epochs"
                    "pretrain_learning_rate", "probe_size", "monitor_size")
 
 
+def _selection_text(cfg: dict[str, Any]) -> str:
+    if cfg.get("monitor", "valid_loss") == "valid_score":
+        return "lowest validation error (ties: lower validation loss)"
+    return "lowest validation loss"
+
+
+def _protocol_line(cfg: dict[str, Any]) -> str:
+    budget = {k: cfg[k] for k in _PROTOCOL_SHOWN if k in cfg and k not in ("solver", "learning_rate", "momentum")}
+    if cfg.get("protocol", "shared") == "tuned":
+        grid = cfg.get("grid") or []
+        labels = []
+        for g in grid:
+            full = {"solver": cfg.get("solver"), "learning_rate_init": cfg.get("learning_rate"),
+                    "momentum": cfg.get("momentum"), **g}
+            labels.append(setting_label(full))
+        return (f"- protocol: tuned per arm on validation data, settings {labels}; budget shared by all arms: "
+                f"{json.dumps(budget)}.")
+    shared = {k: cfg[k] for k in ("solver", "learning_rate", "momentum") if k in cfg}
+    return f"- protocol (shared by all arms): {json.dumps({**shared, **budget})}."
+
+
 def _setup_section(runs: Sequence[dict[str, Any]], arms: Sequence[str], cfg: dict[str, Any]) -> list[str]:
     """The report's "Setup" lines: data, pretraining data, protocol, selection rule and time."""
     datasets = sorted({str(r["dataset"]) for r in runs})
@@ -772,16 +794,16 @@ def _setup_section(runs: Sequence[dict[str, Any]], arms: Sequence[str], cfg: dic
     total_pre = sum(_num(r.get("pretrain_time")) for r in computed)
     n_stacks = sum(1 for r in computed if r.get("pretrained"))
     n_shared = len(runs) - len(computed)
-    shared_text = (f", reused by {n_shared} further run{'s' * (n_shared != 1)} that differ only in the labelled size"
-                   if n_shared else "")
+    shared_text = (f", reused by {n_shared} further run{'s' * (n_shared != 1)}: other labelled sizes, tuning settings "
+                   "or arms that pretrain alike" if n_shared else "")
     total_ft = sum(_num(r.get("finetune_time")) for r in runs)
     return [
         "## Setup", "",
         f"- data: {', '.join(datasets)}; {len(runs)} runs; arms {', '.join(arms)}; seeds {seeds}; "
         f"{'folds ' + str(folds) if len(folds) > 1 else 'fixed train/validation/test split'}.",
         f"- pretraining data: {pre_text}.",
-        f"- protocol (shared by all arms): {json.dumps({k: cfg[k] for k in _PROTOCOL_SHOWN if k in cfg})}.",
-        "- the selected epoch of a run is the one with the lowest validation loss (early stopping); "
+        _protocol_line(cfg),
+        f"- the selected epoch of a run is the one with the {_selection_text(cfg)} (early stopping); "
         "errors below are at that epoch. Intervals: 95% Student-t over seeds; paired differences "
         "pair runs of the same seed (same labelled subset, same mini-batch order).",
         f"- time: pretraining {total_pre:.1f} s ({n_stacks} stack{'s' * (n_stacks != 1)}{shared_text}), "
@@ -810,7 +832,8 @@ def _training_sections(
         times[r["arm"]][1].append(_num(r.get("finetune_time")))
     lines += ["## Wall time per run (s, mean; pretraining per stack computed, not per run that reused it)", "",
               _table(["arm", "pretraining", "fine-tuning"],
-                     [[a, f"{np.mean(p):.2f}", f"{np.mean(f):.2f}"] for a, (p, f) in times.items()]), ""]
+                     [[a, f"{np.mean(p):.2f}" if p else "reused", f"{np.mean(f):.2f}"]
+                      for a, (p, f) in times.items()]), ""]
     diverged = [r["run_key"] for r in runs if r.get("diverged")]
     if diverged:
         lines += [f"Diverged runs (stopped at a NaN loss, their best epoch kept): {', '.join(diverged)}.", ""]
@@ -853,6 +876,200 @@ def _figures_section(rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, An
     return lines
 
 
+def _is_final(r: dict[str, Any]) -> bool:
+    """Rows and runs the report analyses: final runs (rows written before tuning existed count)."""
+    return r.get("stage", "final") in ("final", None, "")
+
+
+def tuning_table(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, Cell], dict[str, Any]]:
+    """(arm, cell) -> the tuning of that arm in that cell: ``results`` (setting label ->
+    :class:`dbn.harness.tuning.TuningResult`, in grid order), ``choice``
+    (:class:`dbn.harness.tuning.Choice`) and ``time`` (fine-tuning seconds of the tuning runs).
+
+    Examples
+    --------
+    >>> rows = [{"run_key": f"k{i}", "stage": "tune", "setting": f"lr{i}", "arm": "a", "dataset": "d", "depth": 1,
+    ...          "width": 8, "size": 100, "epoch": e, "selected": e == 1, "valid_error": 0.9 - 0.1 * i * e,
+    ...          "valid_loss": 1.0, "diverged": False, "finetune_time": 0.5} for i in (1, 2) for e in (0, 1)]
+    >>> t = tuning_table(rows)[("a", ("d", 1, 8, 100))]
+    >>> t["choice"].setting, list(t["results"]), t["time"]
+    ('lr2', ['lr1', 'lr2'], 1.0)
+    """
+    results = tuning_results(rows)
+    groups: dict[tuple[str, Cell], dict[str, Any]] = {}
+    for r in rows:
+        if r.get("stage") == "tune" and r.get("epoch") == 0 and r["run_key"] in results:
+            g = groups.setdefault((r["arm"], _cell(r)), {"results": {}, "time": 0.0})
+            g["results"][r["setting"]] = results[r["run_key"]]
+            g["time"] += _num(r.get("finetune_time")) if r.get("finetune_time") is not None else 0.0
+    for g in groups.values():
+        g["choice"] = choose_setting(list(g["results"].values()))
+    return groups
+
+
+def _fmt_valid(result: Any, chosen: bool) -> str:
+    if not math.isfinite(result.valid_error):
+        return "-"
+    text = f"{100 * result.valid_error:.2f}" + (" (NaN)" if result.diverged else "")
+    return f"**{text}**" if chosen else text
+
+
+def _tuning_summary(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The summary's line on the tuning: how settings were chosen and which arms failed under all."""
+    table = tuning_table(rows)
+    if not table:
+        return []
+    n = max(len(g["results"]) for g in table.values())
+    failed = [f"{arm} at {_cell_name(cell)}" for (arm, cell), g in table.items() if g["choice"].status != "ok"]
+    text = (f"- **Tuned comparison**: every arm's fine-tuning setting was chosen per cell on validation data among "
+            f"{n} settings (section *Tuning*).")
+    if failed:
+        text += " Failed under every setting (at chance or diverged): " + "; ".join(failed) + "."
+    return [text]
+
+
+def _tuning_section(rows: Sequence[dict[str, Any]], final_runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Per cell and arm: the chosen setting, every setting's validation error, the tuning time."""
+    table = tuning_table(rows)
+    if not table:
+        return []
+    settings: list[str] = []
+    for g in table.values():
+        settings += [label for label in g["results"] if label not in settings]
+    cells = sorted({c for _, c in table}, key=lambda c: (c[:3], _size_order(c[3])))
+    arms = _arms([{"arm": a} for a, _ in table])
+    lines = []
+    for cell in cells:
+        for arm in arms:
+            g = table.get((arm, cell))
+            if g is None:
+                continue
+            valid = [r.valid_error for r in g["results"].values() if not r.diverged and math.isfinite(r.valid_error)]
+            spread = f"{100 * (max(valid) - min(valid)):.2f}" if len(valid) > 1 else "-"
+            lines.append([cell[1], cell[2], cell[3], arm, g["choice"].setting]
+                         + [_fmt_valid(g["results"][s], s == g["choice"].setting) if s in g["results"] else "-"
+                            for s in settings] + [spread, f"{g['time']:.1f}"])
+    tune_time = sum(g["time"] for g in table.values())
+    final_time = sum(_num(r.get("finetune_time")) for r in final_runs)
+    failed = [(arm, cell, g["choice"]) for (arm, cell), g in table.items() if g["choice"].status != "ok"]
+    out = ["## Tuning: each arm's setting, chosen on validation data", "",
+           f"Every arm fine-tuned the first seed of each cell with each of the {len(settings)} settings below (same "
+           "epochs, same early stopping, same validation split), kept the one of lowest validation error at its "
+           "selected epoch (ties: lower validation loss), and ran every seed with it. Validation error (%) of each "
+           "setting, the chosen one in bold; *spread*: worst minus best setting (pp), how sensitive the arm is "
+           "to its setting. Tuning took "
+           f"{tune_time:.1f} s of fine-tuning ({100 * tune_time / max(tune_time + final_time, 1e-9):.0f}% of the "
+           "study's fine-tuning time); the pretrained stacks are shared by the settings.", "",
+           _table(["depth", "width", "labels", "arm", "chosen", *settings, "spread (pp)", "tuning (s)"], lines), ""]
+    if failed:
+        out += ["**Failed under every setting of the grid** (reported, not tuned away): "
+                + "; ".join(f"{arm} at {_cell_name(cell)}: {choice.reason}" for arm, cell, choice in failed) + ".", ""]
+    chosen = defaultdict(lambda: defaultdict(int))
+    for (arm, _), g in table.items():
+        chosen[arm][g["choice"].setting] += 1
+    out += ["Settings chosen per arm (cells): " + "; ".join(
+        f"{arm}: " + ", ".join(f"{s} x{n}" for s, n in sorted(c.items(), key=lambda kv: -kv[1]))
+        for arm, c in chosen.items()) + ".", ""]
+    return out
+
+
+#: Published effects of pretraining on MNIST test error by labelled-set size: the yell/boltzmann-machines
+#: README (RBM 1024 hidden, fine-tuned vs the same net randomly initialised), percentage points.
+PUBLISHED_LABEL_EFFECT = {100: 5.68, 1000: 4.94, 10000: 2.54, 60000: 0.53}
+
+
+def _best_random(ev: "_Evidence", valid: dict, cell: Cell) -> str | None:
+    """The random-init arm of lowest mean validation error in ``cell`` (chosen without the test set)."""
+    plain = [a for a in _arms(ev.runs) if a not in ev.pretrained and (a, cell) in valid and ev.trained(a, cell)]
+    if not plain:
+        return None
+    return min(plain, key=lambda a: float(np.nanmean(list(valid[(a, cell)].values()))))
+
+
+def _trend(first: dict[str, float], last: dict[str, float], up: str, down: str) -> str:
+    """How an effect moves from ``first`` to ``last`` (paired intervals), and whether the move is
+    beyond both intervals."""
+    word = up if last["mean"] > first["mean"] else down if last["mean"] < first["mean"] else "unchanged"
+    apart = (math.isfinite(first.get("low", math.nan)) and math.isfinite(last.get("low", math.nan))
+             and (last["low"] > first["high"] or last["high"] < first["low"]))
+    return word + ("" if apart else ", within the intervals")
+
+
+def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) -> list[str]:
+    """Pretraining's effect by depth and labelled size beside the published ones."""
+    ev = _Evidence.of(runs, baseline)
+    valid = _by_arm_cell(runs, "valid_error")
+    if not ev.pretrained or not ev.cells:
+        return []
+    head = "dbn" if "dbn" in ev.pretrained else ev.pretrained[0]
+    lines = ["## Against the literature", "",
+             f"Effect of pretraining = test error of a random-init arm minus `{head}`'s (percentage points, paired "
+             "95% CI; positive: pretraining helps). *Best random-init*: the random-init arm of lowest validation "
+             f"error in the cell (chosen without the test set); *baseline*: `{ev.base}`, the same sigmoid network "
+             "without pretraining.", ""]
+    table = []
+    mnist = all(str(c[0]) == "mnist" or str(c[0]).endswith("mnist.pkl.gz") for c in ev.cells)
+    effects: dict[tuple[int, Any], dict[str, float]] = {}
+    for cell in ev.cells:
+        best = _best_random(ev, valid, cell)
+        row = [cell[1], cell[2], cell[3]]
+        for other in (best, ev.base):
+            if other is None or (other, cell) not in ev.test or (head, cell) not in ev.test:
+                row.append("-")
+                continue
+            d = _paired(ev.test, other, head, cell)
+            note = "" if ev.trained(other, cell) else " (at chance)"
+            row.append(f"{_fmt_ci_pct(d)} vs {other}{note}")
+            if other == best:
+                effects[(cell[1], cell[3])] = d
+        if mnist:
+            n = 60000 if cell[3] == "all" or int(cell[3]) >= 50000 else int(cell[3])
+            published = PUBLISHED_LABEL_EFFECT.get(n)
+            row.append(f"+{published:.2f}" if published is not None else "-")
+        table.append(row)
+    header = ["depth", "width", "labels", "best random-init - " + head, f"{ev.base} - {head}"]
+    lines += [_table(header + (["published (yell, MNIST)"] if mnist else []), table), ""]
+    depths = sorted({d for d, _ in effects})
+    sizes = sorted({n for _, n in effects}, key=_size_order)
+    if len(depths) > 1:
+        parts = []
+        for n in sizes:
+            seq = [effects[(d, n)] for d in depths if (d, n) in effects]
+            if len(seq) > 1:
+                parts.append(f"{n} labels: {', '.join(_pp(v['mean']) for v in seq)} pp at depths {depths} "
+                             f"({_trend(seq[0], seq[-1], 'grows', 'shrinks')})")
+        lines += ["- Erhan et al. (2010): pretraining's advantage grows with depth. Here, against the best random-init "
+                  "arm: " + "; ".join(parts) + ".", ""]
+    if len(sizes) > 1:
+        parts = []
+        for d in depths:
+            seq = [effects[(d, n)] for n in sizes if (d, n) in effects]
+            if len(seq) > 1:
+                parts.append(f"depth {d}: {', '.join(_pp(v['mean']) for v in seq)} pp at {sizes} labels "
+                             f"({_trend(seq[0], seq[-1], 'grows', 'shrinks')})")
+        lines += ["- Erhan et al. (2010) and the yell/boltzmann-machines table (+5.68 pp at 100 labels, +4.94 at 1,000, "
+                  "+2.54 at 10,000, +0.53 at 60,000, against the same net randomly initialised): the advantage "
+                  "shrinks as labels grow. Here: " + "; ".join(parts) + ".", ""]
+    dmax = max(c[1] for c in ev.cells)
+    deep = [c for c in ev.cells if c[1] == dmax]
+    parts = []
+    for cell in deep:
+        errs = []
+        for arm in ("sigmoid-normal", "sigmoid-xavier"):
+            if (arm, cell) in ev.test:
+                err = float(np.nanmean(list(ev.test[(arm, cell)].values())))
+                shrink = [r.get("init_grad_shrink") for r in runs if r["arm"] == arm and _cell(r) == cell]
+                shrink = [float(v) for v in shrink if v is not None and math.isfinite(float(v))]
+                grad = f", bottom/top gradient at init 10^{np.mean(shrink):+.2f}" if shrink else ""
+                errs.append(f"{arm} {100 * err:.2f}%{grad}")
+        if errs:
+            parts.append(f"{cell[3]} labels: " + "; ".join(errs))
+    lines += ["- Glorot & Bengio (2010), 5 sigmoid layers on MNIST: standard init 2.21% against 1.64% with the "
+              "normalised init (tanh), the back-propagated gradient shrinking toward the input with the standard "
+              f"init. Here at depth {dmax}: " + (" | ".join(parts) or "no sigmoid random-init arm") + ".", ""]
+    return lines
+
+
 #: A parenthesised reference to figure files in a sentence, e.g. `` (figures `a.png`, `b.png`)``.
 _FIGURE_REFERENCE = re.compile(r" ?\(figures? `[^`]+\.png`(?:, `[^`]+\.png`)*\)")
 
@@ -892,9 +1109,11 @@ def write_report(
             cfg = json.load(f)
     baseline = baseline or cfg.get("baseline", "sigmoid-normal")
     reference = reference or cfg.get("reference", "dbn")
-    rows = load_rows(out)
-    runs = summarise_runs(rows)
-    _write_runs_csv(runs, out / "runs.csv")
+    all_rows = load_rows(out)
+    all_runs = summarise_runs(all_rows)
+    _write_runs_csv(all_runs, out / "runs.csv")
+    rows = [r for r in all_rows if _is_final(r)]
+    runs = [r for r in all_runs if _is_final(r)]
     lines = ["# Comparison study: pretraining vs random initialisation", ""]
     if not runs:
         lines += ["No finished runs in this directory yet: run `dbn compare` (or `dbn.harness.run_study`)."]
@@ -905,9 +1124,10 @@ def write_report(
     if reference not in arms:
         reference = arms[0]
     figure_lines = _figures_section(rows, runs, out, figures)
-    lines += ["## Summary", "", *[f"- {s}" for s in summary(runs, baseline=baseline)], "",
+    lines += ["## Summary", "", *[f"- {s}" for s in summary(runs, baseline=baseline)], *_tuning_summary(all_rows), "",
               "The sections below give the numbers behind each verdict; the findings quote them cell by cell.", ""]
     lines += _setup_section(runs, arms, cfg)
+    lines += _tuning_section(all_rows, runs)
     lines += [
         "## Test error (%), mean [95% CI]", "",
         _metric_table(runs, "test_error", arms), "",
@@ -922,12 +1142,13 @@ def write_report(
     ]
     lines += _training_sections(rows, runs, arms)
     lines += _findings_section(runs, baseline)
+    lines += _literature_section(runs, baseline)
     lines += figure_lines
     if not any("](" in line for line in figure_lines):  # no figure drawn: no sentence points to one
         lines = [_FIGURE_REFERENCE.sub("", line) for line in lines]
     lines += ["## Files", "",
               f"`{ROWS_JSON}` and `{ROWS_CSV}`: one row per run and epoch (epoch 0 = at initialisation); "
-              "`runs.csv`: one row per run.", ""]
+              "`runs.csv`: one row per run (tuning runs: `stage` = tune; they hold validation numbers only).", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

@@ -42,8 +42,9 @@ from ..datasets import Split, load_dataset
 from ..estimators import DBNClassifier
 from ..network import linear_layers
 from ..training import History, evaluate
-from .config import RunSpec, StudyConfig, arm_params, is_pretrained
+from .config import PRETRAIN_KEYS, RunSpec, StudyConfig, arm_params, is_pretrained
 from .metrics import layer_statistics, weight_change
+from .tuning import choose_setting, tuning_results
 from .store import CONFIG_JSON, ResultStore, _json_default, check_study_dir, dataset_hash, dataset_label, load_rows
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "prepare_data",
     "run_one",
     "run_study",
+    "choose_settings",
     "StudyResults",
     "ResultStore",
     "load_rows",
@@ -325,33 +327,75 @@ def _measure(net: nn.Sequential, data: StudyData, initial: list[torch.Tensor]) -
     return row
 
 
+def _stack_key(params: Mapping[str, Any], spec: RunSpec, data: StudyData, unlabelled: bool) -> str:
+    """What a pretrained stack depends on: the pretraining settings, the replicate's seed and
+    the pretraining data (the whole training set, or the labelled subset of this size)."""
+    settings = {k: params.get(k) for k in PRETRAIN_KEYS}
+    return json.dumps([settings, data.init_seed, spec.fold, None if unlabelled else spec.size],
+                      sort_keys=True, default=repr)
+
+
+def _initial_network(
+    params: dict[str, Any], spec: RunSpec, data: StudyData, unlabelled: bool, stack_cache: dict | None
+) -> tuple[nn.Sequential, float, bool]:
+    """The network before fine-tuning, its pretraining time and whether the stack was reused.
+
+    A pretrained stack is computed once per (pretraining settings, seed, pretraining data) and
+    kept in ``stack_cache`` with the state of the initialisation generator after it, so that a
+    run that reuses it builds the very network it would have built itself (same output layer,
+    the arm's own dropout), whatever its fine-tuning setting.
+    """
+    g_init = torch.Generator(device=data.X.device).manual_seed(data.init_seed)
+    if not is_pretrained(params):
+        net, _ = build_network(params, data.X, data.n_classes, generator=g_init)
+        return net, 0.0, False
+    full = _check_params(params)
+    key = _stack_key(full, spec, data, unlabelled)
+    cached = stack_cache is not None and key in stack_cache
+    if cached:
+        stack, state, pretrain_time = stack_cache[key]  # type: ignore[index]
+        g_init.set_state(state)
+    else:
+        start = time.perf_counter()
+        stack = recipe.pretrain(full, data.X_pretrain, generator=g_init)
+        pretrain_time = time.perf_counter() - start
+        if stack_cache is not None:
+            stack_cache[key] = (stack, g_init.get_state(), pretrain_time)
+    net, _ = recipe.build_network(full, data.X, data.n_classes, generator=g_init, stack=stack)
+    return net, pretrain_time, cached
+
+
 def run_one(
     config: StudyConfig, spec: RunSpec, data: StudyData, stack_cache: dict | None = None
 ) -> list[dict[str, Any]]:
-    """Fit one arm on one replicate; one row per epoch (epoch 0 = at initialisation).
+    """Fit one arm on one replicate with one setting; one row per epoch (epoch 0 = at initialisation).
 
-    The network at the end is the one early stopping selected (the best validation loss);
-    its row has ``selected=True``. A divergence (NaN loss) ends the run early with
-    ``diverged=True`` instead of stopping the study.
+    The network at the end is the one early stopping selected (the best validation error, or
+    loss with ``monitor="valid_loss"``); its row has ``selected=True``. A divergence (NaN loss)
+    ends the run early with ``diverged=True`` instead of stopping the study.
 
-    ``stack_cache`` (a dict kept by :func:`run_study`) shares pretrained stacks between runs
-    that differ only in the labelled size when pretraining uses all the unlabelled data: the
-    stack and the initial network are then identical, so they are computed once. The row's
-    ``pretrain_time`` stays the time that pretraining took; ``pretrain_cached`` says whether
-    this run reused it.
+    A final run (``spec.stage == "final"``) measures, every epoch, the loss and error on the
+    monitor and test sets and the per-layer gradients and activations; a tuning run
+    (``"tune"``) records the validation numbers only (it never looks at the test set).
+
+    ``stack_cache`` (a dict kept by :func:`run_study`) shares a pretrained stack between the
+    runs that pretrain alike: the settings of a tuning grid, the labelled sizes when pretraining
+    uses all the unlabelled data, and arms that differ in fine-tuning only (``dbn`` and
+    ``dbn-dropout``). The row's ``pretrain_time`` stays the time that pretraining took;
+    ``pretrain_cached`` says whether this run reused it.
 
     Examples
     --------
     >>> from dbn.datasets import load_dataset
-    >>> cfg = StudyConfig(arms=("relu-he",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=2)
+    >>> cfg = StudyConfig(arms=("relu-he",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=2,
+    ...                   protocol="shared")
     >>> spec = cfg.run_specs()[0]
     >>> rows = run_one(cfg, spec, prepare_data(load_dataset("digits"), size=60, seed=0))
     >>> [r["epoch"] for r in rows], rows[0]["n_train"]
     ([0, 1, 2], 60)
     """
     params = arm_params(config, spec)
-    params["early_stopping"] = config.patience is not None
-    g_init = torch.Generator(device=data.X.device).manual_seed(data.init_seed)
+    final = spec.stage == "final"
     g_fit = torch.Generator(device=data.X.device).manual_seed(data.fit_seed)
     rows: list[dict[str, Any]] = []
     state: dict[str, Any] = {}
@@ -362,25 +406,17 @@ def run_one(
             "valid_error": None if record["valid_score"] is None else 1.0 - record["valid_score"],
             "learning_rate": record["learning_rate"], "epoch_time": record["time"],
         }
-        row.update(_measure(net, data, state["initial"]))  # type: ignore[arg-type]
+        if final:
+            row.update(_measure(net, data, state["initial"]))  # type: ignore[arg-type]
         rows.append(row)
 
-    cache_key = (spec.arm, spec.depth, spec.width, spec.seed, spec.fold, spec.protocol)
-    shareable = stack_cache is not None and config.unlabelled and is_pretrained(params)
-    if shareable and cache_key in stack_cache:
-        cached_net, pretrain_time = stack_cache[cache_key]
-        net, pretrain_cached = copy.deepcopy(cached_net), True
-    else:
-        start = time.perf_counter()
-        net, _ = build_network(params, data.X, data.n_classes, X_pretrain=data.X_pretrain, generator=g_init)
-        pretrain_time, pretrain_cached = time.perf_counter() - start, False
-        if shareable:
-            stack_cache[cache_key] = (copy.deepcopy(net), pretrain_time)
+    net, pretrain_time, pretrain_cached = _initial_network(params, spec, data, config.unlabelled, stack_cache)
     state["initial"] = [lin.weight.detach().clone() for lin in linear_layers(net)]
     valid_loss, valid_acc = evaluate(net, data.X_valid, data.y_valid)
     row0 = {"epoch": 0, "train_loss_batches": None, "valid_loss": valid_loss, "valid_error": 1.0 - valid_acc,
             "learning_rate": None, "epoch_time": 0.0}
-    row0.update(_measure(net, data, state["initial"]))
+    if final:
+        row0.update(_measure(net, data, state["initial"]))
     rows.append(row0)
     spent = [0.0]
 
@@ -402,17 +438,18 @@ def run_one(
     finetune_time = time.perf_counter() - start - spent[0]
     n_epochs = len(rows) - 1
     if diverged:
-        finite = [r for r in rows[1:] if r["valid_loss"] is not None and math.isfinite(r["valid_loss"])]
-        best_epoch = min(finite, key=lambda r: r["valid_loss"])["epoch"] if finite else 0
+        watched = "valid_loss" if config.monitor == "valid_loss" else "valid_error"
+        finite = [r for r in rows[1:] if r[watched] is not None and math.isfinite(r["valid_loss"] or math.nan)]
+        best_epoch = min(finite, key=lambda r: r[watched])["epoch"] if finite else 0
     if config.patience is None and not diverged:
         selected = n_epochs
     else:
         selected = best_epoch if best_epoch is not None else n_epochs
     base = {
         "run_key": spec.key, "dataset": spec.dataset, "arm": spec.arm, "depth": spec.depth, "width": spec.width,
-        "size": spec.size, "seed": spec.seed, "fold": spec.fold, "protocol": spec.protocol,
-        "pretrained": is_pretrained(params), "unlabelled": bool(config.unlabelled and is_pretrained(params)),
-        "n_train": int(data.X.shape[0]),
+        "size": spec.size, "seed": spec.seed, "fold": spec.fold, "protocol": spec.protocol, "stage": spec.stage,
+        "setting": spec.setting, "pretrained": is_pretrained(params),
+        "unlabelled": bool(config.unlabelled and is_pretrained(params)), "n_train": int(data.X.shape[0]),
         "n_pretrain": int(data.X_pretrain.shape[0]) if is_pretrained(params) else 0,
     }
     tail = {"n_epochs": n_epochs, "best_epoch": best_epoch, "selected_epoch": selected,
@@ -439,6 +476,30 @@ def _check_same_data(stored: list[dict[str, Any]], label: str, digest: str) -> N
         )
 
 
+def choose_settings(config: StudyConfig, cell: tuple, rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Arm -> the label of its chosen setting in ``cell``, from the stored tuning runs
+    (:func:`dbn.harness.tuning.choose_setting`; every tuning run of the cell must be stored).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cfg = StudyConfig(arms=("relu-he",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=2,
+    ...                   grid=[{"solver": "sgd", "learning_rate_init": 1e-6}, {"solver": "adam", "learning_rate_init": 0.01}])
+    >>> res = run_study(cfg, tempfile.mkdtemp(), progress=False)
+    >>> choose_settings(cfg, cfg.cells()[0], res.rows)
+    {'relu-he': 'adam lr=0.01'}
+    """
+    results = tuning_results(rows)
+    chosen = {}
+    for arm in config.arms:
+        specs = [s for s in config.tuning_specs(cell) if s.arm == arm]
+        missing = [s.key for s in specs if s.key not in results]
+        if missing:
+            raise ValueError(f"The tuning runs {missing} are not stored: run the study to make them first.")
+        chosen[arm] = choose_setting([results[s.key] for s in specs]).setting
+    return chosen
+
+
 @dataclass
 class StudyResults:
     """Rows of a study (one dict per run and epoch) and where they are stored.
@@ -457,8 +518,8 @@ class StudyResults:
     >>> import tempfile
     >>> cfg = StudyConfig(arms=("relu-he",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=1)
     >>> res = run_study(cfg, tempfile.mkdtemp(), progress=False)
-    >>> [r["arm"] for r in res.runs()]
-    ['relu-he']
+    >>> [r["stage"] for r in res.runs()].count("tune"), [r["stage"] for r in res.runs()].count("final")
+    (6, 1)
     """
 
     rows: list[dict[str, Any]]
@@ -489,6 +550,14 @@ def run_study(
     force: bool = False,
 ) -> StudyResults:
     """Run every run of ``config`` not yet in ``out_dir``; store rows as each run finishes.
+
+    The study goes cell by cell ((labelled size, depth, width, fold), :meth:`StudyConfig.cells`).
+    With ``protocol="tuned"`` each cell first runs the tuning runs (every arm, every grid
+    setting, first seed; validation numbers only), then chooses each arm's setting from the
+    stored tuning runs (:func:`choose_settings`) and runs every seed with it, measured every
+    epoch. An interrupted study resumes where it stopped, tuning included, and makes the same
+    choices. ``rows.csv`` is written when the call ends (finished or interrupted);
+    ``rows.jsonl`` after every run.
 
     Parameters
     ----------
@@ -521,8 +590,8 @@ def run_study(
     >>> import tempfile
     >>> cfg = StudyConfig(arms=("relu-he",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=1)
     >>> res = run_study(cfg, tempfile.mkdtemp(), progress=False)
-    >>> res.n_run, len(res.rows)
-    (1, 2)
+    >>> res.n_run, len(res.rows)  # six tuning runs and one final run, of two rows each (epochs 0 and 1)
+    (7, 14)
     """
     from tqdm.auto import tqdm
 
@@ -531,41 +600,62 @@ def run_study(
     label = dataset_label(config.dataset, out_dir)
     stored_config = {**config.to_dict(), "dataset": label}
     check_study_dir(out_dir, stored_config, force=force)
-    specs = [dataclasses.replace(spec, dataset=label) for spec in config.run_specs()]
+    given, config = config, dataclasses.replace(config, dataset=label)  # run keys name the data by label
     stored = load_rows(out_dir)
     done = {r["run_key"] for r in stored}
-    todo = [s for s in specs if s.key not in done]
+    known = config.run_specs()
     split = digest = None
-    if todo:  # before anything is written: a data set that fails to load leaves no directory
-        split = load_dataset(config.dataset)
+    # load the data before anything is written (a data set that fails to load leaves no
+    # directory), unless every run is stored already
+    if any(s.key not in done for s in known) or config.protocol == "tuned" and len(done) < config.n_runs():
+        split = load_dataset(given.dataset)
         digest = dataset_hash(split)
         _check_same_data(stored, label, digest)
     store = ResultStore(out_dir)
     with open(store.out_dir / CONFIG_JSON, "w", encoding="utf-8") as f:
         json.dump(stored_config, f, indent=2, default=_json_default)
-    cache: dict[tuple, StudyData] = {}
-    stack_cache: dict[tuple, Any] = {}
-    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="runs", unit="run", disable=not progress)
-    n_run = 0
-    try:
-        for spec in todo:
-            bar.set_postfix_str(f"{spec.arm} d{spec.depth} w{spec.width} n{spec.size} s{spec.seed}", refresh=False)
+    data_cache: dict[tuple, StudyData] = {}
+    stack_cache: dict[str, Any] = {}
+    total = config.n_runs()
+    bar = tqdm(total=total, desc="runs", unit="run", disable=not progress)
+    counts = {"run": 0, "skipped": 0}
+
+    def run(specs: Sequence[RunSpec]) -> None:
+        for spec in specs:
+            if spec.key in done:
+                counts["skipped"] += 1
+                bar.update(1)
+                continue
+            bar.set_postfix_str(f"{spec.arm} d{spec.depth} w{spec.width} n{spec.size} s{spec.seed}"
+                                + (f" [{spec.setting}]" if spec.stage == "tune" else ""), refresh=False)
             data_key = (spec.size, spec.seed, spec.fold)
-            if data_key not in cache:
-                cache.clear()  # one replicate's tensors at a time
-                cache[data_key] = prepare_data(
+            if data_key not in data_cache:
+                data_cache.clear()  # one replicate's tensors at a time
+                data_cache[data_key] = prepare_data(
                     split, size=spec.size, seed=spec.seed, fold=spec.fold, folds=config.folds,  # type: ignore[arg-type]
                     unlabelled=config.unlabelled, probe_size=config.probe_size, monitor_size=config.monitor_size,
                     device=config.device,
                 )
-            rows = run_one(config, spec, cache[data_key], stack_cache)
-            store.append([{**row, "dataset_hash": digest} for row in rows])
-            n_run += 1
+            rows = run_one(config, spec, data_cache[data_key], stack_cache)
+            store.append([{**row, "dataset_hash": digest} for row in rows], csv=False)
+            done.add(spec.key)
+            counts["run"] += 1
             bar.update(1)
+
+    try:
+        for cell in config.cells():
+            tuning = config.tuning_specs(cell)
+            run(tuning)
+            if config.protocol == "tuned":
+                chosen = choose_settings(config, cell, store.rows)
+            else:
+                chosen = dict.fromkeys(config.arms, next(iter(config.settings())))
+            run(config.final_specs(cell, chosen))
     finally:
         bar.close()
-    results = StudyResults(rows=store.rows, out_dir=store.out_dir, config=config, n_run=n_run,
-                           n_skipped=len(specs) - len(todo))
+        store.write_csv()  # rows.jsonl holds every finished run already; the CSV follows it
+    results = StudyResults(rows=store.rows, out_dir=store.out_dir, config=given, n_run=counts["run"],
+                           n_skipped=counts["skipped"])
     if report:
         from .report import write_report
 

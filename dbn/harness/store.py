@@ -131,8 +131,10 @@ class ResultStore:
         """Keys of the runs whose rows are all stored."""
         return {r["run_key"] for r in self.rows}
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        """Store one finished run's rows (one write to the JSON lines, then the CSV)."""
+    def append(self, rows: list[dict[str, Any]], *, csv: bool = True) -> None:
+        """Store one finished run's rows: one write to the JSON lines (the durable record),
+        then the CSV rewritten from all rows unless ``csv=False`` (a study of many runs writes
+        it once at the end with :meth:`write_csv`)."""
         clean = [{k: _clean(v) for k, v in r.items()} for r in rows]
         text = "".join(json.dumps(r, default=_json_default) + "\n" for r in clean)
         with open(self.json_path, "a", encoding="utf-8") as f:
@@ -140,6 +142,11 @@ class ResultStore:
             f.flush()
             os.fsync(f.fileno())
         self.rows.extend(json.loads(json.dumps(clean, default=_json_default)))
+        if csv:
+            self._write_csv()
+
+    def write_csv(self) -> None:
+        """Rewrite ``rows.csv`` from the stored rows."""
         self._write_csv()
 
     def _rewrite_json(self) -> None:
