@@ -259,3 +259,14 @@ def digits_small():
 
     X, y = load_digits(return_X_y=True)
     return (X[:400] / 16.0).astype("float32"), y[:400]
+
+
+def test_min_updates_gives_small_labelled_sets_more_epochs():
+    from dbn.datasets import load_dataset
+
+    cfg = StudyConfig(arms=("relu-he",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=1, patience=None,
+                      batch_size=20, min_updates=12, protocol="shared")
+    assert cfg.epoch_budget(60) == 4 and cfg.epoch_budget(1000) == 1
+    rows = runner.run_one(cfg, cfg.run_specs()[0], runner.prepare_data(load_dataset("digits"), size=60, seed=0))
+    assert rows[-1]["epoch"] == 4 and rows[0]["n_epochs"] == 4
+    assert cfg.protocol_hash("relu-he") != cfg.replace(min_updates=0).protocol_hash("relu-he")

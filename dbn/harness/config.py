@@ -225,6 +225,11 @@ class StudyConfig:
         ``epochs`` epochs and keeps the last weights.
     monitor : {"valid_score", "valid_loss"}, default="valid_score"
         What early stopping selects the epoch on: validation accuracy (error) or loss.
+    min_updates : int, default=0
+        The least number of parameter updates a run may make: a cell whose labelled set gives
+        ``ceil(n / batch_size)`` updates per epoch gets ``max(epochs, ceil(min_updates / that))``
+        epochs, so that small labelled sets are not cut off after a few hundred updates while
+        large ones keep ``epochs`` (the budget stays the same for every arm of a cell).
     pretrain_epochs : int, default=10
         Pretraining epochs per layer (pretrained arms).
     pretrain_learning_rate : float, default=0.05
@@ -274,6 +279,7 @@ class StudyConfig:
     patience: int | None = 10
     tol: float = 1e-4
     monitor: Monitor = "valid_score"
+    min_updates: int = 0
     pretrain_epochs: int = 10
     pretrain_learning_rate: float = 0.05
     pretrain_batch_size: int | None = None
@@ -351,6 +357,7 @@ class StudyConfig:
         check_scalar("momentum", self.momentum, low=0.0, high=1.0, high_inclusive=False)
         check_int("batch_size", self.batch_size, low=1)
         check_int("epochs", self.epochs, low=1)
+        check_int("min_updates", self.min_updates, low=0)
         if self.patience is not None:
             check_int("patience", self.patience, low=1)
         check_scalar("tol", self.tol, low=0.0)
@@ -417,7 +424,7 @@ class StudyConfig:
         """The settings shared by every arm and every setting (what the run hash covers, with
         the arm and the setting)."""
         keys = (
-            "folds", "unlabelled", "batch_size", "epochs", "patience", "tol", "monitor", "pretrain_epochs",
+            "folds", "unlabelled", "batch_size", "epochs", "min_updates", "patience", "tol", "monitor", "pretrain_epochs",
             "pretrain_learning_rate", "pretrain_batch_size", "probe_size", "monitor_size",
         )
         return {k: getattr(self, k) for k in keys}
@@ -432,6 +439,18 @@ class StudyConfig:
             sort_keys=True, default=repr,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+    def epoch_budget(self, n_train: int, batch_size: int | None = None) -> int:
+        """Maximum fine-tuning epochs of a run on ``n_train`` labelled samples (see ``min_updates``).
+
+        Examples
+        --------
+        >>> cfg = StudyConfig(epochs=10, min_updates=1000, batch_size=100)
+        >>> cfg.epoch_budget(50000), cfg.epoch_budget(1000)
+        (10, 100)
+        """
+        per_epoch = -(-int(n_train) // int(batch_size or self.batch_size))
+        return max(self.epochs, -(-self.min_updates // max(per_epoch, 1)))
 
     def cells(self) -> list[tuple[int | str, int, int, int]]:
         """The (labelled size, depth, width, fold) cells, in the order the study runs them."""

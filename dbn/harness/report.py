@@ -751,7 +751,8 @@ def _write_runs_csv(runs: Sequence[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
-_PROTOCOL_SHOWN = ("solver", "learning_rate", "momentum", "batch_size", "epochs", "patience", "pretrain_epochs",
+_PROTOCOL_SHOWN = ("solver", "learning_rate", "momentum", "batch_size", "epochs", "min_updates", "patience",
+                   "pretrain_epochs",
                    "pretrain_learning_rate", "probe_size", "monitor_size")
 
 

@@ -395,6 +395,8 @@ def run_one(
     ([0, 1, 2], 60)
     """
     params = arm_params(config, spec)
+    if config.min_updates:
+        params["max_iter"] = config.epoch_budget(data.X.shape[0], params["batch_size"])
     final = spec.stage == "final"
     g_fit = torch.Generator(device=data.X.device).manual_seed(data.fit_seed)
     rows: list[dict[str, Any]] = []
