@@ -128,8 +128,11 @@ def layer_config(layer: nn.Module) -> dict:
     """
     dtype = str(layer.weight.dtype).replace("torch.", "")
     if isinstance(layer, RBM):
-        return {"type": "rbm", "n_visible": layer.n_visible, "n_hidden": layer.n_hidden, "visible": layer.visible,
-                "dtype": dtype}
+        config = {"type": "rbm", "n_visible": layer.n_visible, "n_hidden": layer.n_hidden, "visible": layer.visible,
+                  "dtype": dtype}
+        if layer.centered:  # only when set, so that files of ordinary RBMs stay as they were
+            config["centered"] = True
+        return config
     if isinstance(layer, DenoisingAutoencoder):
         return {"type": "dae", "n_visible": layer.n_visible, "n_hidden": layer.n_hidden, "visible": layer.visible,
                 "tied": layer.tied, "corruption": layer.corruption, "corruption_level": layer.corruption_level,
@@ -158,7 +161,8 @@ def layer_from_config(config: dict, device=None, *, stored_weight: torch.Tensor 
             )
         dtype = getattr(torch, config.get("dtype", "float32"))
         if kind == "rbm":
-            return RBM(config["n_visible"], config["n_hidden"], visible=config["visible"], device=device, dtype=dtype)
+            return RBM(config["n_visible"], config["n_hidden"], visible=config["visible"], device=device, dtype=dtype,
+                       centered=bool(config.get("centered", False)))
         if kind == "dae":
             return DenoisingAutoencoder(
                 config["n_visible"], config["n_hidden"], visible=config["visible"], tied=config["tied"],

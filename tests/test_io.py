@@ -209,3 +209,15 @@ def test_checkpoint_of_another_kind_of_file_is_described(tmp_path):
     message = _load_quietly(lambda d: pretrain_stack(torch.rand(20, 4), (3,), n_epochs=1, checkpoint_dir=d),
                             tmp_path)
     assert "is corrupt or unreadable (a Python pickle (as written by joblib.dump" in message
+
+
+def test_save_keeps_the_centred_flag(tmp_path):
+    from dbn import io
+    from dbn.rbm import RBM
+    from dbn.stack import LayerStack
+
+    rbm = RBM(5, 3, centered=True)
+    assert io.load(io.save(rbm, tmp_path / "c.dbn")).centered is True
+    assert io.load(io.save(RBM(5, 3), tmp_path / "o.dbn")).centered is False
+    stack = io.load(io.save(LayerStack([RBM(5, 3, centered=True), RBM(3, 2)]), tmp_path / "s.dbn"))
+    assert [layer.centered for layer in stack.layers] == [True, False]
