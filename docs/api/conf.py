@@ -10,9 +10,11 @@ Build locally from the repository root (``pip install -e ".[docs]"`` first)::
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import os
 import sys
+from typing import ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -20,7 +22,7 @@ from sphinx.util.docutils import SphinxDirective
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
-import dbn  # noqa: E402
+dbn = importlib.import_module("dbn")  # the checkout's dbn, imported after the path is set
 
 project = "torch-dbn"
 author = "torch-dbn developers"
@@ -59,7 +61,7 @@ class CommandHelp(SphinxDirective):
     argparse prints it, generated at build time from :func:`dbn.cli.build_parser`."""
 
     optional_arguments = 1
-    option_spec = {"width": directives.positive_int}
+    option_spec: ClassVar[dict] = {"width": directives.positive_int}
 
     def run(self) -> list[nodes.Node]:
         from dbn.cli import build_parser
