@@ -110,7 +110,7 @@ class RBMTransformer(
     rbm_ : dbn.RBM
         The fitted PyTorch module.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when X has feature names that are all strings.
     history_ : list of dict
         Per-epoch monitors: ``reconstruction_error``, ``pseudo_likelihood`` (stochastic, per
