@@ -24,7 +24,7 @@ from .store import CONFIG_JSON, ROWS_CSV, ROWS_JSON, load_rows
 from .config import setting_label
 from .tuning import CHANCE_FRACTION_OF_INIT, choose_setting, tuning_results
 
-__all__ = ["summarise_runs", "cell_statistics", "findings", "summary", "write_report", "RUN_COLUMNS"]
+__all__ = ["summarise_runs", "cell_statistics", "findings", "summary", "write_report", "tuning_table", "RUN_COLUMNS"]
 
 #: Per-run summary columns written to ``runs.csv``.
 RUN_COLUMNS: tuple[str, ...] = (

@@ -20,7 +20,6 @@ same study again skips finished runs and reruns an interrupted one.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
