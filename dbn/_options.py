@@ -26,7 +26,7 @@ __all__ = [
 
 Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu", "maxout"]
 Init = Literal["normal", "xavier", "he"]
-Loss = Literal["cross_entropy", "mse"]
+Loss = Literal["cross_entropy", "mse", "binary_cross_entropy"]
 OptimizerName = Literal["sgd", "adam", "rmsprop", "adagrad", "adadelta"]
 FitLRSchedule = Literal["constant", "step", "exponential", "cosine"]
 Monitor = Literal["valid_loss", "valid_score"]

@@ -211,11 +211,13 @@ def build_network(
     X : Tensor of shape (n_samples, n_features)
         Labelled inputs (float32 on the target device); the network takes their device and dtype.
     n_outputs : int
-        Classes (``loss="cross_entropy"``) or targets (``loss="mse"``).
+        Classes (``loss="cross_entropy"``), targets (``loss="mse"``) or labels
+        (``loss="binary_cross_entropy"``).
     generator : torch.Generator
         Source of the initial weights, the output layer and pretraining's randomness.
-    loss : {"cross_entropy", "mse"}, default="cross_entropy"
-        Chooses the head: class logits or a linear regression output.
+    loss : {"cross_entropy", "mse", "binary_cross_entropy"}, default="cross_entropy"
+        Chooses the head: class logits, a linear regression output, or one logit per label
+        (an ``nn.Linear`` in every case; the loss applies the softmax or sigmoids).
     X_pretrain : Tensor, optional
         Data for greedy pretraining; defaults to ``X``.
     stack : LayerStack, optional
@@ -311,7 +313,7 @@ def finetune(
     generator : torch.Generator
         Mini-batch order, dropout, the validation split.
     pretrained : bool
-    loss : {"cross_entropy", "mse"}, default="cross_entropy"
+    loss : {"cross_entropy", "mse", "binary_cross_entropy"}, default="cross_entropy"
     validation_data : (Tensor, Tensor), optional
         Early stopping watches this set instead of ``validation_fraction`` of ``X``.
     callbacks : sequence of callables, default=()

@@ -130,10 +130,14 @@ class History(list):
     - ``time`` : seconds spent on the epoch (training and validation);
 
     and whatever keys the callbacks add. The loss is ``F.cross_entropy`` (mean) for
-    ``loss="cross_entropy"`` and ``F.mse_loss`` (mean over samples *and* outputs) for
-    ``loss="mse"``. The score is the accuracy for ``"cross_entropy"`` and the coefficient of
-    determination R^2 (averaged uniformly over outputs, as scikit-learn's ``r2_score``) for
-    ``"mse"``; :attr:`score_name` says which.
+    ``loss="cross_entropy"``, ``F.mse_loss`` (mean over samples *and* outputs) for
+    ``loss="mse"`` and ``F.binary_cross_entropy_with_logits`` (mean over samples and labels)
+    for ``loss="binary_cross_entropy"``. The score is the accuracy for ``"cross_entropy"``, the
+    coefficient of determination R^2 (averaged uniformly over outputs, as scikit-learn's
+    ``r2_score``) for ``"mse"`` and the subset accuracy (the fraction of samples whose labels are
+    all right, a label being predicted where its logit is positive, as scikit-learn's
+    ``accuracy_score`` on indicator matrices) for ``"binary_cross_entropy"``; :attr:`score_name`
+    says which.
 
     Attributes
     ----------
@@ -141,7 +145,7 @@ class History(list):
         Epoch with the best monitored quantity (validation loss or score when there is
         validation data, the training loss otherwise). With ``early_stopping`` the network
         holds this epoch's weights at the end.
-    score_name : {"accuracy", "r2"}
+    score_name : {"accuracy", "r2", "subset_accuracy"}
     monitor : str
         Key of the record that ``best_epoch`` refers to.
     stopped_early : bool
@@ -184,6 +188,11 @@ def _r2(sse: torch.Tensor, sst: torch.Tensor) -> float:
         ok, 1.0 - sse / torch.where(ok, sst, torch.ones_like(sst)), (sse == 0).double()
     )
     return float(r2.mean())
+
+
+def _subset_correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Samples whose every label is right (logit > 0 against target > 0.5), as a float64 count."""
+    return ((out > 0) == (y > 0.5)).all(dim=1).sum(dtype=torch.float64)
 
 
 def _total_sum_squares(y: torch.Tensor) -> torch.Tensor:
@@ -253,6 +262,20 @@ def _check_targets(y: torch.Tensor, X: torch.Tensor, loss: str, name: str = "y")
             raise ValueError(
                 f"{name} has negative class indices; encode classes as 0 .. n_classes-1."
             )
+    elif loss == "binary_cross_entropy":
+        if y.dim() not in (1, 2) or y.is_complex():
+            raise ValueError(
+                f"With loss='binary_cross_entropy', {name} must be a tensor of shape (n_samples,) or "
+                f"(n_samples, n_labels) of 0/1 targets. Got shape {tuple(y.shape)} and dtype {y.dtype}."
+            )
+        y = y.to(X.dtype)
+        if not bool(((y >= 0) & (y <= 1)).all()):  # NaN fails too
+            raise ValueError(
+                f"With loss='binary_cross_entropy', {name} must hold targets in [0, 1] "
+                "(a binary indicator matrix, one column per label)."
+            )
+        if y.dim() == 1:
+            y = y.unsqueeze(1)
     else:
         if y.dim() not in (1, 2) or not y.is_floating_point():
             raise ValueError(
@@ -358,6 +381,8 @@ class _StepConfig:
 
 
 def _loss_fn(loss: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if loss == "binary_cross_entropy":
+        return F.binary_cross_entropy_with_logits  # log-sum-exp form: stable for any logit
     return F.cross_entropy if loss == "cross_entropy" else F.mse_loss
 
 
@@ -425,10 +450,11 @@ def _run_epoch(
     batches = minibatches(n, batch_size, shuffle=shuffle, generator=generator, device=X.device,
                           train_index=train_index, shard=shard, n_local=X.shape[0])
     cross_entropy = cfg.loss == "cross_entropy"
+    multilabel = cfg.loss == "binary_cross_entropy"
     per_output = 1 if cross_entropy else y.shape[1]
     world = 1 if shard is None else shard.world_size
     loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
-    stat = torch.zeros(() if cross_entropy else y.shape[1], device=X.device, dtype=torch.float64)
+    stat = torch.zeros(() if cross_entropy or multilabel else y.shape[1], device=X.device, dtype=torch.float64)
     buffer = sparse_buffer(X, batch_size)  # a sparse X is densified one batch at a time, into it
     for b, (rows, size) in enumerate(zip(batches.rows, batches.sizes)):
         X_batch, y_batch = take_rows(X, rows, buffer), y[rows]
@@ -437,6 +463,8 @@ def _run_epoch(
         loss_sum += loss * (size if shard is None else size / world)  # this process's summed loss
         if cross_entropy:
             stat += (out.argmax(dim=1) == y_batch).sum()
+        elif multilabel:
+            stat += _subset_correct(out, y_batch)
         else:
             stat += ((out - y_batch) ** 2).sum(dim=0, dtype=torch.float64)
         if batch_callbacks:
@@ -446,7 +474,7 @@ def _run_epoch(
     if shard is not None:
         totals = torch.cat([loss_sum.view(1), stat.view(-1)])
         shard.all_reduce(totals)
-        loss_sum, stat = totals[0], totals[1:] if per_output > 1 else totals[1]
+        loss_sum, stat = totals[0], totals[1:] if per_output > 1 and not multilabel else totals[1]
     return _epoch_result(optimizer, cfg, loss_sum, stat, n, train_sst, epoch)
 
 
@@ -466,7 +494,7 @@ def _epoch_result(
             f"Training diverged at epoch {epoch}: the training loss is {mean_loss} "
             f"(learning rate {lr:g}). {_DIVERGENCE_HINT}"
         )
-    if cfg.loss == "cross_entropy":
+    if cfg.loss in ("cross_entropy", "binary_cross_entropy"):
         return mean_loss, float(stat) / n
     assert train_sst is not None
     return mean_loss, _r2(stat, train_sst)
@@ -517,17 +545,21 @@ def fit_network(
     Parameters
     ----------
     net : nn.Module
-        The network, mapping ``(batch, n_features)`` to logits (cross-entropy) or predictions
-        (mse). It is trained in place and left in training mode.
+        The network, mapping ``(batch, n_features)`` to logits (cross-entropy and binary
+        cross-entropy) or predictions (mse). It is trained in place and left in training mode.
     X : Tensor of shape (n_samples, n_features)
         Float inputs, same device and dtype as ``net``.
     y : Tensor
         Class indices of shape (n_samples,), any integer dtype, for ``loss="cross_entropy"``;
         float targets of shape (n_samples,) or (n_samples, n_outputs) for ``loss="mse"``
-        (a 1-D ``y`` needs a network with one output).
-    loss : {"cross_entropy", "mse"}, default="cross_entropy"
-        ``F.cross_entropy`` on logits (no softmax in the network) or ``F.mse_loss`` (mean over
-        samples and outputs).
+        (a 1-D ``y`` needs a network with one output); targets in [0, 1] of shape
+        (n_samples, n_labels), any real or bool dtype (a binary indicator matrix: multi-label
+        classification), for ``loss="binary_cross_entropy"``.
+    loss : {"cross_entropy", "mse", "binary_cross_entropy"}, default="cross_entropy"
+        ``F.cross_entropy`` on logits (no softmax in the network), ``F.mse_loss`` (mean over
+        samples and outputs) or ``F.binary_cross_entropy_with_logits`` (one independent
+        sigmoid per output, on logits: no sigmoid in the network; mean over samples and
+        labels).
     optimizer : {"sgd", "adam", "rmsprop", "adagrad", "adadelta"}, default="sgd"
         The ``torch.optim`` class with its default settings apart from ``lr`` (Adadelta is
         usually run with ``learning_rate=1.0``).
@@ -675,7 +707,8 @@ def fit_network(
     monitor_key = opts.monitor if data.has_validation else (
         "train_loss" if opts.monitor == "valid_loss" else "train_score"
     )
-    history = History(score_name="accuracy" if opts.loss == "cross_entropy" else "r2", monitor=monitor_key)
+    score_name = {"cross_entropy": "accuracy", "binary_cross_entropy": "subset_accuracy"}.get(opts.loss, "r2")
+    history = History(score_name=score_name, monitor=monitor_key)
     stopping = EarlyStopping(
         monitor_key, minimize=monitor_key.endswith("loss"), patience=opts.n_iter_no_change, tol=opts.tol,
         stop=opts.early_stopping, on_best=lambda epoch: setattr(history, "best_epoch", epoch),
@@ -1162,8 +1195,9 @@ def evaluate(
 ) -> tuple[float, float]:
     """Mean loss and score of ``net`` on ``(X, y)`` in eval mode, in batches, without autograd.
 
-    The score is the accuracy for ``loss="cross_entropy"`` and R^2 (uniform average over
-    outputs) for ``loss="mse"``; the losses are those of :func:`fit_network`.
+    The score is the accuracy for ``loss="cross_entropy"``, R^2 (uniform average over
+    outputs) for ``loss="mse"`` and the subset accuracy for ``loss="binary_cross_entropy"``;
+    the losses are those of :func:`fit_network`.
 
     Parameters
     ----------
@@ -1171,7 +1205,7 @@ def evaluate(
     X : Tensor of shape (n_samples, n_features)
     y : Tensor
         As in :func:`fit_network`.
-    loss : {"cross_entropy", "mse"}, default="cross_entropy"
+    loss : {"cross_entropy", "mse", "binary_cross_entropy"}, default="cross_entropy"
     batch_size : int, default=1000
 
     Returns
@@ -1185,6 +1219,12 @@ def evaluate(
     >>> with torch.no_grad():
     ...     _ = net[0].weight.copy_(torch.eye(2))
     >>> evaluate(net, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1]))[1]
+    1.0
+
+    Multi-label targets (one sigmoid per output; the score is the subset accuracy):
+
+    >>> Y = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    >>> evaluate(net, torch.tensor([[1.0, -1.0], [1.0, 1.0]]), Y, loss="binary_cross_entropy")[1]
     1.0
     """
     check_choice("loss", loss, LOSSES)
@@ -1202,7 +1242,7 @@ def evaluate(
             for s in range(0, X.shape[0], batch_size):
                 X_batch, y_batch = take_rows(X, slice(s, s + batch_size), buffer), y[s : s + batch_size]
                 out = net(X_batch)
-                if loss == "mse" and out.shape != y_batch.shape:
+                if loss != "cross_entropy" and out.shape != y_batch.shape:
                     raise ValueError(
                         f"The network outputs shape {tuple(out.shape[1:])} per sample but y has "
                         f"{tuple(y_batch.shape[1:])}."
@@ -1212,6 +1252,8 @@ def evaluate(
                 )
                 if loss == "cross_entropy":
                     part = (out.argmax(dim=1) == y_batch).sum(dtype=torch.float64)
+                elif loss == "binary_cross_entropy":
+                    part = _subset_correct(out, y_batch)
                 else:
                     part = ((out - y_batch) ** 2).sum(dim=0, dtype=torch.float64)
                 stat = part if stat is None else stat + part
@@ -1220,5 +1262,5 @@ def evaluate(
     n = X.shape[0]
     assert stat is not None
     mean_loss = float(loss_sum) / n
-    score = float(stat) / n if loss == "cross_entropy" else _r2(stat, _total_sum_squares(y))
+    score = float(stat) / n if loss != "mse" else _r2(stat, _total_sum_squares(y))
     return mean_loss, score

@@ -36,6 +36,11 @@ RBM_CASES = {
 FIT = dict(max_iter=3, batch_size=50, learning_rate=0.1, momentum=0.9, optimizer="sgd")
 
 
+def _labels(X):
+    """Multi-label targets (three 0/1 labels) for the binary cross-entropy run."""
+    return torch.stack([X[:, 0], X[:, 1] * X[:, 2], (X[:, 3:6].sum(dim=1) > 0).float()], dim=1)
+
+
 def _single_results():
     X, y = _data()
     out = {}
@@ -50,6 +55,10 @@ def _single_results():
     out["history"] = [r["train_loss"] for r in fit_network(net, X, y, generator=torch.Generator().manual_seed(5),
                                                            **FIT)]
     out["net"] = net.state_dict()
+    net = build_mlp(V, (12,), 3, generator=torch.Generator().manual_seed(4))
+    out["history_bce"] = [r["train_loss"] for r in fit_network(
+        net, X, _labels(X), loss="binary_cross_entropy", generator=torch.Generator().manual_seed(5), **FIT)]
+    out["net_bce"] = net.state_dict()
     return out
 
 
@@ -72,6 +81,10 @@ def _worker(rank, world_size, port, path):
     out["history"] = [r["train_loss"] for r in D.finetune_distributed(
         net, Xs, ys, generator=torch.Generator().manual_seed(5), **FIT)]
     out["net"] = net.state_dict()
+    net = build_mlp(V, (12,), 3, generator=torch.Generator().manual_seed(4))
+    out["history_bce"] = [r["train_loss"] for r in D.finetune_distributed(
+        net, Xs, _labels(Xs), loss="binary_cross_entropy", generator=torch.Generator().manual_seed(5), **FIT)]
+    out["net_bce"] = net.state_dict()
     torch.save(out, f"{path}.{rank}")
     torch.distributed.destroy_process_group()
 
@@ -118,12 +131,13 @@ def test_two_process_rbm_equals_one_process(two_process_results, single_results,
     _close(r0[case], single, atol=1e-5)
 
 
-def test_two_process_ddp_finetuning_equals_one_process(two_process_results, single_results):
+@pytest.mark.parametrize("suffix", ["", "_bce"])  # softmax cross-entropy; multi-label binary cross-entropy
+def test_two_process_ddp_finetuning_equals_one_process(two_process_results, single_results, suffix):
     single = single_results
     r0, r1 = two_process_results
-    _close(r0["net"], r1["net"], atol=0.0)
-    _close(r0["net"], single["net"], atol=1e-4)
-    assert r0["history"] == pytest.approx(single["history"], rel=1e-4)
+    _close(r0["net" + suffix], r1["net" + suffix], atol=0.0)
+    _close(r0["net" + suffix], single["net" + suffix], atol=1e-4)
+    assert r0["history" + suffix] == pytest.approx(single["history" + suffix], rel=1e-4)
 
 
 def test_one_process_matches_plain_trainer():

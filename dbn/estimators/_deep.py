@@ -13,6 +13,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import (
     BaseEstimator,
@@ -83,6 +84,19 @@ def _checked_sizes(owner: str, params: dict, *, n_features: int, n_samples: int,
     if params.get("pretrain_batch_size") is not None:
         params["pretrain_batch_size"] = clip_batch_size(params["pretrain_batch_size"], n_pretrain)
     return params
+
+
+def _is_label_matrix(y) -> bool:
+    """Whether ``y`` is 2-D with more than one column (multi-label targets), judged from its
+    shape alone: a column vector stays single-label, as in scikit-learn's MLPClassifier."""
+    shape = getattr(y, "shape", None)
+    if shape is None:
+        try:
+            shape = np.shape(y)
+        except (ValueError, TypeError):  # ragged: left to validate_data's message
+            return False
+    return len(shape) == 2 and shape[1] > 1
+
 
 _PRETRAIN_CONSTRAINTS: dict = {
     "hidden_layer_sizes": [tuple, list, Interval(Integral, 1, None, closed="left")],
@@ -650,6 +664,7 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
             "pretrain_time": self.pretrain_time_, "finetune_time": self.finetune_time_, "n_iter": self.n_iter_,
             "classes": _json_safe(self.classes_.tolist()) if hasattr(self, "classes_") else None,
             "y_1d": getattr(self, "_y_1d", None),
+            "loss": self._loss, "label_dtype": getattr(self, "_label_dtype", None),
             "target_mean": _json_safe(getattr(self, "target_mean_", np.zeros(0)).tolist()),
             "target_scale": _json_safe(getattr(self, "target_scale_", np.zeros(0)).tolist()),
             "layers": None,
@@ -664,6 +679,8 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
     def _restore_fitted(self, fitted, tensors, device):
         self.pretrained = None
         n_outputs = fitted["n_outputs"]
+        if fitted.get("loss") == "binary_cross_entropy" and isinstance(self, ClassifierMixin):  # multi-label
+            self._loss, self._label_dtype = fitted["loss"], np.dtype(fitted["label_dtype"]).str
         if fitted["layers"] is not None:
             self.stack_ = _restore_stack(fitted["layers"], fitted["pretrain_history"], tensors, device)
             net = to_torch(self.stack_, head="softmax" if self._loss == "cross_entropy" else "linear",
@@ -713,7 +730,10 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
         """The fine-tuned network, a plain ``torch.nn.Sequential`` (a deep copy) taking raw inputs.
 
         The standardisation of Gaussian visible units (and the regressor's target scaling)
-        is folded into the first (and last) layer: :func:`dbn.export.fold_scaling`.
+        is folded into the first (and last) layer: :func:`dbn.export.fold_scaling`. The
+        classifier's network outputs logits: ``torch.softmax(out, dim=1)`` gives the class
+        probabilities, and for a multi-label classifier ``torch.sigmoid(out)`` the probability
+        of each label (a label is predicted where it exceeds 0.5).
         """
         check_is_fitted(self)
         return self._fold(copy.deepcopy(self.network_), **self._output_scaling())
@@ -730,6 +750,15 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
     ``early_stopping``, ``validation_fraction``, ``n_iter_no_change``, ``tol``, ``shuffle``);
     pretraining parameters follow :class:`RBMTransformer` (``n_iter`` = epochs per layer,
     ``weight_decay`` = the RBMs' weight cost).
+
+    Multi-label classification works as in MLPClassifier: a ``y`` of shape
+    ``(n_samples, n_labels)`` holding a binary indicator matrix gives the network one sigmoid
+    output per label, trained on the mean binary cross-entropy (computed on the logits, so it
+    is stable); :meth:`predict` returns the indicator matrix of the labels whose probability
+    exceeds 0.5, :meth:`predict_proba` each label's probability, ``classes_`` is
+    ``arange(n_labels)``, and :meth:`score` and early stopping's validation score are the
+    subset accuracy (the fraction of samples whose labels are all right). Multiclass-multioutput
+    targets (a 2-D ``y`` with other values than 0 and 1) are refused.
 
     Parameters
     ----------
@@ -830,6 +859,7 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
+        The class labels; ``arange(n_labels)`` (the columns of ``y``) for a multi-label model.
     network_ : torch.nn.Sequential
         The fine-tuned network (outputs logits).
     stack_ : LayerStack or None
@@ -867,19 +897,77 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
     (0, 3, 3)
     """
 
+    #: Softmax cross-entropy; a fit on multi-label y sets the instance's to "binary_cross_entropy"
+    #: (one sigmoid per label) in :meth:`_encode_targets`.
     _loss = "cross_entropy"
+
+    @property
+    def _multilabel(self) -> bool:
+        return self._loss == "binary_cross_entropy"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = True
+        tags.classifier_tags.multi_label = True
         return tags
+
+    def _validate_Xy(self, X, y, *, reset: bool):
+        """As the base class for 1-D ``y``; a 2-D ``y`` of several columns is multi-label."""
+        multilabel = _is_label_matrix(y)
+        if not reset and multilabel != self._multilabel:
+            fitted, given = ("single-label", "multi-label") if multilabel else ("multi-label", "single-label")
+            raise ValueError(f"{type(self).__name__} was fitted on {fitted} y but this y is {given}; "
+                             "fit a new model (warm_start=False) to change the kind of target.")
+        if not multilabel:
+            X, y = super()._validate_Xy(X, y, reset=reset)
+        else:
+            X, y = validate_data(self, X, y, accept_sparse=("csr", "csc", "coo"), dtype=(np.float32, np.float64),
+                                 multi_output=True, reset=reset)
+            y = self._check_indicator(y.toarray() if sp.issparse(y) else y)
+        return X, y
+
+    def _check_indicator(self, y):
+        """``y`` if it is a binary indicator matrix, else a ValueError naming the fix."""
+        from sklearn.utils.multiclass import (
+            check_classification_targets,
+            type_of_target,
+        )
+
+        check_classification_targets(y)  # "Unknown label type" for continuous targets
+        kind = type_of_target(y)
+        values = np.unique(y).tolist()
+        if kind != "multilabel-indicator" or not set(values) <= {0, 1}:
+            what = f"{kind} is not supported" if kind != "multilabel-indicator" else f"y has the values {values}"
+            raise ValueError(
+                f"{type(self).__name__} takes a 2-D y only as a binary indicator matrix (multi-label "
+                f"classification: 0 or 1 for each label); {what}. Turn label sets into an indicator "
+                "matrix with sklearn.preprocessing.MultiLabelBinarizer, or fit one classifier per output "
+                "with sklearn.multioutput.MultiOutputClassifier."
+            )
+        return y
+
+    def _encode_indicator(self, y, *, reset: bool, classes=None):
+        """Multi-label targets: a binary indicator matrix -> float 0/1 targets, one output per label."""
+        n_labels = y.shape[1]
+        if reset:
+            if classes is not None and not np.array_equal(np.asarray(classes), np.arange(n_labels)):
+                raise ValueError(f"{type(self).__name__}: with multi-label y, 'classes' must be None or "
+                                 f"range({n_labels}) (the label columns). Got {np.asarray(classes).tolist()}.")
+            self.classes_ = np.arange(n_labels)  # as MLPClassifier's (its LabelBinarizer's)
+            self._label_dtype, self._loss = y.dtype.str, "binary_cross_entropy"
+        elif n_labels != len(self.classes_):
+            raise ValueError(f"{type(self).__name__} was fitted on {len(self.classes_)} labels; y has {n_labels}.")
+        return y.astype(np.float32), n_labels
 
     def _encode_targets(self, y, *, reset: bool, classes=None):
         from sklearn.utils.multiclass import check_classification_targets
 
+        if y.ndim == 2:  # _validate_Xy leaves only multi-label y 2-D
+            return self._encode_indicator(y, reset=reset, classes=classes)
         check_classification_targets(y)
         if reset:
             self.classes_ = np.unique(y if classes is None else classes)
+            self._loss = "cross_entropy"  # once y is accepted (a refused y leaves a fitted model as it was)
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
             raise ValueError(f"{type(self).__name__}: y has labels {unknown.tolist()} not in classes_ "
@@ -898,7 +986,9 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,) or {array-like, sparse matrix} of shape (n_samples, n_labels)
+            Class labels, or a binary indicator matrix for multi-label classification (one
+            sigmoid output per label, trained on the binary cross-entropy, as MLPClassifier's).
         X_pretrain : {array-like, sparse matrix} of shape (n_unlabelled, n_features), optional
             Data for the unsupervised pretraining (e.g. a larger unlabelled set, or another
             dataset); defaults to ``X``.
@@ -913,14 +1003,17 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
         """One epoch of fine-tuning on ``(X, y)``, as :meth:`sklearn.neural_network.MLPClassifier.partial_fit`.
 
         The first call builds the network as :meth:`fit` does (pretraining on this ``X``
-        included) and needs ``classes``; later calls continue fine-tuning.
+        included) and needs ``classes`` (except for multi-label ``y``); later calls continue
+        fine-tuning.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels, or a binary indicator matrix (multi-label).
         classes : array-like of shape (n_classes,), optional
-            Every class of the problem; required on the first call.
+            Every class of the problem; required on the first call. With multi-label ``y``
+            it may be omitted (the labels are the columns of ``y``: ``range(n_labels)``).
 
         Returns
         -------
@@ -936,12 +1029,13 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
         >>> clf.partial_fit(X[:30], y[:30], classes=[0, 1]).partial_fit(X[30:], y[30:]).n_iter_
         2
         """
-        if not hasattr(self, "network_") and classes is None:
+        if not hasattr(self, "network_") and classes is None and not _is_label_matrix(y):
             raise ValueError(f"{type(self).__name__}.partial_fit needs 'classes' on its first call.")
         return self._partial_fit(X, y, classes=classes)
 
     def predict_proba(self, X):
-        """Class probabilities (softmax of the network's outputs).
+        """Class probabilities (softmax of the network's outputs), or for a multi-label model
+        each label's probability (a sigmoid per output; the rows need not sum to 1).
 
         Parameters
         ----------
@@ -949,16 +1043,23 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
 
         Returns
         -------
-        ndarray of shape (n_samples, n_classes)
+        ndarray of shape (n_samples, n_classes) or (n_samples, n_labels)
         """
-        return _to_numpy(torch.softmax(self._forward(X), dim=1)).astype(np.float64)
+        logits = self._forward(X)
+        if self._multilabel:
+            return _to_numpy(torch.sigmoid(logits)).astype(np.float64)
+        return _to_numpy(torch.softmax(logits, dim=1)).astype(np.float64)
 
     def predict_log_proba(self, X):
-        """Log class probabilities."""
-        return _to_numpy(torch.log_softmax(self._forward(X), dim=1)).astype(np.float64)
+        """Log class probabilities (of each label for a multi-label model)."""
+        logits = self._forward(X)
+        if self._multilabel:
+            return _to_numpy(torch.nn.functional.logsigmoid(logits)).astype(np.float64)
+        return _to_numpy(torch.log_softmax(logits, dim=1)).astype(np.float64)
 
     def predict(self, X):
-        """Predicted class labels.
+        """Predicted class labels, or for a multi-label model the indicator matrix of the
+        labels whose probability exceeds 0.5 (in the dtype of the ``y`` it was fitted on).
 
         Parameters
         ----------
@@ -966,9 +1067,21 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        ndarray of shape (n_samples,) or (n_samples, n_labels)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from dbn import DBNClassifier
+        >>> X = np.random.RandomState(0).rand(60, 4)
+        >>> Y = np.c_[X[:, 0] > 0.5, X[:, 1] > 0.5].astype(int)  # two labels per sample
+        >>> clf = DBNClassifier((8,), n_iter=1, max_iter=5, random_state=0).fit(X, Y)
+        >>> clf.predict(X[:3]).shape, clf.predict_proba(X[:3]).shape, clf.classes_
+        ((3, 2), (3, 2), array([0, 1]))
         """
         logits = self._forward(X)  # checks that the model is fitted
+        if self._multilabel:
+            return (_to_numpy(torch.sigmoid(logits)).astype(np.float64) > 0.5).astype(self._label_dtype)
         return self.classes_[_to_numpy(logits.argmax(dim=1))]
 
 
