@@ -22,8 +22,8 @@ from torch import nn
 from ._options import CORRUPTIONS, OPTIMIZERS, VISIBLE_TYPES, CorruptionName, OptimizerName
 from ._options import VisibleType as AEVisibleName
 from ._random import make_generator, resolve_device
-from ._validation import check_choice, check_data_tensor, check_int, check_scalar
 from ._threads import batch_work
+from ._validation import check_choice, check_data_tensor, check_int, check_scalar
 from .engine import (
     CheckpointEvery,
     DivergenceCheck,

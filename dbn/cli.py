@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     >>> build_parser().parse_args(["plot", "filters", "m.dbn", "--out", "f.png"]).what
     'filters'
     """
-    from .harness.config import ARMS, DIGITS_DEFAULTS as D
+    from .harness.config import ARMS
+    from .harness.config import DIGITS_DEFAULTS as D
 
     parser = argparse.ArgumentParser(prog="dbn", description="torch-dbn: pretraining vs random init studies.")
     _debug_option(parser, default=False)

@@ -243,7 +243,7 @@ class RBM(nn.Module):
         return likelihood.log_likelihood(self, v, log_z)
 
     @torch.no_grad()
-    def init_visible_bias_(self, X: torch.Tensor, eps: float = 1e-3, *, shard: Shard | None = None) -> "RBM":
+    def init_visible_bias_(self, X: torch.Tensor, eps: float = 1e-3, *, shard: Shard | None = None) -> RBM:
         """Set the visible bias from the data, in place (Hinton's practical guide).
 
         Bernoulli units get ``log(p / (1 - p))`` with ``p`` each unit's mean activity (clipped to

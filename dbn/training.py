@@ -39,9 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checkpoint import fingerprint, load_checkpoint, plain, save_checkpoint, settings_text
-from ._random import check_generator_device as _check_generator_device
-from ._shard import Shard
-from ._threads import batch_work
+from ._options import FIT_LR_SCHEDULES as LR_SCHEDULES
 from ._options import (
     LOSSES,
     MONITORS,
@@ -52,8 +50,10 @@ from ._options import (
     Monitor,
     OptimizerName,
 )
-from ._options import FIT_LR_SCHEDULES as LR_SCHEDULES
 from ._options import FitLRSchedule as LRSchedule
+from ._random import check_generator_device as _check_generator_device
+from ._shard import Shard
+from ._threads import batch_work
 from ._validation import (
     DivergenceError,
     check_choice,
@@ -76,8 +76,8 @@ from .engine import (
     sparse_buffer,
     take_rows,
 )
-from .optim import make_optimizer
 from .network import Maxout, _layer_parameters, build_mlp, hidden_linear_layers, linear_layers, maxout_gain  # noqa: F401
+from .optim import make_optimizer
 
 __all__ = [
     "Activation",

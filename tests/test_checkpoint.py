@@ -148,8 +148,8 @@ def test_fit_network_resumes_exactly(tmp_path, options):
 
 
 def test_estimator_checkpoint_resume(tmp_path, monkeypatch):
-    from dbn import DBNClassifier
     import dbn.training as training
+    from dbn import DBNClassifier
 
     rng = np.random.RandomState(0)
     X = (rng.rand(200, 12) < 0.4).astype(np.float32)

@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from dbn import DBNClassifier, DBNRegressor, DBNTransformer, RBM
+from dbn import RBM, DBNClassifier, DBNRegressor, DBNTransformer
 
 
 @parametrize_with_checks(

@@ -7,9 +7,9 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from dbn import DBNClassifier, DBNRegressor, DBNTransformer, RBM, RBMTransformer
-from dbn.estimators import load_any
+from dbn import RBM, DBNClassifier, DBNRegressor, DBNTransformer, RBMTransformer
 from dbn.autoencoder import DenoisingAutoencoder
+from dbn.estimators import load_any
 from dbn.io import FORMAT_VERSION, load, read_archive, save, write_archive
 from dbn.stack import pretrain_stack
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from .config import setting_label
 from .metrics import paired_differences, t_interval
 from .store import CONFIG_JSON, ROWS_CSV, ROWS_JSON, load_rows
-from .config import setting_label
 from .tuning import CHANCE_FRACTION_OF_INIT, choose_setting, tuning_results
 
 __all__ = ["summarise_runs", "cell_statistics", "findings", "summary", "write_report", "RUN_COLUMNS"]
@@ -262,7 +262,7 @@ class _Evidence:
     untrained: dict[tuple[str, Cell], str]
 
     @classmethod
-    def of(cls, runs: Sequence[dict[str, Any]], baseline: str | None) -> "_Evidence":
+    def of(cls, runs: Sequence[dict[str, Any]], baseline: str | None) -> _Evidence:
         test = _by_arm_cell(runs, "test_error")
         return cls(
             runs=runs, base=_pick_baseline(runs, baseline),
@@ -979,7 +979,7 @@ def _tuning_section(rows: Sequence[dict[str, Any]], final_runs: Sequence[dict[st
 PUBLISHED_LABEL_EFFECT = {100: 5.68, 1000: 4.94, 10000: 2.54, 60000: 0.53}
 
 
-def _best_random(ev: "_Evidence", valid: dict, cell: Cell) -> str | None:
+def _best_random(ev: _Evidence, valid: dict, cell: Cell) -> str | None:
     """The random-init arm of lowest mean validation error in ``cell`` (chosen without the test set)."""
     plain = [a for a in _arms(ev.runs) if a not in ev.pretrained and (a, cell) in valid and ev.trained(a, cell)]
     if not plain:

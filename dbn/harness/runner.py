@@ -20,7 +20,6 @@ same study again skips finished runs and reruns an interrupted one.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -44,8 +43,8 @@ from ..network import linear_layers
 from ..training import History, evaluate
 from .config import PRETRAIN_KEYS, RunSpec, StudyConfig, arm_params, is_pretrained
 from .metrics import layer_statistics, weight_change
-from .tuning import choose_setting, tuning_results
 from .store import CONFIG_JSON, ResultStore, _json_default, check_study_dir, dataset_hash, dataset_label, load_rows
+from .tuning import choose_setting, tuning_results
 
 __all__ = [
     "build_network",
