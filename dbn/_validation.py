@@ -78,7 +78,9 @@ def check_scalar(
         raise ValueError(f"The {name!r} parameter must be a finite real number. Got {value!r} instead.")
     lo = "-inf" if low is None else low
     hi = "inf" if high is None else high
-    interval = f"{'[' if low_inclusive and low is not None else '('}{lo}, {hi}{']' if high_inclusive and high is not None else ')'}"
+    opening = "[" if low_inclusive and low is not None else "("
+    closing = "]" if high_inclusive and high is not None else ")"
+    interval = f"{opening}{lo}, {hi}{closing}"
     bad_low = low is not None and (value < low or (value == low and not low_inclusive))
     bad_high = high is not None and (value > high or (value == high and not high_inclusive))
     if bad_low or bad_high:

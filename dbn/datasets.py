@@ -353,7 +353,7 @@ def _load_mnist_pickle(path: Path) -> Split:
             "((X_train, y_train), (X_valid, y_valid), (X_test, y_test))."
         )
     arrays: list[np.ndarray] = []
-    for part, (X, y) in zip(("train", "valid", "test"), obj):
+    for part, (X, y) in zip(("train", "valid", "test"), obj, strict=True):
         arrays.extend(_check_xy(X, y, f"{str(path)!r} ({part} part)"))
     return Split(*arrays)
 

@@ -28,9 +28,9 @@ The pieces
     * :class:`SchedulerStep` steps a torch learning-rate scheduler after every epoch (fine-tuning)
       and :func:`lr_factor` is the RBM's per-epoch learning-rate schedule.
 
-    A piece implements any of ``start(model)`` (before the first epoch), ``check(model, record)`` (before the callbacks),
-    ``on_epoch_end(model, record, stop) -> bool | None`` (after them; returning ``True``
-    stops) and ``close()`` (always, at the end).
+    A piece implements any of ``start(model)`` (before the first epoch), ``check(model, record)``
+    (before the callbacks), ``on_epoch_end(model, record, stop) -> bool | None`` (after them;
+    returning ``True`` stops) and ``close()`` (always, at the end).
 
 Mini-batches
     :func:`minibatches` draws one epoch's visiting order on the device (a ``torch.randperm``

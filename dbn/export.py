@@ -103,7 +103,8 @@ def to_torch(
             generator = torch.Generator(device=w.device)  # fresh, default seed: never the global RNG
         out = nn.utils.skip_init(nn.Linear, stack.sizes[-1], n_outputs, device=w.device, dtype=w.dtype)
         with torch.no_grad():
-            out.weight.copy_(torch.randn(out.weight.shape, generator=generator, device=w.device, dtype=w.dtype) * head_std)
+            noise = torch.randn(out.weight.shape, generator=generator, device=w.device, dtype=w.dtype)
+            out.weight.copy_(noise * head_std)
             out.bias.zero_()
         modules.append(out)
     return nn.Sequential(*modules)

@@ -498,7 +498,8 @@ class CDTrainer:
         self.momentum = _check_momentum(momentum)
         self.weight_decay = check_scalar("weight_decay", weight_decay, low=0.0)
         self.sparsity_target = (
-            None if sparsity_target is None else check_probability("sparsity_target", sparsity_target, open_interval=True)
+            None if sparsity_target is None
+            else check_probability("sparsity_target", sparsity_target, open_interval=True)
         )
         self.sparsity_cost = check_scalar("sparsity_cost", sparsity_cost, low=0.0)
         self.sparsity_decay = check_probability("sparsity_decay", sparsity_decay)
@@ -550,7 +551,9 @@ class CDTrainer:
             if not self.persistent:
                 raise ValueError("The 'sampler' parameter 'pt' (parallel tempering) requires persistent=True.")
             if self.units.name != "bernoulli":
-                raise ValueError(f"sampler='pt' supports Bernoulli visible units only. Got visible={self.units.name!r}.")
+                raise ValueError(
+                    f"sampler='pt' supports Bernoulli visible units only. Got visible={self.units.name!r}."
+                )
         W = self.rbm.weight
         self._betas = torch.linspace(1.0, self.beta_min, self.n_temperatures, device=W.device, dtype=W.dtype)
         self._pt_chain: torch.Tensor | None = None  # (n_temperatures, n_chains, n_hidden), beta = 1 first
@@ -737,7 +740,8 @@ class CDTrainer:
             accumulate = self._centered_velocity
         v0_mean, batch_q = accumulate(v0, h0, vk, hk, n, n_model, learning_rate, momentum)
         if self._sparse:
-            self._q = batch_q if self._q is None else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * batch_q
+            self._q = (batch_q if self._q is None
+                       else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * batch_q)
             penalty = self.sparsity_cost * (self.sparsity_target - self._q)
             self._vel_hb.add_(penalty, alpha=learning_rate)
             self._vel_w.addr_(penalty, v0_mean, alpha=learning_rate)
@@ -898,9 +902,10 @@ class CDTrainer:
         buffer = None
         if self.shuffle:  # gathered batches land in one reused buffer
             buffer = torch.empty(min(self.batch_size, X.shape[0]), X.shape[1], device=X.device, dtype=X.dtype)
-        for rows, positions, size in zip(batches.rows, batches.positions, batches.sizes):
+        for rows, positions, size in zip(batches.rows, batches.positions, batches.sizes, strict=False):
             self.step(take_rows(X, rows, buffer), lr, mom, rows=positions, n_rows=size)
-        record = {"epoch": self.epoch + 1, "learning_rate": lr, "momentum": mom, "time": time.perf_counter() - start_time}
+        record = {"epoch": self.epoch + 1, "learning_rate": lr, "momentum": mom,
+                  "time": time.perf_counter() - start_time}
         record.update(self.monitor(X, validation_data) if shard is None else self._sharded_monitor(X, shard))
         self.epoch += 1
         self.history.append(record)

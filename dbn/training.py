@@ -430,7 +430,7 @@ def _run_epoch(
     loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
     stat = torch.zeros(() if cross_entropy else y.shape[1], device=X.device, dtype=torch.float64)
     buffer = sparse_buffer(X, batch_size)  # a sparse X is densified one batch at a time, into it
-    for b, (rows, size) in enumerate(zip(batches.rows, batches.sizes)):
+    for b, (rows, size) in enumerate(zip(batches.rows, batches.sizes, strict=True)):
         X_batch, y_batch = take_rows(X, rows, buffer), y[rows]
         scale = None if shard is None else world / (size * per_output)
         loss, out = _train_step(net, optimizer, X_batch, y_batch, cfg, sum_scale=scale)
@@ -719,7 +719,8 @@ def fit_network(
 
 
 def _epoch_runner(
-    net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: _StepConfig, opts: _Options, batch_size: int, generator: torch.Generator | None,
+    net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: _StepConfig, opts: _Options, batch_size: int,
+    generator: torch.Generator | None,
     shard: Shard | None,
 ) -> Callable[[int], dict]:
     """``run_epoch(epoch) -> record`` of :func:`fit_network`: train, then validate."""

@@ -74,7 +74,7 @@ def _checked_sizes(owner: str, params: dict, *, n_features: int, n_samples: int,
     """
     params = dict(params)
     sizes = [n_features, *parse_layer_sizes(params["hidden_layer_sizes"])]
-    n_weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    n_weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
     check_memory({"hidden_layer_sizes": (4 * n_weights * itemsize,
                                          f"the weights of layers {sizes} and their training buffers")},
                  device=device, owner=owner)
@@ -143,12 +143,18 @@ class _InputScaling:
         """``net`` taking raw inputs (and giving raw targets): :func:`dbn.export.fold_scaling`."""
         inputs = {}
         if self.input_mean_ is not None:
-            inputs = {"input_mean": torch.as_tensor(self.input_mean_), "input_scale": torch.as_tensor(self.input_scale_)}
+            inputs = {"input_mean": torch.as_tensor(self.input_mean_),
+                      "input_scale": torch.as_tensor(self.input_scale_)}
         return fold_scaling(net, **inputs, **output) if inputs or output else net
 
 
 class DBNTransformer(
-    _InputScaling, _PersistenceMixin, _LayerTransformerTags, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+    _InputScaling,
+    _PersistenceMixin,
+    _LayerTransformerTags,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """Unsupervised deep feature extractor: a greedily pretrained stack of RBMs or autoencoders.
 
@@ -673,7 +679,8 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
             # check the described sizes against the stored weights before allocating anything
             sizes = [self.n_features_in_, *parse_layer_sizes(self.hidden_layer_sizes), n_outputs]
             pieces = self.maxout_pieces if self.activation == "maxout" else 1
-            expected = sum(a * b * (pieces if i < len(sizes) - 2 else 1) for i, (a, b) in enumerate(zip(sizes, sizes[1:])))
+            expected = sum(a * b * (pieces if i < len(sizes) - 2 else 1)
+                           for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)))
             stored = sum(t.numel() for k, t in tensors.items() if k.startswith("network.") and t.dim() == 2)
             if expected != stored:
                 raise ValueError(

@@ -29,7 +29,8 @@ __all__ = ["summarise_runs", "cell_statistics", "findings", "summary", "write_re
 #: Per-run summary columns written to ``runs.csv``.
 RUN_COLUMNS: tuple[str, ...] = (
     "run_key", "dataset", "dataset_hash", "arm", "depth", "width", "size", "seed", "fold", "protocol", "stage",
-    "setting", "pretrained", "unlabelled", "n_train", "n_pretrain", "n_epochs", "selected_epoch", "diverged", "test_error", "valid_error", "train_error",
+    "setting", "pretrained", "unlabelled", "n_train", "n_pretrain", "n_epochs", "selected_epoch", "diverged",
+    "test_error", "valid_error", "train_error",
     "test_loss", "train_loss", "gap", "min_train_loss", "min_train_loss_epoch", "min_train_error", "pretrain_time",
     "pretrain_cached", "finetune_time", "init_grad_ratio_bottom", "final_grad_ratio_bottom", "init_grad_shrink",
     "final_grad_shrink", "init_wgrad_shrink", "init_saturated_top", "final_saturated_top", "init_train_error",
@@ -696,7 +697,8 @@ def _metric_table(runs: Sequence[dict[str, Any]], metric: str, arms: Sequence[st
     stats = cell_statistics(runs, metric)
     by = {(s["arm"], (s["dataset"], s["depth"], s["width"], s["size"])): s for s in stats}
     cells = sorted({c for _, c in by}, key=lambda c: (c[:3], _size_order(c[3])))
-    lines = [[c[1], c[2], c[3]] + [_fmt_ci_pct(by[(a, c)], scale) if (a, c) in by else "-" for a in arms] for c in cells]
+    lines = [[c[1], c[2], c[3]] + [_fmt_ci_pct(by[(a, c)], scale) if (a, c) in by else "-" for a in arms]
+             for c in cells]
     return _table(["depth", "width", "labels", *arms], lines)
 
 
@@ -1048,9 +1050,9 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
             if len(seq) > 1:
                 parts.append(f"depth {d}: {', '.join(_pp(v['mean']) for v in seq)} pp at {sizes} labels "
                              f"({_trend(seq[0], seq[-1], 'grows', 'shrinks')})")
-        lines += ["- Erhan et al. (2010) and the yell/boltzmann-machines table (+5.68 pp at 100 labels, +4.94 at 1,000, "
-                  "+2.54 at 10,000, +0.53 at 60,000, against the same net randomly initialised): the advantage "
-                  "shrinks as labels grow. Here: " + "; ".join(parts) + ".", ""]
+        lines += ["- Erhan et al. (2010) and the yell/boltzmann-machines table (+5.68 pp at 100 labels, "
+                  "+4.94 at 1,000, +2.54 at 10,000, +0.53 at 60,000, against the same net randomly "
+                  "initialised): the advantage shrinks as labels grow. Here: " + "; ".join(parts) + ".", ""]
     dmax = max(c[1] for c in ev.cells)
     deep = [c for c in ev.cells if c[1] == dmax]
     parts = []

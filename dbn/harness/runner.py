@@ -485,7 +485,8 @@ def choose_settings(config: StudyConfig, cell: tuple, rows: Sequence[dict[str, A
     --------
     >>> import tempfile
     >>> cfg = StudyConfig(arms=("relu-he",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=2,
-    ...                   grid=[{"solver": "sgd", "learning_rate_init": 1e-6}, {"solver": "adam", "learning_rate_init": 0.01}])
+    ...                   grid=[{"solver": "sgd", "learning_rate_init": 1e-6},
+    ...                         {"solver": "adam", "learning_rate_init": 0.01}])
     >>> res = run_study(cfg, tempfile.mkdtemp(), progress=False)
     >>> choose_settings(cfg, cfg.cells()[0], res.rows)
     {'relu-he': 'adam lr=0.01'}
