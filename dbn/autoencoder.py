@@ -204,15 +204,15 @@ class DenoisingAutoencoder(nn.Module):
                 "The 'generator' parameter must be a torch.Generator or None. "
                 f"Got {generator!r} instead."
             )
-        factory = {"device": resolve_device(device), "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(self.n_hidden, self.n_visible, **factory))
-        self.hidden_bias = nn.Parameter(torch.zeros(self.n_hidden, **factory))
-        self.visible_bias = nn.Parameter(torch.zeros(self.n_visible, **factory))
+        on = resolve_device(device)
+        self.weight = nn.Parameter(torch.empty(self.n_hidden, self.n_visible, device=on, dtype=dtype))
+        self.hidden_bias = nn.Parameter(torch.zeros(self.n_hidden, device=on, dtype=dtype))
+        self.visible_bias = nn.Parameter(torch.zeros(self.n_visible, device=on, dtype=dtype))
         if self.tied:
             self.register_parameter("decoder_weight", None)
         else:
             self.decoder_weight = nn.Parameter(
-                torch.empty(self.n_visible, self.n_hidden, **factory)
+                torch.empty(self.n_visible, self.n_hidden, device=on, dtype=dtype)
             )
         self.reset_parameters(generator=generator)
 

@@ -53,7 +53,7 @@ EnumeratedLayer = Literal["auto", "hidden", "visible"]
 Schedule = Literal["paper", "linear"]
 
 #: The paper's schedule: 0:0.001:0.5, 0.5:1e-4:0.9, 0.9:1e-5:1.0 (steps per segment).
-_PAPER_SEGMENTS = ((0.0, 0.5, 500), (0.5, 0.9, 4000), (0.9, 1.0, 10000))
+_PAPER_SEGMENTS: tuple[tuple[float, float, int], ...] = ((0.0, 0.5, 500), (0.5, 0.9, 4000), (0.9, 1.0, 10000))
 _MAX_BITS = 62  # configurations are int64 bit patterns
 
 

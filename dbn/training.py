@@ -348,16 +348,16 @@ def _make_scheduler(
 class _StepConfig:
     """What one training step needs beyond the batch."""
 
-    loss: str
+    loss: Loss
     params: list[nn.Parameter]
     l1: float
     l1_weights: list[nn.Parameter]
     clip_grad_norm: float | None
     max_norm: float | None
-    max_norm_weights: list[nn.Parameter]
+    max_norm_weights: list[torch.Tensor]
 
 
-def _loss_fn(loss: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _loss_fn(loss: str) -> Callable[..., torch.Tensor]:
     return F.cross_entropy if loss == "cross_entropy" else F.mse_loss
 
 
@@ -391,8 +391,8 @@ def _train_step(
     optimizer.step()
     if cfg.max_norm is not None:
         with torch.no_grad():
-            for w in cfg.max_norm_weights:
-                w.renorm_(2, 0, cfg.max_norm)
+            for weight in cfg.max_norm_weights:
+                weight.renorm_(2, 0, cfg.max_norm)
     return loss.detach(), out.detach()
 
 
@@ -691,7 +691,7 @@ def fit_network(
 
     def pieces() -> list[Piece]:
         save = None
-        if settings is not None:
+        if settings is not None and checkpoint_dir is not None:
             def save(record: dict, stop: bool) -> None:
                 state = _fit_state(record["epoch"], stop, net, opt, scheduler, history, stopping, generator, X.device)
                 save_checkpoint(checkpoint_dir, "fit_network", settings, state)
@@ -734,7 +734,7 @@ def _epoch_runner(
             batch_callbacks=opts.batch_callbacks, shard=shard,
         )
         valid_loss = valid_score = None
-        if data.has_validation:
+        if data.X_val is not None and data.y_val is not None:
             valid_loss, valid_score = evaluate(net, data.X_val, data.y_val, loss=opts.loss,
                                                batch_size=opts.eval_batch_size)
         return {
@@ -801,8 +801,8 @@ def _forked_rng(generator: torch.Generator | None, device: torch.device) -> Iter
 class _Options:
     """The checked scalar options of :func:`fit_network`."""
 
-    loss: str
-    optimizer: str
+    loss: Loss
+    optimizer: OptimizerName
     learning_rate: float
     momentum: float
     nesterov: bool
@@ -811,7 +811,7 @@ class _Options:
     max_iter: int
     batch_size: int
     eval_batch_size: int
-    schedule: str
+    schedule: LRSchedule
     lr_step_size: int
     lr_gamma: float | None
     lr_min: float
@@ -819,7 +819,7 @@ class _Options:
     max_norm: float | None
     early_stopping: bool
     validation_fraction: float
-    monitor: str
+    monitor: Monitor
     n_iter_no_change: int
     tol: float
     shuffle: bool
@@ -879,7 +879,7 @@ class _Data:
 
     X: torch.Tensor
     y: torch.Tensor
-    layers: list[nn.Module]
+    layers: list[nn.Linear]
     frozen: set[int]
     X_val: torch.Tensor | None = None
     y_val: torch.Tensor | None = None
@@ -899,7 +899,7 @@ def _check_freeze(freeze: Any, n_layers: int) -> set[int]:
         raise ValueError(f"The 'freeze' parameter must be a sequence of layer indices. Got {freeze!r}.")
     frozen: set[int] = set()
     for i in freeze:
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not -n_layers <= i < n_layers:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not -n_layers <= int(i) < n_layers:
             raise ValueError(
                 f"The 'freeze' parameter has index {i!r}, but the network has {n_layers} linear "
                 f"layers (valid indices {-n_layers} .. {n_layers - 1})."
@@ -939,7 +939,7 @@ def _check_data(
     if validation_data is not None:
         data.X_val, data.y_val = _check_validation_data(net, validation_data, X, y, opts.loss)
     _check_output_shape(net, X, y, opts.loss)
-    if validation_data is not None:
+    if data.X_val is not None and data.y_val is not None:
         _check_output_shape(net, data.X_val, data.y_val, opts.loss)
     if shard is not None:
         if not isinstance(shard, Shard):
@@ -986,7 +986,7 @@ class _Parameters:
     step: _StepConfig
 
 
-def _parameter_groups(net: nn.Module, layers: list[nn.Module], frozen: set[int], opts: _Options) -> _Parameters:
+def _parameter_groups(net: nn.Module, layers: list[nn.Linear], frozen: set[int], opts: _Options) -> _Parameters:
     """Weights of the linear layers (decayed, L1, max-norm) and the other trainable parameters."""
     blocks = _layer_parameters(net)
     frozen_ids = {id(p) for i in frozen for p in blocks[i]}

@@ -35,6 +35,8 @@ from .._options import (
     OPTIMIZERS,
     PRETRAIN_KINDS,
     PROPAGATES,
+    Head,
+    Loss,
     parse_layer_sizes,
 )
 from .._random import make_generator, resolve_device
@@ -113,6 +115,11 @@ class _InputScaling:
     """Gaussian visible units see standardised data: the mean and scale are learned at fit,
     applied before the network and folded into the exported first layer."""
 
+    visible: str
+    visible_: str
+    input_mean_: np.ndarray | None
+    input_scale_: np.ndarray | None
+
     def _fit_input_scaling(self, X_source, source_tensor: torch.Tensor) -> None:
         """Set ``visible_`` (``"auto"`` resolved on the data) and the input standardisation."""
         self.visible_ = recipe.resolve_visible(self.visible, source_tensor)
@@ -123,9 +130,10 @@ class _InputScaling:
 
     def _input_tensor(self, X, *, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
         """Validated ``X`` -> tensor, standardised when the visible units are Gaussian."""
-        if getattr(self, "input_mean_", None) is not None:
+        mean, scale = getattr(self, "input_mean_", None), getattr(self, "input_scale_", None)
+        if mean is not None and scale is not None:
             dtype = dtype or torch.as_tensor(np.zeros(0, dtype=X.dtype)).dtype
-            X = _standardise(X, self.input_mean_, self.input_scale_)
+            X = _standardise(X, mean, scale)
         return _to_tensor(X, device=device, dtype=dtype)
 
     def _scaling_state(self) -> dict:
@@ -355,7 +363,7 @@ class DBNTransformer(
         with fit_threads(batch_work(Xt.shape[0], self.stack_), Xt.device):
             return _to_numpy(self.stack_.transform(Xt))
 
-    def to_torch(self, *, head: str | None = None, n_outputs: int | None = None, **kwargs) -> torch.nn.Sequential:
+    def to_torch(self, *, head: Head | None = None, n_outputs: int | None = None, **kwargs) -> torch.nn.Sequential:
         """Export the pretrained stack as a ``torch.nn.Sequential``; see :func:`dbn.export.to_torch`.
 
         The export takes raw inputs: a standardisation of Gaussian visible units is folded
@@ -368,7 +376,7 @@ class DBNTransformer(
 class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
     """Shared machinery of :class:`DBNClassifier` and :class:`DBNRegressor`."""
 
-    _loss = "cross_entropy"
+    _loss: Loss = "cross_entropy"
 
     _parameter_constraints: dict = {
         **_PRETRAIN_CONSTRAINTS,
@@ -874,7 +882,7 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
     (0, 3, 3)
     """
 
-    _loss = "cross_entropy"
+    _loss: Loss = "cross_entropy"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1010,7 +1018,7 @@ class DBNRegressor(RegressorMixin, _DeepNetwork):
     (2,)
     """
 
-    _loss = "mse"
+    _loss: Loss = "mse"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

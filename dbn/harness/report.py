@@ -79,7 +79,7 @@ def summarise_runs(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         losses = [(_num(r.get("train_loss")), r["epoch"]) for r in group]
         finite = [(v, e) for v, e in losses if math.isfinite(v)]
         min_loss, min_epoch = min(finite) if finite else (math.nan, None)
-        s = {k: first.get(k) for k in RUN_COLUMNS if k in first}
+        s: dict[str, Any] = {k: first.get(k) for k in RUN_COLUMNS if k in first}
         s.update(
             run_key=key,
             n_epochs=first.get("n_epochs"),
@@ -281,6 +281,7 @@ def _baseline_cell(ev: _Evidence, p: str, cell: Cell) -> tuple[str, str]:
     """Pretrained arm ``p`` against the baseline in one cell: the regularisation and the
     optimisation sentences."""
     base = ev.base
+    assert base is not None  # the callers check ev.trained(base, cell)
     d_test = _paired(ev.test, p, base, cell)
     d_train = _paired(ev.train, p, base, cell)
     d_loss = _paired(ev.mintl, p, base, cell)
@@ -733,9 +734,9 @@ def _gradient_table(rows: Sequence[dict[str, Any]], arms: Sequence[str]) -> str:
                 continue
             cells = []
             for n in names:
-                vals = [r.get(f"grad_s_{n}") for r in sel if r.get(f"grad_s_{n}") not in (None, "")]
+                vals = [_num(r.get(f"grad_s_{n}")) for r in sel if r.get(f"grad_s_{n}") not in (None, "")]
                 cells.append(f"{np.exp(np.mean(np.log(np.maximum(vals, 1e-300)))):.2e}" if vals else "-")
-            sat = [r.get(f"act_saturated_L{dmax}") for r in sel if r.get(f"act_saturated_L{dmax}") is not None]
+            sat = [_num(r.get(f"act_saturated_L{dmax}")) for r in sel if r.get(f"act_saturated_L{dmax}") is not None]
             cells.append(f"{np.mean(sat):.2f}" if sat else "-")
             lines.append([arm, label, *cells])
     return _table(["arm", "when", *[f"dL/ds {n}" for n in names], f"saturated L{dmax}"], lines)
@@ -828,7 +829,7 @@ def _training_sections(
               + ", ".join(f"{a} {np.mean(v):.1f}" for a, v in epochs.items()) + ".", ""]
     lines += ["## Back-propagated gradient norm per layer (geometric mean over runs, deepest networks)", "",
               _gradient_table(rows, arms), ""]
-    times = defaultdict(lambda: ([], []))
+    times: defaultdict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for r in runs:
         if not r.get("pretrain_cached"):
             times[r["arm"]][0].append(_num(r.get("pretrain_time")))
@@ -937,8 +938,8 @@ def _tuning_section(rows: Sequence[dict[str, Any]], final_runs: Sequence[dict[st
     if not table:
         return []
     settings: list[str] = []
-    for g in table.values():
-        settings += [label for label in g["results"] if label not in settings]
+    for tuned in table.values():
+        settings += [label for label in tuned["results"] if label not in settings]
     cells = sorted({c for _, c in table}, key=lambda c: (c[:3], _size_order(c[3])))
     arms = _arms([{"arm": a} for a, _ in table])
     lines = []
@@ -967,7 +968,7 @@ def _tuning_section(rows: Sequence[dict[str, Any]], final_runs: Sequence[dict[st
     if failed:
         out += ["**Failed under every setting of the grid** (reported, not tuned away): "
                 + "; ".join(f"{arm} at {_cell_name(cell)}: {choice.reason}" for arm, cell, choice in failed) + ".", ""]
-    chosen = defaultdict(lambda: defaultdict(int))
+    chosen: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
     for (arm, _), g in table.items():
         chosen[arm][g["choice"].setting] += 1
     out += ["Settings chosen per arm (cells): " + "; ".join(
@@ -1020,11 +1021,11 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
             if other is None or (other, cell) not in ev.test or (head, cell) not in ev.test:
                 row.append("-")
                 continue
-            d = _paired(ev.test, other, head, cell)
+            diff = _paired(ev.test, other, head, cell)
             note = "" if ev.trained(other, cell) else " (at chance)"
-            row.append(f"{_fmt_ci_pct(d)} vs {other}{note}")
+            row.append(f"{_fmt_ci_pct(diff)} vs {other}{note}")
             if other == best:
-                effects[(cell[1], cell[3])] = d
+                effects[(cell[1], cell[3])] = diff
         if mnist:
             n = 60000 if cell[3] == "all" or int(cell[3]) >= 50000 else int(cell[3])
             published = PUBLISHED_LABEL_EFFECT.get(n)
@@ -1061,8 +1062,8 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
         for arm in ("sigmoid-normal", "sigmoid-xavier"):
             if (arm, cell) in ev.test:
                 err = float(np.nanmean(list(ev.test[(arm, cell)].values())))
-                shrink = [r.get("init_grad_shrink") for r in runs if r["arm"] == arm and _cell(r) == cell]
-                shrink = [float(v) for v in shrink if v is not None and math.isfinite(float(v))]
+                raw = [r.get("init_grad_shrink") for r in runs if r["arm"] == arm and _cell(r) == cell]
+                shrink = [float(v) for v in raw if v is not None and math.isfinite(float(v))]
                 grad = f", bottom/top gradient at init 10^{np.mean(shrink):+.2f}" if shrink else ""
                 errs.append(f"{arm} {100 * err:.2f}%{grad}")
         if errs:

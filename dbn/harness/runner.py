@@ -264,7 +264,10 @@ def prepare_data(
     """
     dev = resolve_device(device)
     classes = np.unique(np.concatenate([split.y_train, split.y_valid, split.y_test]))
-    enc = lambda labels: np.searchsorted(classes, labels).astype(np.int64)  # noqa: E731
+
+    def enc(labels: np.ndarray) -> np.ndarray:
+        return np.searchsorted(classes, labels).astype(np.int64)
+
     if folds:
         X_pool = np.concatenate([split.X_train, split.X_valid])
         y_pool = enc(np.concatenate([split.y_train, split.y_valid]))
@@ -470,9 +473,10 @@ def _check_same_data(stored: list[dict[str, Any]], label: str, digest: str) -> N
     same data set label (rows written before hashes were recorded are not checked)."""
     hashes = {r.get("dataset_hash") for r in stored if r.get("dataset") == label} - {None, ""}
     if hashes and hashes != {digest}:
+        stored_hashes = ", ".join(sorted(str(h) for h in hashes))
         raise ValueError(
             f"The data set {label!r} has other contents (hash {digest}) than when the stored runs of this study "
-            f"were made (hash {', '.join(sorted(hashes))}). Point 'dataset' at the same data, or use another "
+            f"were made (hash {stored_hashes}). Point 'dataset' at the same data, or use another "
             "output directory."
         )
 
