@@ -61,7 +61,7 @@ def _regression_set(name: str):
         return datasets.load_diabetes(return_X_y=True), "diabetes"
     try:
         return datasets.fetch_california_housing(return_X_y=True, download_if_missing=False), "california"
-    except (OSError, IOError):
+    except OSError:
         X, y = datasets.make_friedman1(n_samples=2000, noise=1.0, random_state=0)
         return (X, y), "friedman1 (California housing not cached)"
 

@@ -367,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sk = min(times["sklearn"]) if "sklearn" in times else None
     print(f"\nCD epoch, best of {args.repeats} (all timings in brackets)")
-    head = f"  {'implementation':42s} {'s/epoch':>8s} {'vs sklearn':>10s} {'GFLOP/s':>8s} {'% peak':>7s} {'mem MiB':>8s}"
+    head = (f"  {'implementation':42s} {'s/epoch':>8s} {'vs sklearn':>10s} {'GFLOP/s':>8s} {'% peak':>7s} "
+            f"{'mem MiB':>8s}")
     print(head)
     print("  " + "-" * (len(head) - 2))
     for name in impls:

@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.repeats, args.mnist_samples, args.finetune_samples = 1, 10_000, 2_000
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads by default, "
-          f"{'dbn.threads(%d)' % args.threads if args.threads else 'automatic thread policy'}; {load()}")
+          f"{f'dbn.threads({args.threads:d})' if args.threads else 'automatic thread policy'}; {load()}")
     halves = [h for h, skip in (("quiet", args.no_quiet), ("loaded", args.no_loaded)) if not skip]
     results: dict[str, dict[str, dict]] = {}
     override = threads(args.threads) if args.threads else contextlib.nullcontext()

@@ -23,7 +23,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ def _hash_tensor(h: Any, t: torch.Tensor) -> None:
     step = max(1, _CHUNK_BYTES // row_bytes)
     for start in range(0, flat_rows.shape[0], step):
         chunk = flat_rows[start:start + step].contiguous().cpu().reshape(-1)
-        h.update(memoryview(chunk.view(torch.uint8).numpy()))
+        h.update(chunk.view(torch.uint8).numpy())  # hashlib reads any contiguous buffer
 
 
 def _hash_array(h: Any, a: np.ndarray) -> None:
@@ -62,9 +62,13 @@ def _hash_array(h: Any, a: np.ndarray) -> None:
     row_bytes = max(1, rows.shape[1] * a.itemsize)
     step = max(1, _CHUNK_BYTES // row_bytes)
     for start in range(0, rows.shape[0], step):
-        h.update(memoryview(np.ascontiguousarray(rows[start:start + step])).cast("B"))
+        h.update(np.ascontiguousarray(rows[start:start + step]))
 
 
+@overload
+def fingerprint(data: None) -> None: ...
+@overload
+def fingerprint(data: Any) -> str: ...
 def fingerprint(data: Any) -> str | None:
     """A hash of ``data``'s shape, dtype and bytes (blake2b, one streaming pass in chunks).
 

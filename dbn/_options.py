@@ -38,19 +38,19 @@ Head = Literal["softmax", "linear"]
 RBMLRSchedule = Literal["constant", "exponential", "inverse"]
 RBMSampler = Literal["gibbs", "pt"]
 
-ACTIVATIONS: tuple[str, ...] = get_args(Activation)
-INITS: tuple[str, ...] = get_args(Init)
-LOSSES: tuple[str, ...] = get_args(Loss)
-OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
-FIT_LR_SCHEDULES: tuple[str, ...] = get_args(FitLRSchedule)
-MONITORS: tuple[str, ...] = get_args(Monitor)
-VISIBLE_TYPES: tuple[str, ...] = get_args(VisibleType)
-PRETRAIN_KINDS: tuple[str, ...] = get_args(PretrainKind)
-PROPAGATES: tuple[str, ...] = get_args(Propagate)
-CORRUPTIONS: tuple[str, ...] = get_args(CorruptionName)
-HEADS: tuple[str, ...] = get_args(Head)
-RBM_LR_SCHEDULES: tuple[str, ...] = get_args(RBMLRSchedule)
-RBM_SAMPLERS: tuple[str, ...] = get_args(RBMSampler)
+ACTIVATIONS: tuple[Activation, ...] = get_args(Activation)
+INITS: tuple[Init, ...] = get_args(Init)
+LOSSES: tuple[Loss, ...] = get_args(Loss)
+OPTIMIZERS: tuple[OptimizerName, ...] = get_args(OptimizerName)
+FIT_LR_SCHEDULES: tuple[FitLRSchedule, ...] = get_args(FitLRSchedule)
+MONITORS: tuple[Monitor, ...] = get_args(Monitor)
+VISIBLE_TYPES: tuple[VisibleType, ...] = get_args(VisibleType)
+PRETRAIN_KINDS: tuple[PretrainKind, ...] = get_args(PretrainKind)
+PROPAGATES: tuple[Propagate, ...] = get_args(Propagate)
+CORRUPTIONS: tuple[CorruptionName, ...] = get_args(CorruptionName)
+HEADS: tuple[Head, ...] = get_args(Head)
+RBM_LR_SCHEDULES: tuple[RBMLRSchedule, ...] = get_args(RBMLRSchedule)
+RBM_SAMPLERS: tuple[RBMSampler, ...] = get_args(RBMSampler)
 
 
 def parse_layer_sizes(sizes: Any, name: str = "hidden_layer_sizes") -> tuple[int, ...]:

@@ -91,7 +91,7 @@ class threads(contextlib.ContextDecorator):
         self.n = None if n is None else check_int("n", n, low=1)
         self._saved: list[tuple[int, contextvars.Token]] = []
 
-    def __enter__(self) -> "threads":
+    def __enter__(self) -> threads:
         previous = torch.get_num_threads()
         n = previous if self.n is None else self.n
         if n != previous:

@@ -11,7 +11,7 @@ import numbers
 import os
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 
@@ -43,8 +43,11 @@ class DivergenceError(FloatingPointError, ValueError):
     """
 
 
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    """Check that ``value`` is one of ``choices``.
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[_Choice]) -> _Choice:
+    """Check that ``value`` is one of ``choices`` (typed as the choices' ``Literal`` alias).
 
     Examples
     --------
@@ -55,7 +58,7 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
         raise ValueError(
             f"The {name!r} parameter must be one of {tuple(choices)}. Got {value!r} instead."
         )
-    return value
+    return cast(_Choice, value)
 
 
 def check_scalar(
@@ -78,12 +81,15 @@ def check_scalar(
         raise ValueError(f"The {name!r} parameter must be a finite real number. Got {value!r} instead.")
     lo = "-inf" if low is None else low
     hi = "inf" if high is None else high
-    interval = f"{'[' if low_inclusive and low is not None else '('}{lo}, {hi}{']' if high_inclusive and high is not None else ')'}"
-    bad_low = low is not None and (value < low or (value == low and not low_inclusive))
-    bad_high = high is not None and (value > high or (value == high and not high_inclusive))
+    opening = "[" if low_inclusive and low is not None else "("
+    closing = "]" if high_inclusive and high is not None else ")"
+    interval = f"{opening}{lo}, {hi}{closing}"
+    number = float(value)  # the value returned, and the one checked against the bounds
+    bad_low = low is not None and (number < low or (number == low and not low_inclusive))
+    bad_high = high is not None and (number > high or (number == high and not high_inclusive))
     if bad_low or bad_high:
         raise ValueError(f"The {name!r} parameter must be a float in {interval}. Got {value!r} instead.")
-    return float(value)
+    return number
 
 
 def check_int(name: str, value: Any, *, low: int | None = None) -> int:

@@ -22,8 +22,8 @@ from torch import nn
 from ._options import CORRUPTIONS, OPTIMIZERS, VISIBLE_TYPES, CorruptionName, OptimizerName
 from ._options import VisibleType as AEVisibleName
 from ._random import make_generator, resolve_device
-from ._validation import check_choice, check_data_tensor, check_int, check_scalar
 from ._threads import batch_work
+from ._validation import check_choice, check_data_tensor, check_int, check_scalar
 from .engine import (
     CheckpointEvery,
     DivergenceCheck,
@@ -204,15 +204,15 @@ class DenoisingAutoencoder(nn.Module):
                 "The 'generator' parameter must be a torch.Generator or None. "
                 f"Got {generator!r} instead."
             )
-        factory = {"device": resolve_device(device), "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(self.n_hidden, self.n_visible, **factory))
-        self.hidden_bias = nn.Parameter(torch.zeros(self.n_hidden, **factory))
-        self.visible_bias = nn.Parameter(torch.zeros(self.n_visible, **factory))
+        on = resolve_device(device)
+        self.weight = nn.Parameter(torch.empty(self.n_hidden, self.n_visible, device=on, dtype=dtype))
+        self.hidden_bias = nn.Parameter(torch.zeros(self.n_hidden, device=on, dtype=dtype))
+        self.visible_bias = nn.Parameter(torch.zeros(self.n_visible, device=on, dtype=dtype))
         if self.tied:
             self.register_parameter("decoder_weight", None)
         else:
             self.decoder_weight = nn.Parameter(
-                torch.empty(self.n_visible, self.n_hidden, **factory)
+                torch.empty(self.n_visible, self.n_hidden, device=on, dtype=dtype)
             )
         self.reset_parameters(generator=generator)
 

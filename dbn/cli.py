@@ -42,8 +42,11 @@ def _grid(tokens: Sequence[str]) -> tuple[dict, ...]:
 
     Examples
     --------
-    >>> _grid(["sgd:0.1,0.01", "adam:1e-3"])
-    ({'solver': 'sgd', 'learning_rate_init': 0.1}, {'solver': 'sgd', 'learning_rate_init': 0.01}, {'solver': 'adam', 'learning_rate_init': 0.001})
+    >>> for setting in _grid(["sgd:0.1,0.01", "adam:1e-3"]):
+    ...     print(setting)
+    {'solver': 'sgd', 'learning_rate_init': 0.1}
+    {'solver': 'sgd', 'learning_rate_init': 0.01}
+    {'solver': 'adam', 'learning_rate_init': 0.001}
     >>> len(_grid(["full"]))
     6
     """
@@ -122,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     >>> build_parser().parse_args(["plot", "filters", "m.dbn", "--out", "f.png"]).what
     'filters'
     """
-    from .harness.config import ARMS, DIGITS_DEFAULTS as D
+    from .harness.config import ARMS
+    from .harness.config import DIGITS_DEFAULTS as D
 
     parser = argparse.ArgumentParser(prog="dbn", description="torch-dbn: pretraining vs random init studies.")
     _debug_option(parser, default=False)
@@ -142,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="units per hidden layer")
     c.add_argument("--sizes", nargs="+", type=_size, default=list(D.sizes),
                    help="labelled training-set sizes ('all' = the whole training set)")
-    c.add_argument("--seeds", type=_positive, default=len(D.seeds), help="number of seeds (0 .. N-1), paired across arms")
+    c.add_argument("--seeds", type=_positive, default=len(D.seeds),
+                   help="number of seeds (0 .. N-1), paired across arms")
     c.add_argument("--folds", type=_positive, default=None,
                    help="K-fold cross-validation instead of the fixed split (default: the fixed split)")
     c.add_argument("--unlabelled", action=argparse.BooleanOptionalAction, default=D.unlabelled,

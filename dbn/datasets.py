@@ -27,7 +27,7 @@ import os
 import pickle
 import struct
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -129,7 +129,7 @@ def load_digits(*, scale: bool = True, return_X_y: bool = True) -> Any:
 # --------------------------------------------------------------------------------------------
 
 # IDX type codes -> big-endian numpy dtypes (http://yann.lecun.com/exdb/mnist/)
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -142,7 +142,7 @@ _IDX_DTYPES = {
 def _open_maybe_gzip(path: Path) -> IO[bytes]:
     with open(path, "rb") as f:
         head = f.read(2)
-    return gzip.open(path, "rb") if head == b"\x1f\x8b" else open(path, "rb")
+    return cast(IO[bytes], gzip.open(path, "rb")) if head == b"\x1f\x8b" else open(path, "rb")
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -353,7 +353,7 @@ def _load_mnist_pickle(path: Path) -> Split:
             "((X_train, y_train), (X_valid, y_valid), (X_test, y_test))."
         )
     arrays: list[np.ndarray] = []
-    for part, (X, y) in zip(("train", "valid", "test"), obj):
+    for part, (X, y) in zip(("train", "valid", "test"), obj, strict=True):
         arrays.extend(_check_xy(X, y, f"{str(path)!r} ({part} part)"))
     return Split(*arrays)
 
@@ -479,7 +479,7 @@ def _stratified_split(
 def _split_xy(
     X: np.ndarray, y: np.ndarray, fractions: tuple[float, ...] = DIGITS_SPLIT_FRACTIONS
 ) -> list[np.ndarray]:
-    out = []
+    out: list[np.ndarray] = []
     for idx in _stratified_split(y, fractions, DIGITS_SPLIT_SEED):
         out.extend((X[idx], y[idx]))
     return out
@@ -701,9 +701,9 @@ def binarize(
             raise ValueError("binarize(sample=True) needs X in [0, 1]; scale the data first.")
         return torch.bernoulli(P, generator=generator)
     X = np.asarray(X)
-    dtype = X.dtype if X.dtype.kind == "f" else np.dtype(np.float32)
+    np_dtype = X.dtype if X.dtype.kind == "f" else np.dtype(np.float32)
     if not sample:
-        return (X > threshold).astype(dtype)
+        return (X > threshold).astype(np_dtype)
     if isinstance(generator, torch.Generator):
         raise ValueError(
             "For a numpy X the 'generator' parameter must be a numpy Generator, an int or None; "
@@ -712,4 +712,4 @@ def binarize(
     if np.any(X < 0) or np.any(X > 1):
         raise ValueError("binarize(sample=True) needs X in [0, 1]; scale the data first.")
     rng = np.random.default_rng(generator)
-    return (rng.random(X.shape, dtype=np.float64) < X).astype(dtype)
+    return (rng.random(X.shape, dtype=np.float64) < X).astype(np_dtype)

@@ -51,10 +51,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ._options import PROPAGATES
 from ._random import make_generator, resolve_device
 from ._shard import Shard
 from ._validation import check_choice, check_data_tensor, check_int, per_layer
-from ._options import PROPAGATES
 from .rbm import RBM, CDTrainer
 from .stack import LayerStack, _pretrain_layers
 

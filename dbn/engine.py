@@ -28,9 +28,9 @@ The pieces
     * :class:`SchedulerStep` steps a torch learning-rate scheduler after every epoch (fine-tuning)
       and :func:`lr_factor` is the RBM's per-epoch learning-rate schedule.
 
-    A piece implements any of ``start(model)`` (before the first epoch), ``check(model, record)`` (before the callbacks),
-    ``on_epoch_end(model, record, stop) -> bool | None`` (after them; returning ``True``
-    stops) and ``close()`` (always, at the end).
+    A piece implements any of ``start(model)`` (before the first epoch), ``check(model, record)``
+    (before the callbacks), ``on_epoch_end(model, record, stop) -> bool | None`` (after them;
+    returning ``True`` stops) and ``close()`` (always, at the end).
 
 Mini-batches
     :func:`minibatches` draws one epoch's visiting order on the device (a ``torch.randperm``
@@ -47,7 +47,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import torch
 from torch import nn
@@ -361,12 +361,14 @@ class DivergenceCheck(Piece):
         if self.parameters_first:
             self._check_parameters(model, record)
         if self.loss_key is not None and not math.isfinite(record[self.loss_key]):
+            if self.message is None:
+                self._fail(record, f"{self.loss_key} is {record[self.loss_key]}")
             raise DivergenceError(self.message(record))
         if not self.parameters_first:
             self._check_parameters(model, record)
         self._check_runaway(model, record)
 
-    def _fail(self, record: dict, what: str) -> None:
+    def _fail(self, record: dict, what: str) -> NoReturn:
         lr = self.learning_rate if self.learning_rate is not None else record.get("learning_rate")
         at = "" if lr is None else f" with learning_rate={lr:g}"
         raise DivergenceError(f"{self.what} diverged at epoch {record['epoch']}: {what}{at}. {self.hint}")
@@ -390,7 +392,7 @@ class DivergenceCheck(Piece):
         if self.first_margin is None:
             self.first_margin = margin
         # saturated from the start (e.g. unscaled data) is the data's scale, not runaway training
-        if margin is not None and margin < self.SATURATION_EPS <= self.first_margin:
+        if margin is not None and self.first_margin is not None and margin < self.SATURATION_EPS <= self.first_margin:
             self._fail(record, f"every hidden unit is saturated (all hidden probabilities within {margin:.2g} "
                                "of 0 or 1 on the monitored samples)")
 
@@ -691,6 +693,8 @@ def minibatches(
     ([slice(0, 2, None), slice(2, 4, None), slice(4, 6, None)], [2, 2, 1])
     """
     if shard is not None:
+        if n_local is None:
+            raise ValueError("minibatches(shard=...) needs n_local, the number of rows this process holds.")
         order = torch.randperm(n, generator=generator, device=device) if shuffle else torch.arange(n, device=device)
         local, positions, sizes = owned_batches(order, shard.offset, n_local, batch_size)
         return Batches(local, positions, sizes)

@@ -98,12 +98,13 @@ def to_torch(
         if dropout:
             modules.append(nn.Dropout(dropout))
     if head is not None:
-        w = stack.layers[-1].weight
+        w = stack._layer_list()[-1].weight
         if generator is None:
             generator = torch.Generator(device=w.device)  # fresh, default seed: never the global RNG
         out = nn.utils.skip_init(nn.Linear, stack.sizes[-1], n_outputs, device=w.device, dtype=w.dtype)
         with torch.no_grad():
-            out.weight.copy_(torch.randn(out.weight.shape, generator=generator, device=w.device, dtype=w.dtype) * head_std)
+            noise = torch.randn(out.weight.shape, generator=generator, device=w.device, dtype=w.dtype)
+            out.weight.copy_(noise * head_std)
             out.bias.zero_()
         modules.append(out)
     return nn.Sequential(*modules)
@@ -160,13 +161,13 @@ def fold_scaling(
     net = copy.deepcopy(net)
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     with torch.no_grad():
-        if input_mean is not None:
+        if input_mean is not None and input_scale is not None:
             first = linears[0]
             w = first.weight
             mean, scale = (t.to(device=w.device, dtype=w.dtype) for t in (input_mean, input_scale))
             first.bias.sub_(w @ (mean / scale))
             w.div_(scale)
-        if output_mean is not None:
+        if output_mean is not None and output_scale is not None:
             last = linears[-1]
             w = last.weight
             mean, scale = (t.to(device=w.device, dtype=w.dtype) for t in (output_mean, output_scale))

@@ -110,6 +110,8 @@ def read_archive(
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds is not None and found not in kinds:
         raise ValueError(f"{str(path)!r} holds a {found!r}, not one of {list(kinds)}.")
+    if not isinstance(found, str):
+        raise ValueError(f"{str(path)!r} is a damaged torch-dbn model file: it names no kind of object.")
     try:
         config = json.loads(payload["config"])
         tensors = dict(payload["tensors"])
@@ -140,7 +142,9 @@ def layer_config(layer: nn.Module) -> dict:
     raise TypeError(f"Cannot describe a {type(layer).__name__}; expected dbn.RBM or dbn.DenoisingAutoencoder.")
 
 
-def layer_from_config(config: dict, device=None, *, stored_weight: torch.Tensor | None = None) -> nn.Module:
+def layer_from_config(
+    config: dict, device=None, *, stored_weight: torch.Tensor | None = None
+) -> RBM | DenoisingAutoencoder:
     """Rebuild an (untrained) layer from :func:`layer_config`'s description.
 
     ``stored_weight``, the weight the file holds for it, is checked against the described
@@ -230,7 +234,7 @@ def load(path: str | os.PathLike, *, device=None) -> RBM | DenoisingAutoencoder 
         raise ValueError(f"{str(path)!r} is a damaged torch-dbn model file: {exc!r}") from exc
 
 
-def model_layers(model) -> list[nn.Module]:
+def model_layers(model) -> list[RBM | DenoisingAutoencoder]:
     """The pretrained layers (RBMs / autoencoders) inside a module, stack or fitted estimator.
 
     Examples
@@ -241,7 +245,7 @@ def model_layers(model) -> list[nn.Module]:
     if isinstance(model, (RBM, DenoisingAutoencoder)):
         return [model]
     if isinstance(model, LayerStack):
-        return list(model.layers)
+        return model._layer_list()
     if getattr(model, "rbm_", None) is not None:
         return [model.rbm_]
     if getattr(model, "stack_", None) is not None:

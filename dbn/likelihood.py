@@ -53,7 +53,7 @@ EnumeratedLayer = Literal["auto", "hidden", "visible"]
 Schedule = Literal["paper", "linear"]
 
 #: The paper's schedule: 0:0.001:0.5, 0.5:1e-4:0.9, 0.9:1e-5:1.0 (steps per segment).
-_PAPER_SEGMENTS = ((0.0, 0.5, 500), (0.5, 0.9, 4000), (0.9, 1.0, 10000))
+_PAPER_SEGMENTS: tuple[tuple[float, float, int], ...] = ((0.0, 0.5, 500), (0.5, 0.9, 4000), (0.9, 1.0, 10000))
 _MAX_BITS = 62  # configurations are int64 bit patterns
 
 
@@ -206,7 +206,7 @@ def ais_schedule(
         counts = (first, second, third)
         if sum(counts) != n_steps:  # tiny n_steps: take the excess from the middle segment
             counts = (first, n_steps - first - third, third)
-        segments = tuple((lo, hi, k) for (lo, hi, _), k in zip(_PAPER_SEGMENTS, counts))
+        segments = tuple((lo, hi, k) for (lo, hi, _), k in zip(_PAPER_SEGMENTS, counts, strict=True))
     pieces = [torch.linspace(lo, hi, k + 1, dtype=torch.float64)[:-1] for lo, hi, k in segments]
     pieces.append(torch.ones(1, dtype=torch.float64))
     return torch.cat(pieces).to(dtype)
@@ -364,9 +364,10 @@ class AISResult:
         """Whether the weights are even enough for the interval to be trusted.
 
         False when the effective sample size is under 10 (too few effective chains to estimate
-        the weights' spread; so never with fewer than 10 chains), or when the interval's half-width exceeds 1 nat (the mean weight's
-        relative standard error above 1/3, where a ``mean -/+ 3 stderr`` interval on the ``Z``
-        scale would reach zero). :attr:`message` then says what to do.
+        the weights' spread; so never with fewer than 10 chains), or when the interval's
+        half-width exceeds 1 nat (the mean weight's relative standard error above 1/3, where a
+        ``mean -/+ 3 stderr`` interval on the ``Z`` scale would reach zero). :attr:`message`
+        then says what to do.
         """
         half_width = max(self.log_z_high - self.log_z, self.log_z - self.log_z_low)
         return self.ess >= _MIN_ESS and half_width <= _MAX_HALF_WIDTH

@@ -103,7 +103,7 @@ def _activation_module(activation: str) -> nn.Module:
     return nn.LeakyReLU(_LEAKY_SLOPE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def maxout_gain(pieces: int) -> float:
     """Gain that keeps the second moment of a maxout layer's output equal to its input's.
 

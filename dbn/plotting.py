@@ -32,7 +32,7 @@ def _require_matplotlib():
 
 
 def _as_matrix(X: Any, name: str) -> torch.Tensor:
-    if hasattr(X, "weight") and isinstance(getattr(X, "weight"), torch.Tensor):
+    if hasattr(X, "weight") and isinstance(X.weight, torch.Tensor):
         X = X.weight
     X = torch.as_tensor(X).detach().to("cpu", torch.float64)
     if X.dim() == 3:

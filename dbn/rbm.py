@@ -122,11 +122,12 @@ class RBM(nn.Module):
         self.visible = get_units(visible, parameter="visible").name
         self.hidden = check_choice("hidden", hidden, ("bernoulli",))
         weight_std = check_scalar("weight_std", weight_std, low=0.0)
-        factory = {"device": resolve_device(device) if device is not None else None, "dtype": dtype or torch.float32}
-        w = torch.randn(n_hidden, n_visible, generator=generator, **factory) * weight_std
+        on = resolve_device(device) if device is not None else None
+        dtype = dtype or torch.float32
+        w = torch.randn(n_hidden, n_visible, generator=generator, device=on, dtype=dtype) * weight_std
         self.weight = nn.Parameter(w)
-        self.visible_bias = nn.Parameter(torch.zeros(n_visible, **factory))
-        self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, **factory))
+        self.visible_bias = nn.Parameter(torch.zeros(n_visible, device=on, dtype=dtype))
+        self.hidden_bias = nn.Parameter(torch.zeros(n_hidden, device=on, dtype=dtype))
 
     @property
     def n_visible(self) -> int:
@@ -243,7 +244,7 @@ class RBM(nn.Module):
         return likelihood.log_likelihood(self, v, log_z)
 
     @torch.no_grad()
-    def init_visible_bias_(self, X: torch.Tensor, eps: float = 1e-3, *, shard: Shard | None = None) -> "RBM":
+    def init_visible_bias_(self, X: torch.Tensor, eps: float = 1e-3, *, shard: Shard | None = None) -> RBM:
         """Set the visible bias from the data, in place (Hinton's practical guide).
 
         Bernoulli units get ``log(p / (1 - p))`` with ``p`` each unit's mean activity (clipped to
@@ -498,7 +499,8 @@ class CDTrainer:
         self.momentum = _check_momentum(momentum)
         self.weight_decay = check_scalar("weight_decay", weight_decay, low=0.0)
         self.sparsity_target = (
-            None if sparsity_target is None else check_probability("sparsity_target", sparsity_target, open_interval=True)
+            None if sparsity_target is None
+            else check_probability("sparsity_target", sparsity_target, open_interval=True)
         )
         self.sparsity_cost = check_scalar("sparsity_cost", sparsity_cost, low=0.0)
         self.sparsity_decay = check_probability("sparsity_decay", sparsity_decay)
@@ -550,7 +552,9 @@ class CDTrainer:
             if not self.persistent:
                 raise ValueError("The 'sampler' parameter 'pt' (parallel tempering) requires persistent=True.")
             if self.units.name != "bernoulli":
-                raise ValueError(f"sampler='pt' supports Bernoulli visible units only. Got visible={self.units.name!r}.")
+                raise ValueError(
+                    f"sampler='pt' supports Bernoulli visible units only. Got visible={self.units.name!r}."
+                )
         W = self.rbm.weight
         self._betas = torch.linspace(1.0, self.beta_min, self.n_temperatures, device=W.device, dtype=W.dtype)
         self._pt_chain: torch.Tensor | None = None  # (n_temperatures, n_chains, n_hidden), beta = 1 first
@@ -736,8 +740,9 @@ class CDTrainer:
         if self.centered:
             accumulate = self._centered_velocity
         v0_mean, batch_q = accumulate(v0, h0, vk, hk, n, n_model, learning_rate, momentum)
-        if self._sparse:
-            self._q = batch_q if self._q is None else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * batch_q
+        if self._sparse and self.sparsity_target is not None:
+            self._q = (batch_q if self._q is None
+                       else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * batch_q)
             penalty = self.sparsity_cost * (self.sparsity_target - self._q)
             self._vel_hb.add_(penalty, alpha=learning_rate)
             self._vel_w.addr_(penalty, v0_mean, alpha=learning_rate)
@@ -755,9 +760,7 @@ class CDTrainer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Centred training: ``u <- momentum * u + lr * (centred data - model statistics)`` with
         the weight statistics of ``(h - lambda)(v - mu)^T``. Returns ``(v0_mean, h0_mean)``."""
-        if self._offsets is None:
-            self._init_offsets(v0)
-        mu, lam = self._offsets
+        mu, lam = self._init_offsets(v0) if self._offsets is None else self._offsets
         v0_mean, h0_mean = v0.mean(dim=0), h0.mean(dim=0)
         self._vel_vb.mul_(momentum).add_(v0_mean - vk.mean(dim=0), alpha=lr)
         self._vel_hb.mul_(momentum).add_(h0_mean - hk.mean(dim=0), alpha=lr)
@@ -769,6 +772,7 @@ class CDTrainer:
         """Apply the centred velocities to the ordinary parameters (``b += u_b - u_W^T lambda``,
         ``c += u_c - u_W mu``), then slide the hidden offset toward ``h0_mean``."""
         rbm = self.rbm
+        assert self._offsets is not None  # set by _centered_velocity
         mu, lam = self._offsets
         rbm.weight.add_(self._vel_w)
         rbm.visible_bias.add_(self._vel_vb).addmv_(self._vel_w.t(), lam, alpha=-1.0)
@@ -789,10 +793,11 @@ class CDTrainer:
         """
         return self._offsets
 
-    def _init_offsets(self, X: torch.Tensor) -> None:
-        """Visible offset at the mean of ``X``, hidden offset at 0.5."""
+    def _init_offsets(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Visible offset at the mean of ``X``, hidden offset at 0.5 (set and returned)."""
         W = self.rbm.weight
         self._offsets = (X.mean(dim=0).to(W.dtype), torch.full((W.shape[0],), 0.5, device=W.device, dtype=W.dtype))
+        return self._offsets
 
     def _tempered_phase(self, h0_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Parallel tempering: ``k`` Gibbs sweeps of the chains at every inverse temperature,
@@ -898,9 +903,10 @@ class CDTrainer:
         buffer = None
         if self.shuffle:  # gathered batches land in one reused buffer
             buffer = torch.empty(min(self.batch_size, X.shape[0]), X.shape[1], device=X.device, dtype=X.dtype)
-        for rows, positions, size in zip(batches.rows, batches.positions, batches.sizes):
+        for rows, positions, size in zip(batches.rows, batches.positions, batches.sizes, strict=False):
             self.step(take_rows(X, rows, buffer), lr, mom, rows=positions, n_rows=size)
-        record = {"epoch": self.epoch + 1, "learning_rate": lr, "momentum": mom, "time": time.perf_counter() - start_time}
+        record = {"epoch": self.epoch + 1, "learning_rate": lr, "momentum": mom,
+                  "time": time.perf_counter() - start_time}
         record.update(self.monitor(X, validation_data) if shard is None else self._sharded_monitor(X, shard))
         self.epoch += 1
         self.history.append(record)
@@ -996,7 +1002,7 @@ class CDTrainer:
             errors.append(((v - rbm.visible_mean(h)) ** 2).sum(dim=1))
             block_margin = float(torch.minimum(h, 1 - h).max())
             margin = block_margin if margin is None else max(margin, block_margin)
-            if bernoulli:
+            if units is not None:  # Bernoulli visible units
                 delta = Fn._flip_free_energy_delta(v, rbm.weight, rbm.visible_bias, rbm.hidden_bias,
                                                    units[start : start + v.shape[0]])
                 pls.append(rbm.n_visible * F.logsigmoid(delta))

@@ -281,7 +281,8 @@ def finetune_options(params: Mapping[str, Any], *, loss: Loss, generator: torch.
         max_iter=params["max_iter"], batch_size=params["batch_size"], lr_schedule=params["lr_schedule"],
         clip_grad_norm=params["clip_grad_norm"], max_norm=params["max_norm"],
         early_stopping=params["early_stopping"], validation_fraction=params["validation_fraction"],
-        n_iter_no_change=params["n_iter_no_change"], monitor=params["monitor"], tol=params["tol"], shuffle=params["shuffle"],
+        n_iter_no_change=params["n_iter_no_change"], monitor=params["monitor"], tol=params["tol"],
+        shuffle=params["shuffle"],
         generator=generator, verbose=bool(params["verbose"]),
     )
 
@@ -342,7 +343,8 @@ def finetune(
         # Hinton & Salakhutdinov: the first epochs train only the output layer
         n_linear = len(linear_layers(net))
         frozen = fit_network(net, X, y, **{**options, "max_iter": params["freeze_epochs"]},
-                             freeze=tuple(range(n_linear - 1)), checkpoint_dir=_subdir(checkpoint_dir, "finetune_freeze"))
+                             freeze=tuple(range(n_linear - 1)),
+                             checkpoint_dir=_subdir(checkpoint_dir, "finetune_freeze"))
     history = fit_network(net, X, y, **options, freeze=(), checkpoint_dir=_subdir(checkpoint_dir, "finetune"))
     if frozen:
         offset = len(frozen)

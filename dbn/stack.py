@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
 
 from ._checkpoint import fingerprint, load_checkpoint, plain, save_checkpoint, settings_text
 from ._linalg import bernoulli_sample
-from ._options import PRETRAIN_KINDS, PROPAGATES, PretrainKind, Propagate
+from ._options import PRETRAIN_KINDS, PROPAGATES, CorruptionName, PretrainKind, Propagate, VisibleType
 from ._random import make_generator
 from ._shard import Shard
 from ._validation import check_choice, check_data_tensor, check_int, per_layer
@@ -78,13 +78,18 @@ class LayerStack(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.histories: list[list[dict]] = [[] for _ in layers]
 
+    def _layer_list(self) -> list[Layer]:
+        """The layers as a list (typed: ``nn.ModuleList`` items are typed as plain modules)."""
+        return cast("list[Layer]", list(self.layers))
+
     @property
     def sizes(self) -> tuple[int, ...]:
         """Layer widths from the input to the top: ``(n_visible, n_hidden_1, ...)``."""
-        return (self.layers[0].n_visible, *(layer.n_hidden for layer in self.layers))
+        layers = self._layer_list()
+        return (layers[0].n_visible, *(layer.n_hidden for layer in layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
+        for layer in self._layer_list():
             x = layer.hidden_probs(x)
         return x
 
@@ -99,7 +104,7 @@ class LayerStack(nn.Module):
         torch.Size([3, 6])
         """
         n_layers = len(self.layers) if n_layers is None else check_int("n_layers", n_layers, low=0)
-        return _propagate(x, list(self.layers)[:n_layers], batch_size=batch_size)
+        return _propagate(x, self._layer_list()[:n_layers], batch_size=batch_size)
 
 
 @torch.no_grad()
@@ -297,11 +302,11 @@ def _pretrain_layers(
     sizes: Sequence[int],
     *,
     pretrain: str,
-    visible: str,
+    visible: VisibleType,
     epochs: Sequence[int],
     options: dict[str, list],
-    corruptions: Sequence[str],
-    levels: Sequence[float],
+    corruptions: Sequence[CorruptionName | None],
+    levels: Sequence[float | None],
     propagate: str,
     generator: torch.Generator,
     validation_data: torch.Tensor | None = None,
@@ -321,11 +326,13 @@ def _pretrain_layers(
     histories: list[list[dict]] = []
     # generator state before each finished layer's outputs were propagated (samples replay)
     propagate_states: list[torch.Tensor] = []
-    saved = None
+    saved: dict[str, Any] = {}  # the checkpointed state, when resuming
+    resume_layer = -1
     if ckpt is not None:
         ckpt.layers, ckpt.histories, ckpt.propagate_states = layers, histories, propagate_states
-        saved = ckpt.state
-    resume_layer = -1 if saved is None else _check_resume_layer(saved, n_layers)
+        if ckpt.state is not None:
+            saved = ckpt.state
+            resume_layer = _check_resume_layer(saved, n_layers)
     inputs, valid = X, validation_data
     for i, n_hidden in enumerate(sizes):
         units = visible if i == 0 else "bernoulli"
@@ -362,19 +369,22 @@ def _pretrain_layers(
 
 
 def _new_layer(
-    pretrain: str, inputs: torch.Tensor, n_hidden: int, units: str, corruption: str, level: float,
-    generator: torch.Generator, shard: Shard | None = None,
+    pretrain: str, inputs: torch.Tensor, n_hidden: int, units: VisibleType, corruption: CorruptionName | None,
+    level: float | None, generator: torch.Generator, shard: Shard | None = None,
 ) -> Layer:
     """A fresh layer on ``inputs``' device and dtype (an RBM's visible bias set from the data)."""
-    factory = {"device": inputs.device, "dtype": inputs.dtype}
     if pretrain == "rbm":
-        layer = RBM(inputs.shape[1], n_hidden, visible=units, generator=generator, **factory)
+        layer = RBM(inputs.shape[1], n_hidden, visible=units, generator=generator, device=inputs.device,
+                    dtype=inputs.dtype)
         layer.init_visible_bias_(inputs, shard=shard)
         return layer
     if shard is not None:
         raise ValueError("Data-parallel pretraining trains RBMs only; use pretrain='rbm'.")
+    if corruption is None or level is None:  # the RBM-only callers pass None
+        raise ValueError("A denoising autoencoder layer needs a corruption and a corruption level.")
     return DenoisingAutoencoder(inputs.shape[1], n_hidden, visible=units, corruption=corruption,
-                                corruption_level=level, generator=generator, **factory)
+                                corruption_level=level, generator=generator, device=inputs.device,
+                                dtype=inputs.dtype)
 
 
 def _train_layer(

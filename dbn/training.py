@@ -39,9 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checkpoint import fingerprint, load_checkpoint, plain, save_checkpoint, settings_text
-from ._random import check_generator_device as _check_generator_device
-from ._shard import Shard
-from ._threads import batch_work
+from ._options import FIT_LR_SCHEDULES as LR_SCHEDULES
 from ._options import (
     LOSSES,
     MONITORS,
@@ -52,8 +50,10 @@ from ._options import (
     Monitor,
     OptimizerName,
 )
-from ._options import FIT_LR_SCHEDULES as LR_SCHEDULES
 from ._options import FitLRSchedule as LRSchedule
+from ._random import check_generator_device as _check_generator_device
+from ._shard import Shard
+from ._threads import batch_work
 from ._validation import (
     DivergenceError,
     check_choice,
@@ -76,8 +76,8 @@ from .engine import (
     sparse_buffer,
     take_rows,
 )
-from .optim import make_optimizer
 from .network import Maxout, _layer_parameters, build_mlp, hidden_linear_layers, linear_layers, maxout_gain  # noqa: F401
+from .optim import make_optimizer
 
 __all__ = [
     "Activation",
@@ -371,16 +371,16 @@ def _make_scheduler(
 class _StepConfig:
     """What one training step needs beyond the batch."""
 
-    loss: str
+    loss: Loss
     params: list[nn.Parameter]
     l1: float
     l1_weights: list[nn.Parameter]
     clip_grad_norm: float | None
     max_norm: float | None
-    max_norm_weights: list[nn.Parameter]
+    max_norm_weights: list[torch.Tensor]
 
 
-def _loss_fn(loss: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _loss_fn(loss: str) -> Callable[..., torch.Tensor]:
     if loss == "binary_cross_entropy":
         return F.binary_cross_entropy_with_logits  # log-sum-exp form: stable for any logit
     return F.cross_entropy if loss == "cross_entropy" else F.mse_loss
@@ -416,8 +416,8 @@ def _train_step(
     optimizer.step()
     if cfg.max_norm is not None:
         with torch.no_grad():
-            for w in cfg.max_norm_weights:
-                w.renorm_(2, 0, cfg.max_norm)
+            for weight in cfg.max_norm_weights:
+                weight.renorm_(2, 0, cfg.max_norm)
     return loss.detach(), out.detach()
 
 
@@ -456,7 +456,7 @@ def _run_epoch(
     loss_sum = torch.zeros((), device=X.device, dtype=torch.float64)
     stat = torch.zeros(() if cross_entropy or multilabel else y.shape[1], device=X.device, dtype=torch.float64)
     buffer = sparse_buffer(X, batch_size)  # a sparse X is densified one batch at a time, into it
-    for b, (rows, size) in enumerate(zip(batches.rows, batches.sizes)):
+    for b, (rows, size) in enumerate(zip(batches.rows, batches.sizes, strict=True)):
         X_batch, y_batch = take_rows(X, rows, buffer), y[rows]
         scale = None if shard is None else world / (size * per_output)
         loss, out = _train_step(net, optimizer, X_batch, y_batch, cfg, sum_scale=scale)
@@ -724,7 +724,7 @@ def fit_network(
 
     def pieces() -> list[Piece]:
         save = None
-        if settings is not None:
+        if settings is not None and checkpoint_dir is not None:
             def save(record: dict, stop: bool) -> None:
                 state = _fit_state(record["epoch"], stop, net, opt, scheduler, history, stopping, generator, X.device)
                 save_checkpoint(checkpoint_dir, "fit_network", settings, state)
@@ -752,7 +752,8 @@ def fit_network(
 
 
 def _epoch_runner(
-    net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: _StepConfig, opts: _Options, batch_size: int, generator: torch.Generator | None,
+    net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: _StepConfig, opts: _Options, batch_size: int,
+    generator: torch.Generator | None,
     shard: Shard | None,
 ) -> Callable[[int], dict]:
     """``run_epoch(epoch) -> record`` of :func:`fit_network`: train, then validate."""
@@ -766,7 +767,7 @@ def _epoch_runner(
             batch_callbacks=opts.batch_callbacks, shard=shard,
         )
         valid_loss = valid_score = None
-        if data.has_validation:
+        if data.X_val is not None and data.y_val is not None:
             valid_loss, valid_score = evaluate(net, data.X_val, data.y_val, loss=opts.loss,
                                                batch_size=opts.eval_batch_size)
         return {
@@ -833,8 +834,8 @@ def _forked_rng(generator: torch.Generator | None, device: torch.device) -> Iter
 class _Options:
     """The checked scalar options of :func:`fit_network`."""
 
-    loss: str
-    optimizer: str
+    loss: Loss
+    optimizer: OptimizerName
     learning_rate: float
     momentum: float
     nesterov: bool
@@ -843,7 +844,7 @@ class _Options:
     max_iter: int
     batch_size: int
     eval_batch_size: int
-    schedule: str
+    schedule: LRSchedule
     lr_step_size: int
     lr_gamma: float | None
     lr_min: float
@@ -851,7 +852,7 @@ class _Options:
     max_norm: float | None
     early_stopping: bool
     validation_fraction: float
-    monitor: str
+    monitor: Monitor
     n_iter_no_change: int
     tol: float
     shuffle: bool
@@ -911,7 +912,7 @@ class _Data:
 
     X: torch.Tensor
     y: torch.Tensor
-    layers: list[nn.Module]
+    layers: list[nn.Linear]
     frozen: set[int]
     X_val: torch.Tensor | None = None
     y_val: torch.Tensor | None = None
@@ -931,7 +932,7 @@ def _check_freeze(freeze: Any, n_layers: int) -> set[int]:
         raise ValueError(f"The 'freeze' parameter must be a sequence of layer indices. Got {freeze!r}.")
     frozen: set[int] = set()
     for i in freeze:
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not -n_layers <= i < n_layers:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not -n_layers <= int(i) < n_layers:
             raise ValueError(
                 f"The 'freeze' parameter has index {i!r}, but the network has {n_layers} linear "
                 f"layers (valid indices {-n_layers} .. {n_layers - 1})."
@@ -971,7 +972,7 @@ def _check_data(
     if validation_data is not None:
         data.X_val, data.y_val = _check_validation_data(net, validation_data, X, y, opts.loss)
     _check_output_shape(net, X, y, opts.loss)
-    if validation_data is not None:
+    if data.X_val is not None and data.y_val is not None:
         _check_output_shape(net, data.X_val, data.y_val, opts.loss)
     if shard is not None:
         if not isinstance(shard, Shard):
@@ -1018,7 +1019,7 @@ class _Parameters:
     step: _StepConfig
 
 
-def _parameter_groups(net: nn.Module, layers: list[nn.Module], frozen: set[int], opts: _Options) -> _Parameters:
+def _parameter_groups(net: nn.Module, layers: list[nn.Linear], frozen: set[int], opts: _Options) -> _Parameters:
     """Weights of the linear layers (decayed, L1, max-norm) and the other trainable parameters."""
     blocks = _layer_parameters(net)
     frozen_ids = {id(p) for i in frozen for p in blocks[i]}

@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     for persistent in (False, True):
         rbm = RBM(d, 500, generator=g, device=device)
         history = _timed(f"RBM 784x500 {'PCD' if persistent else 'CD-1'} x{args.epochs} epochs",
-                         lambda: train_rbm(rbm, X, n_epochs=args.epochs, batch_size=100, persistent=persistent,
-                                           generator=g))
+                         lambda rbm=rbm, persistent=persistent: train_rbm(
+                             rbm, X, n_epochs=args.epochs, batch_size=100, persistent=persistent, generator=g))
         print("   epoch times:", [round(r["time"], 3) for r in history])
         _check_on_device(rbm, device, "RBM")
 

@@ -114,7 +114,7 @@ class RisingMomentum:
         record["momentum"] = self.value
         self.epoch += 1
 
-    def __enter__(self) -> "RisingMomentum":
+    def __enter__(self) -> RisingMomentum:
         self._handle = register_optimizer_step_pre_hook(self.pre_step)
         return self
 

@@ -67,7 +67,9 @@ def load_binarized(path: str, train_set: str, seed: int) -> tuple[torch.Tensor, 
         x_train = torch.cat([x_train, torch.from_numpy(split.X_valid)])
     x_test = torch.from_numpy(split.X_test)
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand(x_train.shape, generator=g) < x_train).float(), (torch.rand(x_test.shape, generator=g) < x_test).float()
+    train = (torch.rand(x_train.shape, generator=g) < x_train).float()
+    test = (torch.rand(x_test.shape, generator=g) < x_test).float()
+    return train, test
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -191,8 +193,8 @@ def main(argv=None) -> int:
         row = {"epochs": len(history), "train_seconds": train_time, "final_epoch": dict(history[-1])}
         row.update(evaluate(rbm, X, X_test, args, g))
         results["arms"][arm] = row
-        rev = f", reverse AIS {row['raise_test']:.2f} on {row['raise_rows']} rows (AIS {row['ais_test_same_rows']:.2f})" \
-            if "raise_test" in row else ""
+        rev = (f", reverse AIS {row['raise_test']:.2f} on {row['raise_rows']} rows "
+               f"(AIS {row['ais_test_same_rows']:.2f})" if "raise_test" in row else "")
         print(f"{arm:16s} {len(history)} epochs in {train_time:.0f} s: AIS test {row['ais_test']:.2f} nats "
               f"[{row['ais_test_interval'][0]:.2f}, {row['ais_test_interval'][1]:.2f}]{rev}; {row['ais_message']}",
               flush=True)

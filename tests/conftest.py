@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-MNIST_PATH = Path(os.environ.get("DBN_MNIST", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist.pkl.gz"))
+MNIST_PATH = Path(
+    os.environ.get("DBN_MNIST", Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist.pkl.gz")
+)
 
 
 @pytest.fixture

@@ -180,7 +180,7 @@ def test_same_seed_same_weights(digits):
     a, ha = run(5)
     b, hb = run(5)
     c, _ = run(6)
-    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb), name
     assert not torch.equal(a.weight, c.weight)
     assert [r["loss"] for r in ha] == [r["loss"] for r in hb]

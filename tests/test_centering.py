@@ -18,8 +18,10 @@ def _states(n: int) -> torch.Tensor:
 def _centered_model(seed: int = 0, n_visible: int = 5, n_hidden: int = 3):
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(n_hidden, n_visible, generator=g, dtype=torch.float64)
-    b, c = torch.randn(n_visible, generator=g, dtype=torch.float64), torch.randn(n_hidden, generator=g, dtype=torch.float64)
-    mu, lam = torch.rand(n_visible, generator=g, dtype=torch.float64), torch.rand(n_hidden, generator=g, dtype=torch.float64)
+    b = torch.randn(n_visible, generator=g, dtype=torch.float64)
+    c = torch.randn(n_hidden, generator=g, dtype=torch.float64)
+    mu = torch.rand(n_visible, generator=g, dtype=torch.float64)
+    lam = torch.rand(n_hidden, generator=g, dtype=torch.float64)
     return W, b, c, mu, lam
 
 
@@ -79,7 +81,7 @@ def test_centered_step_is_the_centred_update_in_ordinary_coordinates():
     expected = centered_to_ordinary(W1, bc1, cc1, mu, lam)
     with torch.no_grad():
         trainer.step(X, 0.3, 0.0)
-    for got, want in zip((rbm.weight, rbm.visible_bias, rbm.hidden_bias), expected):
+    for got, want in zip((rbm.weight, rbm.visible_bias, rbm.hidden_bias), expected, strict=True):
         torch.testing.assert_close(got.detach(), want)
     torch.testing.assert_close(trainer.offsets[1], 0.9 * lam + 0.1 * h0.mean(0))
     torch.testing.assert_close(trainer.offsets[0], mu)

@@ -148,8 +148,8 @@ def test_fit_network_resumes_exactly(tmp_path, options):
 
 
 def test_estimator_checkpoint_resume(tmp_path, monkeypatch):
-    from dbn import DBNClassifier
     import dbn.training as training
+    from dbn import DBNClassifier
 
     rng = np.random.RandomState(0)
     X = (rng.rand(200, 12) < 0.4).astype(np.float32)
@@ -239,7 +239,7 @@ def test_pretraining_survives_kill_9(tmp_path):
     before = log.read_text().split("\n")
     run(ckpt, log, tmp_path / "resumed.pt", 0)
     lines = log.read_text().split()
-    epochs = [(int(a), int(b)) for a, b in zip(lines[::2], lines[1::2])]
+    epochs = [(int(a), int(b)) for a, b in zip(lines[::2], lines[1::2], strict=False)]
     killed_part = len([line for line in before if line])
     resumed = epochs[killed_part:]
     assert resumed[0] == (1, epoch + 1)  # no finished epoch is trained again

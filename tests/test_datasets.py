@@ -70,7 +70,7 @@ def test_digits_split_is_deterministic_stratified_and_disjoint():
     a = load_dataset("digits")
     b = load_dataset("digits")
     assert isinstance(a, Split)
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=True):
         np.testing.assert_array_equal(u, v)
     X, y = load_digits()
     n = len(a.X_train) + len(a.X_valid) + len(a.X_test)
@@ -199,7 +199,7 @@ def test_restricted_unpickler_loads_mnist_format(tmp_path, protocol):
         pickle.dump(parts, f, protocol=protocol)
     s = load_mnist(path)
     flat = [a for pair in parts for a in pair]
-    for got, want in zip(s, flat):
+    for got, want in zip(s, flat, strict=True):
         np.testing.assert_array_equal(got, want)
         assert got.dtype == want.dtype
     # also found inside a directory, and via load_dataset
@@ -333,7 +333,7 @@ def test_load_dataset_csv(tmp_path):
     X, y = rng.random((50, 3)).round(3), np.arange(50) % 2
     np.savetxt(tmp_path / "plain.csv", np.column_stack([X, y]), delimiter=",", fmt="%g")
     with open(tmp_path / "header.csv", "w") as f:
-        f.write("a,label,b,c\n" + "".join(f"{r[0]:g},{t},{r[1]:g},{r[2]:g}\n" for r, t in zip(X, y)))
+        f.write("a,label,b,c\n" + "".join(f"{r[0]:g},{t},{r[1]:g},{r[2]:g}\n" for r, t in zip(X, y, strict=True)))
     plain, header = load_dataset(tmp_path / "plain.csv"), load_dataset(tmp_path / "header.csv")
     for split in (plain, header):
         assert split.X_train.dtype == np.float32 and split.y_train.dtype == np.int64

@@ -163,7 +163,7 @@ def test_owned_batches_cover_each_global_batch_once():
 def test_shard_bounds_partition():
     bounds = [D.shard_bounds(10, r, 4) for r in range(4)]
     assert bounds[0][0] == 0 and bounds[-1][1] == 10
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
 
 
 def test_trainer_rejects_bad_rank():

@@ -283,7 +283,8 @@ def test_progress_bar_and_checkpoint_pieces():
     saved = []
     bar = ProgressBar(3, "demo", disable=True)
     fit_loop(None, range(1, 4), lambda e: {"epoch": e, "loss": 1.0 / e},
-             callbacks=[lambda m, r: r["epoch"] == 2], pieces=[bar, CheckpointEvery(lambda r, s: saved.append((r["epoch"], s)))])
+             callbacks=[lambda m, r: r["epoch"] == 2],
+             pieces=[bar, CheckpointEvery(lambda r, s: saved.append((r["epoch"], s)))])
     assert saved == [(1, False), (2, True)]
 
 
@@ -366,7 +367,7 @@ def test_reduced_step_equals_single_process_step(binary, persistent):
         for start in range(0, 60, 20):
             a.step(binary[start : start + 20], 0.1, 0.5)
             b.step(binary[start : start + 20], 0.1, 0.5)
-    for pa, pb in zip(rbm_a.parameters(), rbm_b.parameters()):
+    for pa, pb in zip(rbm_a.parameters(), rbm_b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb)
 
 

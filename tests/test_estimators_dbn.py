@@ -10,15 +10,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from dbn import DBNClassifier, DBNRegressor, DBNTransformer, RBM
+from dbn import RBM, DBNClassifier, DBNRegressor, DBNTransformer
 
 
 @parametrize_with_checks(
     [
         DBNTransformer((6, 4), visible="gaussian", n_iter=2, learning_rate=0.01, random_state=0),
         DBNTransformer((6, 4), pretrain="dae", visible="gaussian", n_iter=2, learning_rate=0.01, random_state=0),
-        DBNClassifier((8,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05, solver="sgd",
-                      random_state=0),
+        DBNClassifier((8,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05,
+                      solver="sgd", random_state=0),
         DBNClassifier((8,), visible="gaussian", n_iter=2, pretrain_learning_rate=0.01, max_iter=30, solver="sgd",
                       learning_rate_init=0.1, random_state=0),
         DBNRegressor((8,), pretrain=None, activation="relu", init="he", solver="adam", max_iter=50,
@@ -61,8 +61,8 @@ def test_end_to_end_pretrain_export_finetune(digits, pretrain):
 
 def test_random_init_relu_and_pretrained_sigmoid_are_one_estimator(digits):
     Xtr, ytr, Xte, yte = digits
-    relu = DBNClassifier((64,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05, solver="sgd",
-                         random_state=0).fit(Xtr, ytr)
+    relu = DBNClassifier((64,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05,
+                         solver="sgd", random_state=0).fit(Xtr, ytr)
     assert relu.stack_ is None and relu.pretrain_history_ == []
     assert isinstance(relu.network_[1], torch.nn.ReLU)
     assert relu.score(Xte, yte) > 0.9
@@ -114,7 +114,7 @@ def test_same_seed_same_model_and_string_labels(digits):
     labels = np.array(list("abcdefghij"))[ytr[:300]]
     a = DBNClassifier((16,), n_iter=2, max_iter=3, dropout=0.2, random_state=3).fit(Xtr[:300], labels)
     b = DBNClassifier((16,), n_iter=2, max_iter=3, dropout=0.2, random_state=3).fit(Xtr[:300], labels)
-    for pa, pb in zip(a.network_.parameters(), b.network_.parameters()):
+    for pa, pb in zip(a.network_.parameters(), b.network_.parameters(), strict=True):
         assert torch.equal(pa, pb)
     assert set(a.predict(Xtr[:50])) <= set("abcdefghij")
     assert a.predict_proba(Xtr[:5]).shape == (5, 10)

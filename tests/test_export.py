@@ -28,7 +28,7 @@ def test_exported_activations_equal_stack_transform(stacks, kind):
     with torch.no_grad():
         assert torch.equal(net(X), stack.transform(X))
         assert torch.equal(net[:2](X), stack.transform(X, n_layers=1))
-    for linear, layer in zip([m for m in net if isinstance(m, nn.Linear)], stack.layers):
+    for linear, layer in zip([m for m in net if isinstance(m, nn.Linear)], stack.layers, strict=True):
         assert torch.equal(linear.weight, layer.weight) and torch.equal(linear.bias, layer.hidden_bias)
         assert linear.weight.data_ptr() != layer.weight.data_ptr()  # a copy: fine-tuning leaves the stack alone
 

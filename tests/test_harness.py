@@ -153,7 +153,8 @@ def test_layer_statistics_saturation_and_modes():
     assert a == b  # dropout off: deterministic
     assert a[0]["act_saturated"] == 1.0
     assert net.training  # mode restored
-    bn = build_mlp(3, (4, 4), 2, activation="relu", init="he", batch_norm=True, generator=torch.Generator().manual_seed(0))
+    bn = build_mlp(3, (4, 4), 2, activation="relu", init="he", batch_norm=True,
+                   generator=torch.Generator().manual_seed(0))
     mx = build_mlp(3, (4,), 2, activation="maxout", generator=torch.Generator().manual_seed(0))
     assert len(layer_statistics(bn, torch.rand(8, 3), torch.zeros(8, dtype=torch.long))) == 3
     assert layer_statistics(mx, torch.rand(8, 3), torch.zeros(8, dtype=torch.long))[0]["act_saturated"] == 0.0
@@ -255,7 +256,7 @@ def test_same_seed_same_numbers_and_paired_batches(study, tmp_path):
         fit_arm({**ARMS[arm], "hidden_layer_sizes": (8,), "n_iter": 1, "max_iter": 2, "batch_size": 20},
                 data.X, data.y, n_classes=10, generator=torch.Generator().manual_seed(data.init_seed),
                 fit_generator=torch.Generator().manual_seed(data.fit_seed),
-                callbacks=[lambda net, rec: seen.append(float(rec["train_loss"]))])
+                callbacks=[lambda net, rec, seen=seen: seen.append(float(rec["train_loss"]))])
         g = torch.Generator().manual_seed(data.fit_seed)
         torch.randint(0, 2**62, (1,), generator=g)
         orders.append(torch.randperm(80, generator=g))
@@ -373,7 +374,8 @@ def test_findings_when_pretraining_clearly_regularises():
     by_seed = {a: {r["seed"]: r["test_error"] for r in runs if r["arm"] == a} for a in ("dbn", "sigmoid-normal")}
     d = paired_differences(by_seed["dbn"], by_seed["sigmoid-normal"])
     assert -0.11 < d["mean"] < -0.09
-    assert f"test error {100 * d['mean']:+.2f} pp [95% CI {100 * d['low']:+.2f}, {100 * d['high']:+.2f}], n=5" in sentence
+    assert (f"test error {100 * d['mean']:+.2f} pp [95% CI {100 * d['low']:+.2f}, {100 * d['high']:+.2f}], n=5"
+            in sentence)
     assert "inconclusive" in f["optimisation"][0]  # same training loss
     assert "lowest mean test error dbn" in f["arms"][0] and "(worse)" in f["arms"][0]
 
@@ -424,7 +426,8 @@ def test_findings_vanishing_gradients_and_size_trend():
             + _synthetic({"sigmoid-normal": (0.15, 0.0), "dbn": (0.16, 0.0)}, size=100, depth=1, **grads))
     f = findings(runs)
     text = "\n".join(f["vanishing_gradients"])
-    assert "sigmoid-normal, depth 3, width 8, 100 labels, at initialisation**: log10(||dL/ds|| bottom / top hidden layer) = -3.00" in text
+    assert ("sigmoid-normal, depth 3, width 8, 100 labels, at initialisation**: "
+            "log10(||dL/ds|| bottom / top hidden layer) = -3.00") in text
     assert "shrinks toward the input" in text and "depth **hurt**" in text
     assert "pretraining starts with a **larger** bottom-layer gradient" in text
     trend = [s for s in f["regularisation"] if "minus (difference at all labels)" in s]
@@ -474,7 +477,7 @@ def test_pretrained_stacks_are_shared_across_labelled_sizes(tmp_path):
     alone = run_study(StudyConfig(sizes=(120,), **common), tmp_path / "alone", progress=False)
     rows_both = [r for r in both.rows if r["size"] == 120]
     assert [r["pretrain_cached"] for r in both.rows if r["epoch"] == 0] == [False, True]
-    for a, b in zip(rows_both, alone.rows):
+    for a, b in zip(rows_both, alone.rows, strict=True):
         for key in ("test_error", "train_loss", "valid_loss"):
             assert a[key] == b[key]
     # the report counts the shared stack's time once
@@ -582,7 +585,8 @@ def test_figures_leave_out_diverged_arms_and_clip_axes(tmp_path):
                              "test_error": math.nan if nan else 0.1, "train_loss": loss,
                              "test_loss": math.nan if diverged else test_loss})
     captions = figs.make_figures(rows, runs, tmp_path)
-    assert "Left out, no finite error after initialisation (diverged): maxout-dropout." in captions["learning_curves.png"]
+    left_out = "Left out, no finite error after initialisation (diverged): maxout-dropout."
+    assert left_out in captions["learning_curves.png"]
     assert "not shown" in captions["train_vs_test.png"]
 
 

@@ -713,7 +713,8 @@ def _check_targets(cls_name, data):
         assert set(np.unique(pred)) <= set(est.classes_)
         _assert_finite_array(est.predict_proba(X), (n, len(est.classes_)))
     else:
-        _assert_finite_array(pred, y.shape if y.ndim == 2 and y.shape[1] > 1 else (n,))  # one target -> (n,), like MLPRegressor
+        # one target -> (n,), like MLPRegressor
+        _assert_finite_array(pred, y.shape if y.ndim == 2 and y.shape[1] > 1 else (n,))
 
 
 @FAST
@@ -1182,26 +1183,20 @@ def test_large_learning_rate_never_silently_nan(lr, scale, what):
     g = torch.Generator().manual_seed(0)
     if what == "rbm":
         model = dbn.RBM(4, 3, visible="gaussian", generator=g)
-        call = lambda: dbn.train_rbm(
-            model, X, n_epochs=3, learning_rate=lr, batch_size=5, generator=g
-        )  # noqa: E731
+
+        def call():
+            return dbn.train_rbm(model, X, n_epochs=3, learning_rate=lr, batch_size=5, generator=g)
     elif what == "dae":
         model = dbn.DenoisingAutoencoder(4, 3, visible="gaussian", generator=g)
-        call = lambda: dbn.train_autoencoder(
-            model, X, n_epochs=3, learning_rate=lr, batch_size=5, generator=g  # noqa: E731
-        )
+
+        def call():
+            return dbn.train_autoencoder(model, X, n_epochs=3, learning_rate=lr, batch_size=5, generator=g)
     else:
         model = dbn.build_mlp(4, (3,), 1, activation="relu", generator=g)
-        call = lambda: dbn.fit_network(
-            model,
-            X,
-            X[:, :1] * 10,
-            loss="mse",
-            learning_rate=lr,  # noqa: E731
-            max_iter=3,
-            batch_size=5,
-            generator=g,
-        )
+
+        def call():
+            return dbn.fit_network(model, X, X[:, :1] * 10, loss="mse", learning_rate=lr, max_iter=3, batch_size=5,
+                                   generator=g)
     ok, res = _outcome(call)
     if ok:
         _assert_finite_module(model)

@@ -7,9 +7,9 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from dbn import DBNClassifier, DBNRegressor, DBNTransformer, RBM, RBMTransformer
-from dbn.estimators import load_any
+from dbn import RBM, DBNClassifier, DBNRegressor, DBNTransformer, RBMTransformer
 from dbn.autoencoder import DenoisingAutoencoder
+from dbn.estimators import load_any
 from dbn.io import FORMAT_VERSION, load, read_archive, save, write_archive
 from dbn.stack import pretrain_stack
 
@@ -27,7 +27,7 @@ def test_modules_round_trip(tmp_path, data):
         path = save(obj, tmp_path / "m.dbn")
         loaded = load(path)
         assert type(loaded) is type(obj)
-        for a, b in zip(obj.state_dict().values(), loaded.state_dict().values()):
+        for a, b in zip(obj.state_dict().values(), loaded.state_dict().values(), strict=True):
             assert torch.equal(a, b)
     stack = pretrain_stack(Xt, (16, 8), n_epochs=1, batch_size=50, generator=torch.Generator().manual_seed(0))
     loaded = load(save(stack, tmp_path / "s.dbn"))

@@ -232,7 +232,7 @@ def test_fast_update_equals_the_reference_formula(visible):
         q = h0.mean(0) if q is None else 0.9 * q + 0.1 * h0.mean(0)
         pen = cost * (target - q)
         grads = [dW + torch.outer(pen, v0.mean(0)) - wd * W, db, dc + pen]
-        for i, (param, grad) in enumerate(zip((W, b, c), grads)):
+        for i, (param, grad) in enumerate(zip((W, b, c), grads, strict=True)):
             vel[i] = mom * vel[i] + lr * grad
             param += vel[i]
     assert torch.allclose(rbm.weight, W, atol=1e-6)

@@ -116,8 +116,8 @@ def _noop(net, record):
 
 @parametrize_with_checks(
     [
-        DBNClassifier((8,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05, solver="sgd",
-                      random_state=0, callbacks=[_noop]),
+        DBNClassifier((8,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05,
+                      solver="sgd", random_state=0, callbacks=[_noop]),
         DBNRegressor((8,), pretrain=None, activation="relu", init="he", solver="adam", max_iter=50,
                      learning_rate_init=0.01, random_state=0, callbacks=(_noop,)),
     ]

@@ -55,7 +55,7 @@ def test_same_seed_same_stack(digits):
         return pretrain_stack(digits[:300], (12, 6), n_epochs=2, batch_size=30, propagate="samples", generator=g)
 
     a, b = run(), run()
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
 
 

@@ -1,7 +1,7 @@
-import os
-
 """The thread policy: torch's global count is restored after every fit (also after an
 exception), ``dbn.threads(n)`` is honoured inside fits, small products run on one thread."""
+
+import os
 
 import numpy as np
 import pytest

@@ -83,7 +83,8 @@ def test_divergence_check_saturation():
     check.check(torch.nn.Linear(1, 1), {"epoch": 1})
     with pytest.raises(DivergenceError, match="every hidden unit is saturated"):
         check.check(torch.nn.Linear(1, 1), {"epoch": 2})
-    DivergenceCheck(None, hint="", hidden_margin=lambda m: 0.0).check(torch.nn.Linear(1, 1), {"epoch": 1})  # from the start
+    # from the start
+    DivergenceCheck(None, hint="", hidden_margin=lambda m: 0.0).check(torch.nn.Linear(1, 1), {"epoch": 1})
     DivergenceCheck(None, hint="", hidden_margin=lambda m: 0.3).check(torch.nn.Linear(1, 1), {"epoch": 1})
 
 

@@ -116,7 +116,7 @@ def test_pretraining_is_shared_by_the_settings_and_by_arms_that_pretrain_alike(t
     for r in first:
         if r["stage"] == "final":
             pairs.setdefault(r["seed"], {})[r["arm"]] = r
-    for seed, arms in pairs.items():
+    for arms in pairs.values():
         assert arms["dbn"]["valid_loss"] == arms["dbn-dropout"]["valid_loss"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from numbers import Real
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -118,6 +119,11 @@ def _from_json_param(name: str, value):
 
 class _PersistenceMixin:
     """``save(path)`` / ``load(path)`` in a format that runs no code on load (see :mod:`dbn.io`)."""
+
+    n_features_in_: int
+
+    if TYPE_CHECKING:  # every estimator using the mixin also inherits sklearn's BaseEstimator
+        def get_params(self, deep: bool = True) -> dict[str, Any]: ...
 
     def _fitted_state(self) -> tuple[dict, dict]:  # pragma: no cover - abstract
         raise NotImplementedError

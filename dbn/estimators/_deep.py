@@ -36,6 +36,8 @@ from .._options import (
     OPTIMIZERS,
     PRETRAIN_KINDS,
     PROPAGATES,
+    Head,
+    Loss,
     parse_layer_sizes,
 )
 from .._random import make_generator, resolve_device
@@ -75,7 +77,7 @@ def _checked_sizes(owner: str, params: dict, *, n_features: int, n_samples: int,
     """
     params = dict(params)
     sizes = [n_features, *parse_layer_sizes(params["hidden_layer_sizes"])]
-    n_weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    n_weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
     check_memory({"hidden_layer_sizes": (4 * n_weights * itemsize,
                                          f"the weights of layers {sizes} and their training buffers")},
                  device=device, owner=owner)
@@ -127,6 +129,11 @@ class _InputScaling:
     """Gaussian visible units see standardised data: the mean and scale are learned at fit,
     applied before the network and folded into the exported first layer."""
 
+    visible: str
+    visible_: str
+    input_mean_: np.ndarray | None
+    input_scale_: np.ndarray | None
+
     def _fit_input_scaling(self, X_source, source_tensor: torch.Tensor) -> None:
         """Set ``visible_`` (``"auto"`` resolved on the data) and the input standardisation."""
         self.visible_ = recipe.resolve_visible(self.visible, source_tensor)
@@ -137,9 +144,10 @@ class _InputScaling:
 
     def _input_tensor(self, X, *, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
         """Validated ``X`` -> tensor, standardised when the visible units are Gaussian."""
-        if getattr(self, "input_mean_", None) is not None:
+        mean, scale = getattr(self, "input_mean_", None), getattr(self, "input_scale_", None)
+        if mean is not None and scale is not None:
             dtype = dtype or torch.as_tensor(np.zeros(0, dtype=X.dtype)).dtype
-            X = _standardise(X, self.input_mean_, self.input_scale_)
+            X = _standardise(X, mean, scale)
         return _to_tensor(X, device=device, dtype=dtype)
 
     def _scaling_state(self) -> dict:
@@ -157,12 +165,18 @@ class _InputScaling:
         """``net`` taking raw inputs (and giving raw targets): :func:`dbn.export.fold_scaling`."""
         inputs = {}
         if self.input_mean_ is not None:
-            inputs = {"input_mean": torch.as_tensor(self.input_mean_), "input_scale": torch.as_tensor(self.input_scale_)}
+            inputs = {"input_mean": torch.as_tensor(self.input_mean_),
+                      "input_scale": torch.as_tensor(self.input_scale_)}
         return fold_scaling(net, **inputs, **output) if inputs or output else net
 
 
 class DBNTransformer(
-    _InputScaling, _PersistenceMixin, _LayerTransformerTags, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+    _InputScaling,
+    _PersistenceMixin,
+    _LayerTransformerTags,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """Unsupervised deep feature extractor: a greedily pretrained stack of RBMs or autoencoders.
 
@@ -363,7 +377,7 @@ class DBNTransformer(
         with fit_threads(batch_work(Xt.shape[0], self.stack_), Xt.device):
             return _to_numpy(self.stack_.transform(Xt))
 
-    def to_torch(self, *, head: str | None = None, n_outputs: int | None = None, **kwargs) -> torch.nn.Sequential:
+    def to_torch(self, *, head: Head | None = None, n_outputs: int | None = None, **kwargs) -> torch.nn.Sequential:
         """Export the pretrained stack as a ``torch.nn.Sequential``; see :func:`dbn.export.to_torch`.
 
         The export takes raw inputs: a standardisation of Gaussian visible units is folded
@@ -376,7 +390,7 @@ class DBNTransformer(
 class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
     """Shared machinery of :class:`DBNClassifier` and :class:`DBNRegressor`."""
 
-    _loss = "cross_entropy"
+    _loss: Loss = "cross_entropy"
 
     _parameter_constraints: dict = {
         **_PRETRAIN_CONSTRAINTS,
@@ -690,7 +704,8 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
             # check the described sizes against the stored weights before allocating anything
             sizes = [self.n_features_in_, *parse_layer_sizes(self.hidden_layer_sizes), n_outputs]
             pieces = self.maxout_pieces if self.activation == "maxout" else 1
-            expected = sum(a * b * (pieces if i < len(sizes) - 2 else 1) for i, (a, b) in enumerate(zip(sizes, sizes[1:])))
+            expected = sum(a * b * (pieces if i < len(sizes) - 2 else 1)
+                           for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)))
             stored = sum(t.numel() for k, t in tensors.items() if k.startswith("network.") and t.dim() == 2)
             if expected != stored:
                 raise ValueError(
@@ -899,7 +914,7 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
 
     #: Softmax cross-entropy; a fit on multi-label y sets the instance's to "binary_cross_entropy"
     #: (one sigmoid per label) in :meth:`_encode_targets`.
-    _loss = "cross_entropy"
+    _loss: Loss = "cross_entropy"
 
     @property
     def _multilabel(self) -> bool:
@@ -1116,7 +1131,7 @@ class DBNRegressor(RegressorMixin, _DeepNetwork):
     (2,)
     """
 
-    _loss = "mse"
+    _loss: Loss = "mse"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._options import RBMSampler, VisibleType
 from .._random import make_generator, resolve_device
 from .._threads import batch_work, fit_threads
 from .._validation import check_memory, clip_batch_size
@@ -167,7 +168,7 @@ class RBMTransformer(
         n_iter: int = 10,
         verbose: int = 0,
         random_state=None,
-        visible: str = "bernoulli",
+        visible: VisibleType = "bernoulli",
         k: int = 1,
         persistent: bool = True,
         momentum=0.0,
@@ -175,7 +176,7 @@ class RBMTransformer(
         sparsity_target: float | None = None,
         sparsity_cost: float = 0.0,
         centered: bool = False,
-        sampler: str = "gibbs",
+        sampler: RBMSampler = "gibbs",
         n_temperatures: int = 10,
         shuffle: bool = True,
         device: str = "cpu",

@@ -424,7 +424,8 @@ class StudyConfig:
         """The settings shared by every arm and every setting (what the run hash covers, with
         the arm and the setting)."""
         keys = (
-            "folds", "unlabelled", "batch_size", "epochs", "min_updates", "patience", "tol", "monitor", "pretrain_epochs",
+            "folds", "unlabelled", "batch_size", "epochs", "min_updates", "patience", "tol", "monitor",
+            "pretrain_epochs",
             "pretrain_learning_rate", "pretrain_batch_size", "probe_size", "monitor_size",
         )
         return {k: getattr(self, k) for k in keys}

@@ -87,8 +87,8 @@ def _learning_curves(rows, runs, path: Path, colors) -> str:
     left_out = [a for a in curves if a not in shown]
     fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(3.2 * max(len(shown), 1), 3), sharey=True,
                              squeeze=False)
-    for ax, arm in zip(axes[0], shown):
-        for (key, (e, m)), style in zip(curves[arm].items(), ("--", ":", "-")):
+    for ax, arm in zip(axes[0], shown, strict=False):
+        for (key, (e, m)), style in zip(curves[arm].items(), ("--", ":", "-"), strict=True):
             if e.size:
                 ax.plot(e, 100 * m, style, color=colors[arm], label=key.replace("_error", ""))
         ax.set_title(arm, fontsize=9)
@@ -131,7 +131,8 @@ def _gradient_norms(rows, runs, path: Path, colors) -> str:
     axes[1][1].set_xlabel("layer (input side -> output)")
     axes[0][0].legend(fontsize=7)
     _save(fig, path, f"Gradient norms by layer, depth {dmax}, {size} labels (geometric mean over seeds)")
-    return f"Back-propagated and weight gradient norms by layer (log scale), depth {dmax}, at initialisation and after training."
+    return (f"Back-propagated and weight gradient norms by layer (log scale), depth {dmax}, "
+            "at initialisation and after training.")
 
 
 def _ci_plot(ax, xs, groups, color, label):
@@ -197,7 +198,7 @@ def _train_vs_test(rows, runs, path: Path, colors) -> str:
         labelled = set()
         xs: list[float] = []
         ys: list[float] = []
-        for key, group in by_run.items():
+        for group in by_run.values():
             g = sorted(group, key=lambda r: r["epoch"])
             if int(g[0]["depth"]) != depth or g[0]["size"] != size:
                 continue
@@ -207,7 +208,7 @@ def _train_vs_test(rows, runs, path: Path, colors) -> str:
             pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0]
             if not pairs:
                 continue
-            tr, te = zip(*pairs)
+            tr, te = zip(*pairs, strict=True)
             xs += tr
             ys += te
             ax.plot(tr, te, "-", color=colors[arm], alpha=0.35, lw=0.8)

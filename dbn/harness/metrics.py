@@ -148,8 +148,8 @@ def layer_statistics(
     finally:
         for w in frozen:
             w.requires_grad_(False)
-        for h in handles:
-            h.remove()
+        for handle in handles:
+            handle.remove()
         net.train(was_training)
     n = X.shape[0]
     g_s = [float(g.norm()) * math.sqrt(n) for g in grads[: len(linears)]]

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from .config import setting_label
 from .metrics import paired_differences, t_interval
 from .store import CONFIG_JSON, ROWS_CSV, ROWS_JSON, load_rows
-from .config import setting_label
 from .tuning import CHANCE_FRACTION_OF_INIT, choose_setting, tuning_results
 
 __all__ = ["summarise_runs", "cell_statistics", "findings", "summary", "write_report", "tuning_table", "RUN_COLUMNS"]
@@ -29,7 +29,8 @@ __all__ = ["summarise_runs", "cell_statistics", "findings", "summary", "write_re
 #: Per-run summary columns written to ``runs.csv``.
 RUN_COLUMNS: tuple[str, ...] = (
     "run_key", "dataset", "dataset_hash", "arm", "depth", "width", "size", "seed", "fold", "protocol", "stage",
-    "setting", "pretrained", "unlabelled", "n_train", "n_pretrain", "n_epochs", "selected_epoch", "diverged", "test_error", "valid_error", "train_error",
+    "setting", "pretrained", "unlabelled", "n_train", "n_pretrain", "n_epochs", "selected_epoch", "diverged",
+    "test_error", "valid_error", "train_error",
     "test_loss", "train_loss", "gap", "min_train_loss", "min_train_loss_epoch", "min_train_error", "pretrain_time",
     "pretrain_cached", "finetune_time", "init_grad_ratio_bottom", "final_grad_ratio_bottom", "init_grad_shrink",
     "final_grad_shrink", "init_wgrad_shrink", "init_saturated_top", "final_saturated_top", "init_train_error",
@@ -78,7 +79,7 @@ def summarise_runs(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         losses = [(_num(r.get("train_loss")), r["epoch"]) for r in group]
         finite = [(v, e) for v, e in losses if math.isfinite(v)]
         min_loss, min_epoch = min(finite) if finite else (math.nan, None)
-        s = {k: first.get(k) for k in RUN_COLUMNS if k in first}
+        s: dict[str, Any] = {k: first.get(k) for k in RUN_COLUMNS if k in first}
         s.update(
             run_key=key,
             n_epochs=first.get("n_epochs"),
@@ -262,7 +263,7 @@ class _Evidence:
     untrained: dict[tuple[str, Cell], str]
 
     @classmethod
-    def of(cls, runs: Sequence[dict[str, Any]], baseline: str | None) -> "_Evidence":
+    def of(cls, runs: Sequence[dict[str, Any]], baseline: str | None) -> _Evidence:
         test = _by_arm_cell(runs, "test_error")
         return cls(
             runs=runs, base=_pick_baseline(runs, baseline),
@@ -280,6 +281,7 @@ def _baseline_cell(ev: _Evidence, p: str, cell: Cell) -> tuple[str, str]:
     """Pretrained arm ``p`` against the baseline in one cell: the regularisation and the
     optimisation sentences."""
     base = ev.base
+    assert base is not None  # the callers check ev.trained(base, cell)
     d_test = _paired(ev.test, p, base, cell)
     d_train = _paired(ev.train, p, base, cell)
     d_loss = _paired(ev.mintl, p, base, cell)
@@ -696,7 +698,8 @@ def _metric_table(runs: Sequence[dict[str, Any]], metric: str, arms: Sequence[st
     stats = cell_statistics(runs, metric)
     by = {(s["arm"], (s["dataset"], s["depth"], s["width"], s["size"])): s for s in stats}
     cells = sorted({c for _, c in by}, key=lambda c: (c[:3], _size_order(c[3])))
-    lines = [[c[1], c[2], c[3]] + [_fmt_ci_pct(by[(a, c)], scale) if (a, c) in by else "-" for a in arms] for c in cells]
+    lines = [[c[1], c[2], c[3]] + [_fmt_ci_pct(by[(a, c)], scale) if (a, c) in by else "-" for a in arms]
+             for c in cells]
     return _table(["depth", "width", "labels", *arms], lines)
 
 
@@ -731,9 +734,9 @@ def _gradient_table(rows: Sequence[dict[str, Any]], arms: Sequence[str]) -> str:
                 continue
             cells = []
             for n in names:
-                vals = [r.get(f"grad_s_{n}") for r in sel if r.get(f"grad_s_{n}") not in (None, "")]
+                vals = [_num(r.get(f"grad_s_{n}")) for r in sel if r.get(f"grad_s_{n}") not in (None, "")]
                 cells.append(f"{np.exp(np.mean(np.log(np.maximum(vals, 1e-300)))):.2e}" if vals else "-")
-            sat = [r.get(f"act_saturated_L{dmax}") for r in sel if r.get(f"act_saturated_L{dmax}") is not None]
+            sat = [_num(r.get(f"act_saturated_L{dmax}")) for r in sel if r.get(f"act_saturated_L{dmax}") is not None]
             cells.append(f"{np.mean(sat):.2f}" if sat else "-")
             lines.append([arm, label, *cells])
     return _table(["arm", "when", *[f"dL/ds {n}" for n in names], f"saturated L{dmax}"], lines)
@@ -826,7 +829,7 @@ def _training_sections(
               + ", ".join(f"{a} {np.mean(v):.1f}" for a, v in epochs.items()) + ".", ""]
     lines += ["## Back-propagated gradient norm per layer (geometric mean over runs, deepest networks)", "",
               _gradient_table(rows, arms), ""]
-    times = defaultdict(lambda: ([], []))
+    times: defaultdict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for r in runs:
         if not r.get("pretrain_cached"):
             times[r["arm"]][0].append(_num(r.get("pretrain_time")))
@@ -935,8 +938,8 @@ def _tuning_section(rows: Sequence[dict[str, Any]], final_runs: Sequence[dict[st
     if not table:
         return []
     settings: list[str] = []
-    for g in table.values():
-        settings += [label for label in g["results"] if label not in settings]
+    for tuned in table.values():
+        settings += [label for label in tuned["results"] if label not in settings]
     cells = sorted({c for _, c in table}, key=lambda c: (c[:3], _size_order(c[3])))
     arms = _arms([{"arm": a} for a, _ in table])
     lines = []
@@ -965,7 +968,7 @@ def _tuning_section(rows: Sequence[dict[str, Any]], final_runs: Sequence[dict[st
     if failed:
         out += ["**Failed under every setting of the grid** (reported, not tuned away): "
                 + "; ".join(f"{arm} at {_cell_name(cell)}: {choice.reason}" for arm, cell, choice in failed) + ".", ""]
-    chosen = defaultdict(lambda: defaultdict(int))
+    chosen: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
     for (arm, _), g in table.items():
         chosen[arm][g["choice"].setting] += 1
     out += ["Settings chosen per arm (cells): " + "; ".join(
@@ -979,7 +982,7 @@ def _tuning_section(rows: Sequence[dict[str, Any]], final_runs: Sequence[dict[st
 PUBLISHED_LABEL_EFFECT = {100: 5.68, 1000: 4.94, 10000: 2.54, 60000: 0.53}
 
 
-def _best_random(ev: "_Evidence", valid: dict, cell: Cell) -> str | None:
+def _best_random(ev: _Evidence, valid: dict, cell: Cell) -> str | None:
     """The random-init arm of lowest mean validation error in ``cell`` (chosen without the test set)."""
     plain = [a for a in _arms(ev.runs) if a not in ev.pretrained and (a, cell) in valid and ev.trained(a, cell)]
     if not plain:
@@ -1018,11 +1021,11 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
             if other is None or (other, cell) not in ev.test or (head, cell) not in ev.test:
                 row.append("-")
                 continue
-            d = _paired(ev.test, other, head, cell)
+            diff = _paired(ev.test, other, head, cell)
             note = "" if ev.trained(other, cell) else " (at chance)"
-            row.append(f"{_fmt_ci_pct(d)} vs {other}{note}")
+            row.append(f"{_fmt_ci_pct(diff)} vs {other}{note}")
             if other == best:
-                effects[(cell[1], cell[3])] = d
+                effects[(cell[1], cell[3])] = diff
         if mnist:
             n = 60000 if cell[3] == "all" or int(cell[3]) >= 50000 else int(cell[3])
             published = PUBLISHED_LABEL_EFFECT.get(n)
@@ -1048,9 +1051,9 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
             if len(seq) > 1:
                 parts.append(f"depth {d}: {', '.join(_pp(v['mean']) for v in seq)} pp at {sizes} labels "
                              f"({_trend(seq[0], seq[-1], 'grows', 'shrinks')})")
-        lines += ["- Erhan et al. (2010) and the yell/boltzmann-machines table (+5.68 pp at 100 labels, +4.94 at 1,000, "
-                  "+2.54 at 10,000, +0.53 at 60,000, against the same net randomly initialised): the advantage "
-                  "shrinks as labels grow. Here: " + "; ".join(parts) + ".", ""]
+        lines += ["- Erhan et al. (2010) and the yell/boltzmann-machines table (+5.68 pp at 100 labels, "
+                  "+4.94 at 1,000, +2.54 at 10,000, +0.53 at 60,000, against the same net randomly "
+                  "initialised): the advantage shrinks as labels grow. Here: " + "; ".join(parts) + ".", ""]
     dmax = max(c[1] for c in ev.cells)
     deep = [c for c in ev.cells if c[1] == dmax]
     parts = []
@@ -1059,8 +1062,8 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
         for arm in ("sigmoid-normal", "sigmoid-xavier"):
             if (arm, cell) in ev.test:
                 err = float(np.nanmean(list(ev.test[(arm, cell)].values())))
-                shrink = [r.get("init_grad_shrink") for r in runs if r["arm"] == arm and _cell(r) == cell]
-                shrink = [float(v) for v in shrink if v is not None and math.isfinite(float(v))]
+                raw = [r.get("init_grad_shrink") for r in runs if r["arm"] == arm and _cell(r) == cell]
+                shrink = [float(v) for v in raw if v is not None and math.isfinite(float(v))]
                 grad = f", bottom/top gradient at init 10^{np.mean(shrink):+.2f}" if shrink else ""
                 errs.append(f"{arm} {100 * err:.2f}%{grad}")
         if errs:

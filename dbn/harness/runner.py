@@ -43,8 +43,8 @@ from ..network import linear_layers
 from ..training import History, evaluate
 from .config import PRETRAIN_KEYS, RunSpec, StudyConfig, arm_params, is_pretrained
 from .metrics import layer_statistics, weight_change
-from .tuning import choose_setting, tuning_results
 from .store import CONFIG_JSON, ResultStore, _json_default, check_study_dir, dataset_hash, dataset_label, load_rows
+from .tuning import choose_setting, tuning_results
 
 __all__ = [
     "build_network",
@@ -264,7 +264,10 @@ def prepare_data(
     """
     dev = resolve_device(device)
     classes = np.unique(np.concatenate([split.y_train, split.y_valid, split.y_test]))
-    enc = lambda labels: np.searchsorted(classes, labels).astype(np.int64)  # noqa: E731
+
+    def enc(labels: np.ndarray) -> np.ndarray:
+        return np.searchsorted(classes, labels).astype(np.int64)
+
     if folds:
         X_pool = np.concatenate([split.X_train, split.X_valid])
         y_pool = enc(np.concatenate([split.y_train, split.y_valid]))
@@ -470,9 +473,10 @@ def _check_same_data(stored: list[dict[str, Any]], label: str, digest: str) -> N
     same data set label (rows written before hashes were recorded are not checked)."""
     hashes = {r.get("dataset_hash") for r in stored if r.get("dataset") == label} - {None, ""}
     if hashes and hashes != {digest}:
+        stored_hashes = ", ".join(sorted(str(h) for h in hashes))
         raise ValueError(
             f"The data set {label!r} has other contents (hash {digest}) than when the stored runs of this study "
-            f"were made (hash {', '.join(sorted(hashes))}). Point 'dataset' at the same data, or use another "
+            f"were made (hash {stored_hashes}). Point 'dataset' at the same data, or use another "
             "output directory."
         )
 
@@ -485,7 +489,8 @@ def choose_settings(config: StudyConfig, cell: tuple, rows: Sequence[dict[str, A
     --------
     >>> import tempfile
     >>> cfg = StudyConfig(arms=("relu-he",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=2,
-    ...                   grid=[{"solver": "sgd", "learning_rate_init": 1e-6}, {"solver": "adam", "learning_rate_init": 0.01}])
+    ...                   grid=[{"solver": "sgd", "learning_rate_init": 1e-6},
+    ...                         {"solver": "adam", "learning_rate_init": 0.01}])
     >>> res = run_study(cfg, tempfile.mkdtemp(), progress=False)
     >>> choose_settings(cfg, cfg.cells()[0], res.rows)
     {'relu-he': 'adam lr=0.01'}

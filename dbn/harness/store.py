@@ -57,7 +57,7 @@ def _clean(value: Any) -> Any:
 
 def _complete_runs(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
     """Keep the rows of complete runs (all epochs 0..n_epochs present once); flag dropped rows."""
-    by_key: dict[str, list[dict[str, Any]]] = {}
+    by_key: dict[str | None, list[dict[str, Any]]] = {}  # rows without a key are dropped below
     for r in rows:
         by_key.setdefault(r.get("run_key"), []).append(r)
     kept: list[dict[str, Any]] = []
