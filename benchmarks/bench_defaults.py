@@ -80,8 +80,9 @@ def load(name: str):
 
 
 def split(X, y, task: str, seed: int, standardise: bool):
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=seed,
-                                          stratify=y if task == "classification" else None)
+    Xtr, Xte, ytr, yte = train_test_split(
+        X, y, test_size=0.3, random_state=seed, stratify=y if task == "classification" else None
+    )
     if standardise:
         scaler = StandardScaler().fit(Xtr)
         Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
@@ -118,11 +119,17 @@ def _fmt(values: list[float]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+",
-                        default=["digits", "iris", "wine", "breast_cancer", "diabetes", "california"])
+    parser.add_argument(
+        "--datasets", nargs="+", default=["digits", "iris", "wine", "breast_cancer", "diabetes", "california"]
+    )
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a DBN default (value: a Python literal)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a DBN default (value: a Python literal)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 seeds, at most 600 samples per dataset")
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default: 1)")
     args = parser.parse_args(argv)
@@ -139,8 +146,11 @@ def main(argv=None) -> int:
     for name in args.datasets:
         row = run(name, seeds, overrides, limit)
         s, t = row["scores"], row["times"]
-        print(f"| {row['dataset']} | {row['metric']} | {_fmt(s['dbn'])} | {_fmt(s['mlp'])} | "
-              f"{t['dbn']:.1f} | {t['mlp']:.1f} |", flush=True)
+        print(
+            f"| {row['dataset']} | {row['metric']} | {_fmt(s['dbn'])} | {_fmt(s['mlp'])} | "
+            f"{t['dbn']:.1f} | {t['mlp']:.1f} |",
+            flush=True,
+        )
     return 0
 
 

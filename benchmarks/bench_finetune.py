@@ -34,9 +34,7 @@ from dbn.training import build_mlp, fit_network
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.pkl.gz"
 
 
-def load_data(
-    kind: str, path: Path, n_samples: int | None
-) -> tuple[torch.Tensor, torch.Tensor, str]:
+def load_data(kind: str, path: Path, n_samples: int | None) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Training inputs and labels as tensors, and a description of what was loaded."""
     if kind in ("auto", "mnist") and path.exists():
         from dbn.datasets import load_mnist
@@ -104,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", choices=("auto", "mnist", "digits"), default="auto")
     parser.add_argument("--mnist-path", type=Path, default=DEFAULT_MNIST)
-    parser.add_argument(
-        "--n-samples", type=int, default=None, help="use the first N training samples"
-    )
+    parser.add_argument("--n-samples", type=int, default=None, help="use the first N training samples")
     parser.add_argument("--hidden", type=int, nargs="*", default=[500, 500, 2000])
     parser.add_argument("--activation", default="sigmoid")
     parser.add_argument("--batch-size", type=int, default=100)
@@ -188,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     ratio = statistics.median(times["fit_network"]) / statistics.median(times["bare"])
     ratio_min = min(times["fit_network"]) / min(times["bare"])
-    print(
-        f"ratio fit_network / bare: {ratio:.3f} (medians), {ratio_min:.3f} (minima); target <= 1.2"
-    )
+    print(f"ratio fit_network / bare: {ratio:.3f} (medians), {ratio_min:.3f} (minima); target <= 1.2")
     print(f"max |weight difference| after training: {diff:.3g}")
     return 0
 

@@ -175,8 +175,11 @@ def make_epoch_runner(name: str, X_np: np.ndarray, args: argparse.Namespace):
 
         def setup():
             return BernoulliRBM(
-                n_components=n_hidden, learning_rate=LEARNING_RATE, batch_size=bs,
-                n_iter=args.epochs, random_state=0,
+                n_components=n_hidden,
+                learning_rate=LEARNING_RATE,
+                batch_size=bs,
+                n_iter=args.epochs,
+                random_state=0,
             )
 
         def run(model):
@@ -191,8 +194,12 @@ def make_epoch_runner(name: str, X_np: np.ndarray, args: argparse.Namespace):
             g = torch.Generator().manual_seed(0)
             rbm = RBM(n_visible, n_hidden, generator=g)
             return CDTrainer(
-                rbm, learning_rate=LEARNING_RATE, batch_size=bs, momentum=MOMENTUM,
-                weight_decay=WEIGHT_DECAY, generator=g,
+                rbm,
+                learning_rate=LEARNING_RATE,
+                batch_size=bs,
+                momentum=MOMENTUM,
+                weight_decay=WEIGHT_DECAY,
+                generator=g,
             )
 
         def run(trainer):
@@ -210,9 +217,7 @@ def make_epoch_runner(name: str, X_np: np.ndarray, args: argparse.Namespace):
         w, b, c, vel, g = state
         with torch.backends.mkldnn.flags(enabled=onednn):
             for _ in range(args.epochs):
-                cd1_epoch_reference(
-                    X, w, b, c, vel, batch_size=bs, generator=g, merged_gradient=merged
-                )
+                cd1_epoch_reference(X, w, b, c, vel, batch_size=bs, generator=g, merged_gradient=merged)
 
     return setup, run
 
@@ -239,14 +244,16 @@ def gemm_peaks(n_visible: int, n_hidden: int, batch: int, reps: int) -> dict[str
         wtm = w.t().contiguous().to_mkldnn()
         htm, vtm = h.t().contiguous().to_mkldnn(), v.t().contiguous().to_mkldnn()
         ml = torch._C._nn.mkldnn_linear
-        cases.update({
-            "oneDNN   v@W.T+c (dense, fused)": lambda: lp(v, w, c, "none", [], ""),
-            "oneDNN   h@W+b   (dense, W.t() view)": lambda: lp(h, w.t(), b, "none", [], ""),
-            "oneDNN   h.T@v   (dense views)": lambda: lp(h.t(), v.t(), None, "none", [], ""),
-            "mkldnn_linear v@W.T (mkldnn tensors)": lambda: ml(vm, wm, c),
-            "mkldnn_linear h@W   (mkldnn tensors)": lambda: ml(hm, wtm, b),
-            "mkldnn_linear h.T@v (mkldnn tensors)": lambda: ml(htm, vtm, None),
-        })
+        cases.update(
+            {
+                "oneDNN   v@W.T+c (dense, fused)": lambda: lp(v, w, c, "none", [], ""),
+                "oneDNN   h@W+b   (dense, W.t() view)": lambda: lp(h, w.t(), b, "none", [], ""),
+                "oneDNN   h.T@v   (dense views)": lambda: lp(h.t(), v.t(), None, "none", [], ""),
+                "mkldnn_linear v@W.T (mkldnn tensors)": lambda: ml(vm, wm, c),
+                "mkldnn_linear h@W   (mkldnn tensors)": lambda: ml(hm, wtm, b),
+                "mkldnn_linear h.T@v (mkldnn tensors)": lambda: ml(htm, vtm, None),
+            }
+        )
     n_inner = 50
     results = {}
     for name, fn in cases.items():
@@ -288,9 +295,22 @@ def memory_probe(name: str, args: argparse.Namespace) -> dict:
 
 
 def _memory_in_subprocess(name: str, args: argparse.Namespace) -> dict | None:
-    cmd = [sys.executable, __file__, "--memory-probe", name, "--data", str(args.data),
-           "--n-hidden", str(args.n_hidden), "--batch-size", str(args.batch_size),
-           "--epochs", "1", "--repeats", "1"]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--memory-probe",
+        name,
+        "--data",
+        str(args.data),
+        "--n-hidden",
+        str(args.n_hidden),
+        "--batch-size",
+        str(args.batch_size),
+        "--epochs",
+        "1",
+        "--repeats",
+        "1",
+    ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -312,8 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gemm-reps", type=int, default=7)
     parser.add_argument("--no-sklearn", action="store_true")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
-    parser.add_argument("--variants", action="store_true",
-                        help="also time the reference loop on the default path and with a merged gradient GEMM")
+    parser.add_argument(
+        "--variants",
+        action="store_true",
+        help="also time the reference loop on the default path and with a merged gradient GEMM",
+    )
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -328,9 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     X_np = load_mnist(args.data)
     n, n_visible = X_np.shape
     flops = cd1_flops(n, n_visible, args.n_hidden, args.batch_size)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, oneDNN "
-          f"{'available' if torch.backends.mkldnn.is_available() else 'unavailable'}; data {n} x {n_visible}, "
-          f"{args.n_hidden} hidden, batch {args.batch_size}: {flops / 1e9:.1f} GFLOP per CD-1 epoch")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, oneDNN "
+        f"{'available' if torch.backends.mkldnn.is_available() else 'unavailable'}; data {n} x {n_visible}, "
+        f"{args.n_hidden} hidden, batch {args.batch_size}: {flops / 1e9:.1f} GFLOP per CD-1 epoch"
+    )
 
     print("\nfloat32 GEMM at the CD shapes (best of reps, GFLOP/s)")
     peaks = gemm_peaks(n_visible, args.n_hidden, args.batch_size, args.gemm_reps)
@@ -338,8 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:40s} {gf:7.1f}")
     best_peak = max(peaks.values())
     best_default = max(v for k, v in peaks.items() if k.startswith("default"))
-    print(f"  best measured peak {best_peak:.1f} GFLOP/s (default path {best_default:.1f}); "
-          f"roofline {flops / best_peak / 1e9:.3f} s/epoch")
+    print(
+        f"  best measured peak {best_peak:.1f} GFLOP/s (default path {best_default:.1f}); "
+        f"roofline {flops / best_peak / 1e9:.3f} s/epoch"
+    )
 
     impls = []
     if not args.no_sklearn:
@@ -367,8 +394,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sk = min(times["sklearn"]) if "sklearn" in times else None
     print(f"\nCD epoch, best of {args.repeats} (all timings in brackets)")
-    head = (f"  {'implementation':42s} {'s/epoch':>8s} {'vs sklearn':>10s} {'GFLOP/s':>8s} {'% peak':>7s} "
-            f"{'mem MiB':>8s}")
+    head = (
+        f"  {'implementation':42s} {'s/epoch':>8s} {'vs sklearn':>10s} {'GFLOP/s':>8s} {'% peak':>7s} {'mem MiB':>8s}"
+    )
     print(head)
     print("  " + "-" * (len(head) - 2))
     for name in impls:
@@ -378,16 +406,20 @@ def main(argv: list[str] | None = None) -> int:
         m = mem.get(name)
         mtxt = f"{m['extra_mib']:8.1f}" if m else "-"
         note = "" if name != "sklearn" else "  (PCD, no momentum)"
-        print(f"  {labels[name]:42s} {t:8.3f} {ratio:>10s} {gf:8.1f} {100 * gf / best_peak:6.1f}%"
-              f" {mtxt:>8s}  {[round(x, 3) for x in times[name]]}{note}")
+        print(
+            f"  {labels[name]:42s} {t:8.3f} {ratio:>10s} {gf:8.1f} {100 * gf / best_peak:6.1f}%"
+            f" {mtxt:>8s}  {[round(x, 3) for x in times[name]]}{note}"
+        )
     if mem:
         base = next((m["base_mib"] for m in mem.values() if m), float("nan"))
         exact = all(m["exact"] for m in mem.values() if m)
-        print(f"\nmem MiB: peak resident memory during one epoch minus the resident memory just before "
-              f"it, with data (float32, {X_np.nbytes / 2**20:.0f} MiB) and model already allocated "
-              f"(~{base:.0f} MiB RSS incl. the interpreter and torch). Each in a fresh subprocess; VmHWM "
-              f"{'reset via /proc/self/clear_refs' if exact else 'NOT resettable: figures include start-up'}, "
-              "read from /proc/self/status.")
+        print(
+            f"\nmem MiB: peak resident memory during one epoch minus the resident memory just before "
+            f"it, with data (float32, {X_np.nbytes / 2**20:.0f} MiB) and model already allocated "
+            f"(~{base:.0f} MiB RSS incl. the interpreter and torch). Each in a fresh subprocess; VmHWM "
+            f"{'reset via /proc/self/clear_refs' if exact else 'NOT resettable: figures include start-up'}, "
+            "read from /proc/self/status."
+        )
     print("GFLOP/s counts the five CD GEMMs only; % peak is against the best GEMM figure above.")
     return 0
 

@@ -58,9 +58,20 @@ def measure(kind: str, step: str, args: argparse.Namespace) -> tuple[float, floa
     """``(baseline, rise)`` in MB: the peak memory before ``step`` ("fit" or "transform") on
     ``kind`` input (data, libraries, warm-up) and how far ``step`` raised it, in a fresh process."""
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(args.n_samples), str(args.n_features), str(args.nnz),
-         str(args.n_components), kind, step],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(args.n_samples),
+            str(args.n_features),
+            str(args.nnz),
+            str(args.n_components),
+            kind,
+            step,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return result["baseline"] / 2**20, result["delta"] / 2**20
@@ -74,8 +85,10 @@ def main(argv=None) -> int:
     p.add_argument("--n-components", type=int, default=8)
     p.add_argument("--kinds", nargs="+", default=["sparse", "dense"], choices=["sparse", "dense"])
     args = p.parse_args(argv)
-    print(f"RBMTransformer(n_components={args.n_components}, n_iter=1) on {args.n_samples} x {args.n_features}, "
-          f"{args.nnz} non-zeros (float64)")
+    print(
+        f"RBMTransformer(n_components={args.n_components}, n_iter=1) on {args.n_samples} x {args.n_features}, "
+        f"{args.nnz} non-zeros (float64)"
+    )
     for kind in args.kinds:
         for step in ("fit", "transform"):
             baseline, rise = measure(kind, step, args)

@@ -93,7 +93,7 @@ def interleaved(runners: dict[str, Callable[[], object]], repeats: int) -> dict[
     """Best wall time of each runner over ``repeats`` rounds, in alternating order."""
     best = {k: float("inf") for k in runners}
     for r in range(repeats):
-        for key in (list(runners) if r % 2 == 0 else list(reversed(runners))):
+        for key in list(runners) if r % 2 == 0 else list(reversed(runners)):
             t0 = time.perf_counter()
             runners[key]()
             best[key] = min(best[key], time.perf_counter() - t0)
@@ -108,8 +108,10 @@ def nudged_digits() -> np.ndarray:
 
     X = np.asarray(load_digits().data, dtype=np.float32) / 16.0
     directions = [
-        [[0, 1, 0], [0, 0, 0], [0, 0, 0]], [[0, 0, 0], [1, 0, 0], [0, 0, 0]],
-        [[0, 0, 0], [0, 0, 1], [0, 0, 0]], [[0, 0, 0], [0, 0, 0], [0, 1, 0]],
+        [[0, 1, 0], [0, 0, 0], [0, 0, 0]],
+        [[0, 0, 0], [1, 0, 0], [0, 0, 0]],
+        [[0, 0, 0], [0, 0, 1], [0, 0, 0]],
+        [[0, 0, 0], [0, 0, 0], [0, 1, 0]],
     ]
 
     def shift(x, w):
@@ -124,10 +126,13 @@ def part_gallery(args) -> dict[str, float]:
 
     X = nudged_digits()
     opts = {"n_components": 100, "learning_rate": 0.06, "batch_size": 10, "n_iter": 10, "random_state": 0}
-    best = interleaved({
-        "RBMTransformer.fit": lambda: dbn.RBMTransformer(**opts).fit(X),
-        "BernoulliRBM.fit": lambda: BernoulliRBM(**opts).fit(X),
-    }, args.repeats)
+    best = interleaved(
+        {
+            "RBMTransformer.fit": lambda: dbn.RBMTransformer(**opts).fit(X),
+            "BernoulliRBM.fit": lambda: BernoulliRBM(**opts).fit(X),
+        },
+        args.repeats,
+    )
     best["ratio"] = best["BernoulliRBM.fit"] / best["RBMTransformer.fit"]
     return best
 
@@ -146,8 +151,14 @@ def part_mnist(args) -> dict[str, float] | None:
 
     def ours():
         g = torch.Generator().manual_seed(0)
-        trainer = dbn.CDTrainer(dbn.RBM(n_visible, 500, generator=g), learning_rate=0.1, batch_size=100,
-                                momentum=0.5, weight_decay=2e-4, generator=g)
+        trainer = dbn.CDTrainer(
+            dbn.RBM(n_visible, 500, generator=g),
+            learning_rate=0.1,
+            batch_size=100,
+            momentum=0.5,
+            weight_decay=2e-4,
+            generator=g,
+        )
         trainer.partial_fit(X)
 
     def sklearn():
@@ -172,26 +183,40 @@ def part_finetune(args) -> dict[str, float]:
 
     X, y, _ = bench_finetune.load_data("auto", args.mnist, args.finetune_samples)
     hidden = (500, 500, 2000) if X.shape[1] == 784 else (100, 100)
-    net0 = dbn.build_mlp(X.shape[1], hidden, int(y.max()) + 1, init="normal",
-                         generator=torch.Generator().manual_seed(0))
+    net0 = dbn.build_mlp(
+        X.shape[1], hidden, int(y.max()) + 1, init="normal", generator=torch.Generator().manual_seed(0)
+    )
     kw = {"epochs": 1, "batch_size": 100, "lr": 0.1, "momentum": 0.9, "seed": 0}
 
     def bare():  # on the threads fit_network's policy picks, so that only the overhead differs
         with fit_threads(batch_work(100, net0)):
             bench_finetune.bare_loop(copy.deepcopy(net0), X, y, **kw)
 
-    best = interleaved({
-        "fit_network epoch": lambda: bench_finetune.ours(copy.deepcopy(net0), X, y, **kw),
-        "bare loop epoch": bare,
-    }, args.repeats)
+    best = interleaved(
+        {
+            "fit_network epoch": lambda: bench_finetune.ours(copy.deepcopy(net0), X, y, **kw),
+            "bare loop epoch": bare,
+        },
+        args.repeats,
+    )
     best["ratio fit_network / bare"] = best["fit_network epoch"] / best["bare loop epoch"]
     return best
 
 
 def part_study(args) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "dbn", "compare", "--dataset", "digits", "--out", out, "--no-progress",
-               "--no-figures"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "dbn",
+            "compare",
+            "--dataset",
+            "digits",
+            "--out",
+            out,
+            "--no-progress",
+            "--no-figures",
+        ]
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -216,6 +241,7 @@ def part_crossover(args) -> dict[str, float]:
                 with threads(n_threads), torch.no_grad():
                     for _ in range(n):
                         trainer.step(v, 0.01, 0.5)
+
             return run
 
         best = interleaved({"1": steps(1), "2": steps(2)}, args.repeats)
@@ -223,8 +249,13 @@ def part_crossover(args) -> dict[str, float]:
     return out
 
 
-PARTS = {"gallery": part_gallery, "mnist": part_mnist, "finetune": part_finetune, "study": part_study,
-         "crossover": part_crossover}
+PARTS = {
+    "gallery": part_gallery,
+    "mnist": part_mnist,
+    "finetune": part_finetune,
+    "study": part_study,
+    "crossover": part_crossover,
+}
 
 
 def _show(value) -> str:
@@ -248,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         args.parts.append("study")
     if args.quick:
         args.repeats, args.mnist_samples, args.finetune_samples = 1, 10_000, 2_000
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads by default, "
-          f"{f'dbn.threads({args.threads:d})' if args.threads else 'automatic thread policy'}; {load()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads by default, "
+        f"{f'dbn.threads({args.threads:d})' if args.threads else 'automatic thread policy'}; {load()}"
+    )
     halves = [h for h, skip in (("quiet", args.no_quiet), ("loaded", args.no_loaded)) if not skip]
     results: dict[str, dict[str, dict]] = {}
     override = threads(args.threads) if args.threads else contextlib.nullcontext()
@@ -273,8 +306,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for key, quiet in by_half["quiet"].items():
                 loaded = by_half["loaded"][key]
-                if isinstance(quiet, float) and ("fit" in key or "epoch" in key or "wall" in key) \
-                        and "ratio" not in key:
+                if (
+                    isinstance(quiet, float)
+                    and ("fit" in key or "epoch" in key or "wall" in key)
+                    and "ratio" not in key
+                ):
                     print(f"    {part}: {key:45s} {loaded / quiet:.2f}x")
     return 0
 

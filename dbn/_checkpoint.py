@@ -28,8 +28,16 @@ from typing import Any, overload
 import numpy as np
 import torch
 
-__all__ = ["CHECKPOINT_NAME", "INPUT_KEYS", "describe_file", "fingerprint", "settings_text", "save_checkpoint",
-           "load_checkpoint", "plain"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "INPUT_KEYS",
+    "describe_file",
+    "fingerprint",
+    "settings_text",
+    "save_checkpoint",
+    "load_checkpoint",
+    "plain",
+]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = "torch-dbn-checkpoint"
@@ -52,7 +60,7 @@ def _hash_tensor(h: Any, t: torch.Tensor) -> None:
     row_bytes = max(1, flat_rows.shape[1] * t.element_size())
     step = max(1, _CHUNK_BYTES // row_bytes)
     for start in range(0, flat_rows.shape[0], step):
-        chunk = flat_rows[start:start + step].contiguous().cpu().reshape(-1)
+        chunk = flat_rows[start : start + step].contiguous().cpu().reshape(-1)
         h.update(chunk.view(torch.uint8).numpy())  # hashlib reads any contiguous buffer
 
 
@@ -62,7 +70,7 @@ def _hash_array(h: Any, a: np.ndarray) -> None:
     row_bytes = max(1, rows.shape[1] * a.itemsize)
     step = max(1, _CHUNK_BYTES // row_bytes)
     for start in range(0, rows.shape[0], step):
-        h.update(np.ascontiguousarray(rows[start:start + step]))
+        h.update(np.ascontiguousarray(rows[start : start + step]))
 
 
 @overload
@@ -180,15 +188,20 @@ def describe_file(path: str | os.PathLike) -> str:
         except (zipfile.BadZipFile, OSError):
             return "a damaged or truncated zip archive (an interrupted copy of a torch.save file?)"
         if any(n.endswith("data.pkl") for n in names):
-            return ("a torch.save file whose contents are not plain tensors and settings (loading it would "
-                    "import and run code named in the file, which torch-dbn never does)")
+            return (
+                "a torch.save file whose contents are not plain tensors and settings (loading it would "
+                "import and run code named in the file, which torch-dbn never does)"
+            )
         return "a zip archive that is not a torch.save file"
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
-        return ("a Python pickle (as written by joblib.dump or pickle.dump): use joblib.load on it only if you "
-                "trust its source")
+        return (
+            "a Python pickle (as written by joblib.dump or pickle.dump): use joblib.load on it only if you "
+            "trust its source"
+        )
     if head[:2] in (b"\x1f\x8b", b"x\x9c", b"x\x01", b"x\xda") or head[:3] in (b"BZh", b"\xfd7z"):
-        return ("compressed data (a compressed joblib or pickle file?): use joblib.load on it only if you trust its "
-                "source")
+        return (
+            "compressed data (a compressed joblib or pickle file?): use joblib.load on it only if you trust its source"
+        )
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -347,8 +360,10 @@ def _mismatch(saved: Any, now: str, state: dict, extend: Mapping[str, Callable[[
     differ = [k for k in keys if old.get(k) != new.get(k)]
     inputs = [k for k in differ if k in INPUT_KEYS]
     if inputs:
-        return (f"for other inputs: {', '.join(inputs)} differ{'s' if len(inputs) == 1 else ''} (another dataset, "
-                "other rows or another order of rows)")
+        return (
+            f"for other inputs: {', '.join(inputs)} differ{'s' if len(inputs) == 1 else ''} (another dataset, "
+            "other rows or another order of rows)"
+        )
     reasons = []
     for k in differ:
         if k in extend:

@@ -89,9 +89,7 @@ def onednn_applies(*tensors: torch.Tensor | None) -> bool:
 
 def _check_activation(activation: str) -> None:
     if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"The 'activation' parameter must be one of {_ACTIVATIONS}. Got {activation!r} instead."
-        )
+        raise ValueError(f"The 'activation' parameter must be one of {_ACTIVATIONS}. Got {activation!r} instead.")
 
 
 def _check_linear_shapes(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -102,9 +100,7 @@ def _check_linear_shapes(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | 
             f"{tuple(w.shape)}: x must be 2-D with {w.shape[1] if w.dim() == 2 else '?'} columns."
         )
     if bias is not None and (bias.ndim != 1 or bias.shape[0] != w.shape[0]):
-        raise ValueError(
-            f"bias must have shape ({w.shape[0]},) to match the output; got {tuple(bias.shape)}."
-        )
+        raise ValueError(f"bias must have shape ({w.shape[0]},) to match the output; got {tuple(bias.shape)}.")
 
 
 def _linear(
@@ -246,12 +242,7 @@ def outer_accumulate_(
     tensor([[4., 4., 4.],
             [4., 4., 4.]])
     """
-    if (
-        a.dim() != 2
-        or b.dim() != 2
-        or a.shape[0] != b.shape[0]
-        or acc.shape != (a.shape[1], b.shape[1])
-    ):
+    if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[0] or acc.shape != (a.shape[1], b.shape[1]):
         raise ValueError(
             f"outer_accumulate_ needs a (n, p), b (n, q) and acc (p, q); got a "
             f"{tuple(a.shape)}, b {tuple(b.shape)}, acc {tuple(acc.shape)}."

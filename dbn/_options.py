@@ -17,11 +17,33 @@ from numbers import Integral
 from typing import Any, Literal, get_args
 
 __all__ = [
-    "Activation", "ACTIVATIONS", "Init", "INITS", "Loss", "LOSSES", "OptimizerName", "OPTIMIZERS",
-    "FitLRSchedule", "FIT_LR_SCHEDULES", "Monitor", "MONITORS", "VisibleType", "VISIBLE_TYPES",
-    "PretrainKind", "PRETRAIN_KINDS", "Propagate", "PROPAGATES", "CorruptionName", "CORRUPTIONS",
-    "Head", "HEADS", "RBMLRSchedule", "RBM_LR_SCHEDULES", "parse_layer_sizes",
-    "RBMSampler", "RBM_SAMPLERS",
+    "Activation",
+    "ACTIVATIONS",
+    "Init",
+    "INITS",
+    "Loss",
+    "LOSSES",
+    "OptimizerName",
+    "OPTIMIZERS",
+    "FitLRSchedule",
+    "FIT_LR_SCHEDULES",
+    "Monitor",
+    "MONITORS",
+    "VisibleType",
+    "VISIBLE_TYPES",
+    "PretrainKind",
+    "PRETRAIN_KINDS",
+    "Propagate",
+    "PROPAGATES",
+    "CorruptionName",
+    "CORRUPTIONS",
+    "Head",
+    "HEADS",
+    "RBMLRSchedule",
+    "RBM_LR_SCHEDULES",
+    "parse_layer_sizes",
+    "RBMSampler",
+    "RBM_SAMPLERS",
 ]
 
 Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu", "maxout"]

@@ -42,8 +42,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(
-            f"The 'device' parameter must be 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device. "
-            f"Got {device!r} instead."
+            f"The 'device' parameter must be 'cpu', 'cuda', 'cuda:N', 'auto' or a torch.device. Got {device!r} instead."
         ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
@@ -68,13 +67,9 @@ def spawn_seed(random_state) -> int:
         return int(torch.randint(0, 2**62, (1,), generator=random_state).item())
     if random_state is None or random_state is np.random:
         return int(np.random.mtrand._rand.randint(0, 2**62, dtype=np.int64))
-    if isinstance(random_state, (numbers.Integral, np.integer)) and not isinstance(
-        random_state, bool
-    ):
+    if isinstance(random_state, (numbers.Integral, np.integer)) and not isinstance(random_state, bool):
         if random_state < 0:
-            raise ValueError(
-                f"The 'random_state' parameter must be a non-negative int. Got {random_state}."
-            )
+            raise ValueError(f"The 'random_state' parameter must be a non-negative int. Got {random_state}.")
         return int(random_state) % _MAX_SEED
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(0, 2**62, dtype=np.int64))
@@ -122,8 +117,7 @@ def check_generator_device(generator: torch.Generator | None, device: torch.devi
         return
     if not isinstance(generator, torch.Generator):
         raise ValueError(
-            "The 'generator' parameter must be a torch.Generator or None. "
-            f"Got {type(generator).__name__}."
+            f"The 'generator' parameter must be a torch.Generator or None. Got {type(generator).__name__}."
         )
     if generator.device.type != device.type:
         raise ValueError(

@@ -55,9 +55,7 @@ def check_choice(name: str, value: Any, choices: Sequence[_Choice]) -> _Choice:
     'gaussian'
     """
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(
-            f"The {name!r} parameter must be one of {tuple(choices)}. Got {value!r} instead."
-        )
+        raise ValueError(f"The {name!r} parameter must be one of {tuple(choices)}. Got {value!r} instead.")
     return cast(_Choice, value)
 
 
@@ -103,9 +101,7 @@ def check_int(name: str, value: Any, *, low: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"The {name!r} parameter must be an int. Got {value!r} instead.")
     if low is not None and value < low:
-        raise ValueError(
-            f"The {name!r} parameter must be an int in the range [{low}, inf). Got {value!r} instead."
-        )
+        raise ValueError(f"The {name!r} parameter must be an int in the range [{low}, inf). Got {value!r} instead.")
     return int(value)
 
 
@@ -135,9 +131,7 @@ def check_data_tensor(
     if not isinstance(X, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor. Got {type(X).__name__} instead.")
     if X.dim() != 2:
-        raise ValueError(
-            f"{name} must be 2-D of shape (n_samples, n_features). Got shape {tuple(X.shape)}."
-        )
+        raise ValueError(f"{name} must be 2-D of shape (n_samples, n_features). Got shape {tuple(X.shape)}.")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(X.shape)}. At least one sample and one feature are required.")
     if not X.is_floating_point():

@@ -196,14 +196,9 @@ class DenoisingAutoencoder(nn.Module):
         self.visible = check_choice("visible", visible, _VISIBLE)
         dtype = torch.float32 if dtype is None else dtype
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise ValueError(
-                f"The 'dtype' parameter must be a floating torch.dtype. Got {dtype!r} instead."
-            )
+            raise ValueError(f"The 'dtype' parameter must be a floating torch.dtype. Got {dtype!r} instead.")
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise ValueError(
-                "The 'generator' parameter must be a torch.Generator or None. "
-                f"Got {generator!r} instead."
-            )
+            raise ValueError(f"The 'generator' parameter must be a torch.Generator or None. Got {generator!r} instead.")
         on = resolve_device(device)
         self.weight = nn.Parameter(torch.empty(self.n_hidden, self.n_visible, device=on, dtype=dtype))
         self.hidden_bias = nn.Parameter(torch.zeros(self.n_hidden, device=on, dtype=dtype))
@@ -211,9 +206,7 @@ class DenoisingAutoencoder(nn.Module):
         if self.tied:
             self.register_parameter("decoder_weight", None)
         else:
-            self.decoder_weight = nn.Parameter(
-                torch.empty(self.n_visible, self.n_hidden, device=on, dtype=dtype)
-            )
+            self.decoder_weight = nn.Parameter(torch.empty(self.n_visible, self.n_hidden, device=on, dtype=dtype))
         self.reset_parameters(generator=generator)
 
     def reset_parameters(self, *, generator: torch.Generator | None = None) -> None:
@@ -248,9 +241,7 @@ class DenoisingAutoencoder(nn.Module):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor. Got {type(x).__name__} instead.")
         if x.dim() != 2 or x.shape[1] != n_features:
-            raise ValueError(
-                f"{name} must have shape (n_samples, {n_features}); got shape {tuple(x.shape)}."
-            )
+            raise ValueError(f"{name} must have shape (n_samples, {n_features}); got shape {tuple(x.shape)}.")
 
     def _decoder_matrix(self) -> torch.Tensor:
         # (n_visible, n_hidden) as F.linear expects
@@ -335,13 +326,12 @@ class DenoisingAutoencoder(nn.Module):
         """
         return corrupt(x, self.corruption, self.corruption_level, generator=generator)
 
-    def _loss(
-        self, x: torch.Tensor, generator: torch.Generator | None, corrupted: bool = True
-    ) -> torch.Tensor:
+    def _loss(self, x: torch.Tensor, generator: torch.Generator | None, corrupted: bool = True) -> torch.Tensor:
         # no data checks here: the training loop checks the whole data set once
         x_tilde = self.corrupt(x, generator) if corrupted and self.corruption_level > 0 else x
-        a = F.linear(torch.sigmoid(F.linear(x_tilde, self.weight, self.hidden_bias)),
-                     self._decoder_matrix(), self.visible_bias)
+        a = F.linear(
+            torch.sigmoid(F.linear(x_tilde, self.weight, self.hidden_bias)), self._decoder_matrix(), self.visible_bias
+        )
         if self.visible == "bernoulli":
             total = F.binary_cross_entropy_with_logits(a, x, reduction="sum")
         else:
@@ -377,9 +367,7 @@ class DenoisingAutoencoder(nn.Module):
         >>> round(loss.item(), 4)  # all reconstructions are 0.5: 4 log 2 per sample
         2.7726
         """
-        check_data_tensor(
-            x, name="x", n_features=self.n_visible, unit_interval=self.visible == "bernoulli"
-        )
+        check_data_tensor(x, name="x", n_features=self.n_visible, unit_interval=self.visible == "bernoulli")
         if x.dtype != self.weight.dtype or x.device != self.weight.device:
             raise ValueError(
                 f"x has dtype {x.dtype} on {x.device} but the model has dtype {self.weight.dtype} "
@@ -480,9 +468,7 @@ def train_autoencoder(
     momentum = check_scalar("momentum", momentum, low=0.0, high=1.0, high_inclusive=False)
     weight_decay = check_scalar("weight_decay", weight_decay, low=0.0)
     if not all(callable(cb) for cb in callbacks):
-        raise ValueError(
-            "The 'callbacks' parameter must be a sequence of callables (dae, record) -> bool."
-        )
+        raise ValueError("The 'callbacks' parameter must be a sequence of callables (dae, record) -> bool.")
     X = _training_tensor(dae, X)
     gen = make_generator(generator, X.device)
     if not callable(optimizer):
@@ -492,8 +478,9 @@ def train_autoencoder(
                 f"The 'momentum' parameter only applies to optimizer='sgd' or 'rmsprop'; got "
                 f"momentum={momentum} with optimizer={optimizer!r}. Set momentum=0.0."
             )
-    opt = make_optimizer(optimizer, list(dae.parameters()), learning_rate=learning_rate, momentum=momentum,
-                         weight_decay=weight_decay)
+    opt = make_optimizer(
+        optimizer, list(dae.parameters()), learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay
+    )
     history, first = _resume(state, opt, gen, n_epochs)
 
     def run_epoch(epoch: int) -> dict:
@@ -511,23 +498,49 @@ def train_autoencoder(
         mean_loss = float(total) / X.shape[0]  # one host sync per epoch
         return {"epoch": epoch, "loss": mean_loss, "time": time.perf_counter() - start}
 
-    pieces: list[Piece] = [DivergenceCheck(
-        "loss", lambda r: f"Training diverged at epoch {r['epoch']}: the reconstruction loss is {r['loss']}. "
-        f"{_DIVERGENCE_HINT}", hint=_DIVERGENCE_HINT, learning_rate=learning_rate,
-        hidden_margin=lambda model: _hidden_margin(model, X), what="Denoising autoencoder training",
-    )]
+    pieces: list[Piece] = [
+        DivergenceCheck(
+            "loss",
+            lambda r: (
+                f"Training diverged at epoch {r['epoch']}: the reconstruction loss is {r['loss']}. {_DIVERGENCE_HINT}"
+            ),
+            hint=_DIVERGENCE_HINT,
+            learning_rate=learning_rate,
+            hidden_margin=lambda model: _hidden_margin(model, X),
+            what="Denoising autoencoder training",
+        )
+    ]
     if verbose:
-        pieces.append(PrintProgress(
-            lambda r: f"[DenoisingAutoencoder] epoch {r['epoch']:3d}  loss {r['loss']:.4f}  time {r['time']:.2f}s"
-        ))
+        pieces.append(
+            PrintProgress(
+                lambda r: f"[DenoisingAutoencoder] epoch {r['epoch']:3d}  loss {r['loss']:.4f}  time {r['time']:.2f}s"
+            )
+        )
     if checkpoint is not None:
-        pieces.append(CheckpointEvery(lambda record, stop: checkpoint({
-            "epoch": record["epoch"], "history": [dict(r) for r in history], "optimizer": opt.state_dict(),
-            "generator": gen.get_state(), "stopped": stop,
-        })))
+        pieces.append(
+            CheckpointEvery(
+                lambda record, stop: checkpoint(
+                    {
+                        "epoch": record["epoch"],
+                        "history": [dict(r) for r in history],
+                        "optimizer": opt.state_dict(),
+                        "generator": gen.get_state(),
+                        "stopped": stop,
+                    }
+                )
+            )
+        )
     dae.train()
-    return fit_loop(dae, range(first, n_epochs + 1), run_epoch, callbacks=callbacks, pieces=pieces, records=history,
-                    work=batch_work(batch_size, dae), device=X.device)
+    return fit_loop(
+        dae,
+        range(first, n_epochs + 1),
+        run_epoch,
+        callbacks=callbacks,
+        pieces=pieces,
+        records=history,
+        work=batch_work(batch_size, dae),
+        device=X.device,
+    )
 
 
 @torch.no_grad()

@@ -71,7 +71,8 @@ def _grid(tokens: Sequence[str]) -> tuple[dict, ...]:
             if not sep or solver not in OPTIMIZERS:
                 raise ValueError(
                     f"--grid: {token!r} is not a grid; give {', '.join(GRIDS)}, SOLVER:LR[,LR...] with SOLVER one "
-                    f"of {', '.join(OPTIMIZERS)} (e.g. sgd:0.1,0.01 adam:0.001), or a JSON list of settings")
+                    f"of {', '.join(OPTIMIZERS)} (e.g. sgd:0.1,0.01 adam:0.001), or a JSON list of settings"
+                )
             for rate in rates.split(","):
                 try:
                     settings.append({"solver": solver, "learning_rate_init": float(rate)})
@@ -106,15 +107,25 @@ class _HelpFormatter(argparse.HelpFormatter):
         if isinstance(action, argparse.BooleanOptionalAction):  # it appends "(default: True)" itself
             text = text.replace(" (default: %(default)s)", "")
             return f"{text} (default: {'on' if action.default else 'off'})"
-        if (action.required or action.default is None or action.default is False
-                or action.default is argparse.SUPPRESS or not action.option_strings or "default" in text):
+        if (
+            action.required
+            or action.default is None
+            or action.default is False
+            or action.default is argparse.SUPPRESS
+            or not action.option_strings
+            or "default" in text
+        ):
             return text
         return f"{text} (default: {_shown(action.default)})"
 
 
 def _debug_option(parser: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
-    parser.add_argument("--debug", action="store_true", default=default,
-                        help="show the full traceback of an error instead of a one-line message")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="show the full traceback of an error instead of a one-line message",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,45 +150,92 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = command("compare", help="run (or resume) a comparison study and write its report")
     c.add_argument("--dataset", default=D.dataset, help="digits, mnist or a path (.csv, .npz, .pkl.gz, IDX directory)")
-    c.add_argument("--arms", nargs="+", default=list(D.arms), choices=sorted(ARMS), metavar="ARM",
-                   help=f"arms to compare, from: {', '.join(sorted(ARMS))}")
+    c.add_argument(
+        "--arms",
+        nargs="+",
+        default=list(D.arms),
+        choices=sorted(ARMS),
+        metavar="ARM",
+        help=f"arms to compare, from: {', '.join(sorted(ARMS))}",
+    )
     c.add_argument("--depths", nargs="+", type=_positive, default=list(D.depths), help="numbers of hidden layers")
-    c.add_argument("--width", nargs="+", type=_positive, default=list(D.widths), dest="widths",
-                   help="units per hidden layer")
-    c.add_argument("--sizes", nargs="+", type=_size, default=list(D.sizes),
-                   help="labelled training-set sizes ('all' = the whole training set)")
-    c.add_argument("--seeds", type=_positive, default=len(D.seeds),
-                   help="number of seeds (0 .. N-1), paired across arms")
-    c.add_argument("--folds", type=_positive, default=None,
-                   help="K-fold cross-validation instead of the fixed split (default: the fixed split)")
-    c.add_argument("--unlabelled", action=argparse.BooleanOptionalAction, default=D.unlabelled,
-                   help="pretrain on the whole training set (--no-unlabelled: on the labelled subset only)")
-    c.add_argument("--protocol", default=D.protocol, choices=["tuned", "shared"],
-                   help="tuned: each arm picks its fine-tuning setting from --grid on validation data; "
-                        "shared: every arm runs --solver / --learning-rate")
-    c.add_argument("--grid", nargs="+", default=["quick"], metavar="SETTING",
-                   help="tuning grid: quick (4 settings), full (6: SGD momentum 0.9 at 0.1/0.03/0.01, Adam at "
-                        "3e-3/1e-3/3e-4), SOLVER:LR[,LR...] tokens, or a JSON list of DBNClassifier settings "
-                        "(default: quick)")
-    c.add_argument("--monitor", default=D.monitor, choices=["valid_score", "valid_loss"],
-                   help="what early stopping selects the epoch on: validation accuracy (ties: loss) or loss")
+    c.add_argument(
+        "--width", nargs="+", type=_positive, default=list(D.widths), dest="widths", help="units per hidden layer"
+    )
+    c.add_argument(
+        "--sizes",
+        nargs="+",
+        type=_size,
+        default=list(D.sizes),
+        help="labelled training-set sizes ('all' = the whole training set)",
+    )
+    c.add_argument(
+        "--seeds", type=_positive, default=len(D.seeds), help="number of seeds (0 .. N-1), paired across arms"
+    )
+    c.add_argument(
+        "--folds",
+        type=_positive,
+        default=None,
+        help="K-fold cross-validation instead of the fixed split (default: the fixed split)",
+    )
+    c.add_argument(
+        "--unlabelled",
+        action=argparse.BooleanOptionalAction,
+        default=D.unlabelled,
+        help="pretrain on the whole training set (--no-unlabelled: on the labelled subset only)",
+    )
+    c.add_argument(
+        "--protocol",
+        default=D.protocol,
+        choices=["tuned", "shared"],
+        help="tuned: each arm picks its fine-tuning setting from --grid on validation data; "
+        "shared: every arm runs --solver / --learning-rate",
+    )
+    c.add_argument(
+        "--grid",
+        nargs="+",
+        default=["quick"],
+        metavar="SETTING",
+        help="tuning grid: quick (4 settings), full (6: SGD momentum 0.9 at 0.1/0.03/0.01, Adam at "
+        "3e-3/1e-3/3e-4), SOLVER:LR[,LR...] tokens, or a JSON list of DBNClassifier settings "
+        "(default: quick)",
+    )
+    c.add_argument(
+        "--monitor",
+        default=D.monitor,
+        choices=["valid_score", "valid_loss"],
+        help="what early stopping selects the epoch on: validation accuracy (ties: loss) or loss",
+    )
     c.add_argument("--epochs", type=_positive, default=D.epochs, help="maximum fine-tuning epochs")
-    c.add_argument("--patience", type=int, default=D.patience,
-                   help="early-stopping patience in epochs on the validation split (0: no early stopping)")
+    c.add_argument(
+        "--patience",
+        type=int,
+        default=D.patience,
+        help="early-stopping patience in epochs on the validation split (0: no early stopping)",
+    )
     c.add_argument("--pretrain-epochs", type=int, default=D.pretrain_epochs, help="pretraining epochs per layer")
     c.add_argument("--batch-size", type=_positive, default=D.batch_size, help="mini-batch size")
-    c.add_argument("--learning-rate", type=float, default=D.learning_rate,
-                   help="fine-tuning learning rate of --protocol shared")
+    c.add_argument(
+        "--learning-rate", type=float, default=D.learning_rate, help="fine-tuning learning rate of --protocol shared"
+    )
     c.add_argument("--solver", default=D.solver, choices=OPTIMIZERS, help="fine-tuning optimiser of --protocol shared")
-    c.add_argument("--pretrain-learning-rate", type=float, default=D.pretrain_learning_rate,
-                   help="pretraining learning rate")
+    c.add_argument(
+        "--pretrain-learning-rate", type=float, default=D.pretrain_learning_rate, help="pretraining learning rate"
+    )
     c.add_argument("--device", default=D.device, help="cpu, cuda, cuda:N or auto")
-    c.add_argument("--threads", type=_positive, default=None,
-                   help="exactly N threads for every fit (default: the automatic policy of dbn.threads: "
-                   "one thread for small products, torch's count otherwise; use --threads 1 on a busy machine)")
+    c.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="exactly N threads for every fit (default: the automatic policy of dbn.threads: "
+        "one thread for small products, torch's count otherwise; use --threads 1 on a busy machine)",
+    )
     c.add_argument("--out", required=True, help="output directory (resumes a study already there)")
-    c.add_argument("--force", action="store_true",
-                   help="run even if --out holds a study with other settings (the report then covers both)")
+    c.add_argument(
+        "--force",
+        action="store_true",
+        help="run even if --out holds a study with other settings (the report then covers both)",
+    )
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--no-figures", action="store_true", help="write the report without figures")
 
@@ -189,22 +247,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .distributed import add_pretrain_arguments
 
-    add_pretrain_arguments(command(
-        "pretrain", help="greedy RBM pretraining, data-parallel under torchrun "
-        "(torchrun --nproc-per-node 2 -m dbn pretrain ...)"))
+    add_pretrain_arguments(
+        command(
+            "pretrain",
+            help="greedy RBM pretraining, data-parallel under torchrun "
+            "(torchrun --nproc-per-node 2 -m dbn pretrain ...)",
+        )
+    )
 
     p = command("plot", help="draw a saved model's filters, samples or training history as a PNG")
     p.add_argument("what", choices=["filters", "samples", "history"], help="what to draw")
     p.add_argument("model", help="a file written by dbn.io.save or an estimator's save()")
     p.add_argument("--out", required=True, metavar="PNG", help="PNG file to write")
     p.add_argument("--n", type=_positive, default=100, help="filters or samples to draw")
-    p.add_argument("--image-shape", nargs=2, type=_positive, default=None, metavar=("H", "W"),
-                   help="image height and width (default: square)")
-    p.add_argument("--steps", type=_positive, default=1000, metavar="N",
-                   help="Gibbs steps before each sample (samples)")
+    p.add_argument(
+        "--image-shape",
+        nargs=2,
+        type=_positive,
+        default=None,
+        metavar=("H", "W"),
+        help="image height and width (default: square)",
+    )
+    p.add_argument(
+        "--steps", type=_positive, default=1000, metavar="N", help="Gibbs steps before each sample (samples)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the Gibbs chains (samples)")
-    p.add_argument("--layer", type=int, default=0, metavar="I",
-                   help="which layer's history, from 0 (stacks; history)")
+    p.add_argument("--layer", type=int, default=0, metavar="I", help="which layer's history, from 0 (stacks; history)")
     return parser
 
 
@@ -238,11 +306,19 @@ def _plot(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.model!r} holds no training history.")
         if isinstance(history[0], list):  # one history per layer
             if not 0 <= args.layer < len(history):
-                raise ValueError(f"--layer {args.layer} is out of range: {args.model!r} holds the histories of "
-                                 f"{len(history)} layers; use --layer 0 to {len(history) - 1}.")
+                raise ValueError(
+                    f"--layer {args.layer} is out of range: {args.model!r} holds the histories of "
+                    f"{len(history)} layers; use --layer 0 to {len(history) - 1}."
+                )
             history = history[args.layer]
-        keys = sorted({k for record in history for k, v in record.items()
-                       if isinstance(v, (int, float)) and k not in ("epoch", "time", "learning_rate", "momentum")})
+        keys = sorted(
+            {
+                k
+                for record in history
+                for k, v in record.items()
+                if isinstance(v, (int, float)) and k not in ("epoch", "time", "learning_rate", "momentum")
+            }
+        )
         plotting.plot_history(history, keys=keys, path=args.out)
     print(args.out)
     return 0
@@ -259,8 +335,10 @@ def _report(args: argparse.Namespace) -> int:
         what = "does not exist" if not out.exists() else "is a file, not a directory"
         raise ValueError(f"{args.out!r} {what}: give the study directory that `dbn compare --out DIR` wrote.")
     if not any((out / name).exists() for name in (store.CONFIG_JSON, store.ROWS_JSON)):
-        raise ValueError(f"no study in {args.out!r} (no {store.CONFIG_JSON} or {store.ROWS_JSON}): run "
-                         f"`dbn compare --out {args.out}` first, or give the directory it wrote.")
+        raise ValueError(
+            f"no study in {args.out!r} (no {store.CONFIG_JSON} or {store.ROWS_JSON}): run "
+            f"`dbn compare --out {args.out}` first, or give the directory it wrote."
+        )
     print(write_report(out, figures=not args.no_figures))
     return 0
 
@@ -282,12 +360,25 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
         return _report(args)
     config = harness.StudyConfig(
-        dataset=args.dataset, arms=tuple(args.arms), depths=tuple(args.depths), widths=tuple(args.widths),
-        sizes=tuple(args.sizes), seeds=tuple(range(args.seeds)), folds=args.folds, unlabelled=args.unlabelled,
-        protocol=args.protocol, grid=_grid(args.grid), monitor=args.monitor, solver=args.solver,
-        learning_rate=args.learning_rate, batch_size=args.batch_size, epochs=args.epochs,
-        patience=args.patience or None, pretrain_epochs=args.pretrain_epochs,
-        pretrain_learning_rate=args.pretrain_learning_rate, device=args.device,
+        dataset=args.dataset,
+        arms=tuple(args.arms),
+        depths=tuple(args.depths),
+        widths=tuple(args.widths),
+        sizes=tuple(args.sizes),
+        seeds=tuple(range(args.seeds)),
+        folds=args.folds,
+        unlabelled=args.unlabelled,
+        protocol=args.protocol,
+        grid=_grid(args.grid),
+        monitor=args.monitor,
+        solver=args.solver,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        patience=args.patience or None,
+        pretrain_epochs=args.pretrain_epochs,
+        pretrain_learning_rate=args.pretrain_learning_rate,
+        device=args.device,
     )
     from ._threads import threads
 
@@ -317,8 +408,10 @@ def _one_line(exc: BaseException) -> str:
 
 def _interrupted(args: argparse.Namespace) -> str:
     if args.command == "compare":
-        return (f"dbn compare: interrupted. Finished runs are saved in {args.out!r}; "
-                "rerun the same command to resume from there.")
+        return (
+            f"dbn compare: interrupted. Finished runs are saved in {args.out!r}; "
+            "rerun the same command to resume from there."
+        )
     if args.command == "pretrain":
         return "dbn pretrain: interrupted; nothing was saved. Rerun the command to start again."
     return f"dbn {args.command}: interrupted."

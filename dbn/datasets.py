@@ -324,13 +324,9 @@ def _find_idx_files(directory: Path) -> dict[str, Path] | None:
 
 def _check_xy(X: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(X, np.ndarray) or not isinstance(y, np.ndarray):
-        raise ValueError(
-            f"{what}: expected numpy arrays, got {type(X).__name__} and {type(y).__name__}."
-        )
+        raise ValueError(f"{what}: expected numpy arrays, got {type(X).__name__} and {type(y).__name__}.")
     if X.dtype.kind not in "fiub" or y.dtype.kind not in "iub":
-        raise ValueError(
-            f"{what}: expected numeric features and integer labels, got {X.dtype} and {y.dtype}."
-        )
+        raise ValueError(f"{what}: expected numeric features and integer labels, got {X.dtype} and {y.dtype}.")
     if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
         raise ValueError(
             f"{what}: expected X of shape (n_samples, n_features) and y of shape (n_samples,), "
@@ -363,15 +359,10 @@ def _load_mnist_idx(files: dict[str, Path], n_valid: int = 10_000) -> Split:
     for part in ("train", "test"):
         X, y = arrays[f"X_{part}"], arrays[f"y_{part}"]
         if X.ndim != 3 or y.ndim != 1 or X.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"MNIST IDX {part} files have inconsistent shapes: images {X.shape}, "
-                f"labels {y.shape}."
-            )
+            raise ValueError(f"MNIST IDX {part} files have inconsistent shapes: images {X.shape}, labels {y.shape}.")
     n_train = arrays["X_train"].shape[0]
     if n_train <= n_valid:
-        raise ValueError(
-            f"The MNIST IDX training set has {n_train} images; more than {n_valid} are needed."
-        )
+        raise ValueError(f"The MNIST IDX training set has {n_train} images; more than {n_valid} are needed.")
     scale = np.float32(1.0 / 256.0)
 
     def images(a: np.ndarray) -> np.ndarray:
@@ -380,8 +371,12 @@ def _load_mnist_idx(files: dict[str, Path], n_valid: int = 10_000) -> Split:
     Xtr, ytr = images(arrays["X_train"]), arrays["y_train"].astype(np.int64)
     cut = n_train - n_valid
     return Split(
-        Xtr[:cut], ytr[:cut], Xtr[cut:], ytr[cut:],
-        images(arrays["X_test"]), arrays["y_test"].astype(np.int64),
+        Xtr[:cut],
+        ytr[:cut],
+        Xtr[cut:],
+        ytr[cut:],
+        images(arrays["X_test"]),
+        arrays["y_test"].astype(np.int64),
     )
 
 
@@ -457,9 +452,7 @@ def load_mnist(path: str | os.PathLike | None = None) -> Split:
 # --------------------------------------------------------------------------------------------
 
 
-def _stratified_split(
-    y: np.ndarray, fractions: tuple[float, ...], seed: int
-) -> list[np.ndarray]:
+def _stratified_split(y: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
     """Indices of a stratified split of ``y`` into len(fractions) parts (sorted per part)."""
     rng = np.random.default_rng(seed)
     cum = np.cumsum(fractions)
@@ -476,9 +469,7 @@ def _stratified_split(
     return [np.sort(np.concatenate(p)) for p in parts]
 
 
-def _split_xy(
-    X: np.ndarray, y: np.ndarray, fractions: tuple[float, ...] = DIGITS_SPLIT_FRACTIONS
-) -> list[np.ndarray]:
+def _split_xy(X: np.ndarray, y: np.ndarray, fractions: tuple[float, ...] = DIGITS_SPLIT_FRACTIONS) -> list[np.ndarray]:
     out: list[np.ndarray] = []
     for idx in _stratified_split(y, fractions, DIGITS_SPLIT_SEED):
         out.extend((X[idx], y[idx]))
@@ -525,8 +516,11 @@ def _csv_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]]
 
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = [(i, [c.strip() for c in row]) for i, row in enumerate(csv.reader(f), start=1)
-                    if any(c.strip() for c in row)]
+            rows = [
+                (i, [c.strip() for c in row])
+                for i, row in enumerate(csv.reader(f), start=1)
+                if any(c.strip() for c in row)
+            ]
     except UnicodeDecodeError:
         raise ValueError(f"{str(path)!r} is not a text file: a CSV file holds comma-separated numbers.") from None
     if not rows:
@@ -539,15 +533,19 @@ def _csv_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]]
 def _csv_label_column(path: Path, header: list[str] | None, width: int) -> int:
     where = repr(str(path))
     if width < 2:
-        raise ValueError(f"{where} has a single column: labels missing; put the class labels in a second, "
-                         "last column (or in a column named 'label').")
+        raise ValueError(
+            f"{where} has a single column: labels missing; put the class labels in a second, "
+            "last column (or in a column named 'label')."
+        )
     if header is None:
         return width - 1
     named = [j for j, name in enumerate(header) if name.lower() in CSV_LABEL_NAMES]
     if not named:
         shown = ", ".join(repr(h) for h in header[:4]) + (", ..." if len(header) > 4 else "")
-        raise ValueError(f"{where} has no label column: labels missing; its header ({shown}) names none of "
-                         f"{', '.join(map(repr, CSV_LABEL_NAMES))}: name the column of class labels 'label'.")
+        raise ValueError(
+            f"{where} has no label column: labels missing; its header ({shown}) names none of "
+            f"{', '.join(map(repr, CSV_LABEL_NAMES))}: name the column of class labels 'label'."
+        )
     return named[0]
 
 
@@ -565,19 +563,24 @@ def _load_csv(path: Path) -> Split:
         if len(row) != width:
             raise ValueError(
                 f"{where} has ragged rows: line {line} has {len(row)} values, the "
-                f"{'header' if header is not None else 'first line'} {width}; every line needs {width} values.")
+                f"{'header' if header is not None else 'first line'} {width}; every line needs {width} values."
+            )
     try:
         data = np.array([row for _, row in rows], dtype=np.float64)
     except ValueError:
         line, j, cell = next((line, j, c) for line, row in rows for j, c in enumerate(row) if not _is_number(c))
-        raise ValueError(f"{where}, line {line}, column {j + 1}: {cell!r} is not a number; a CSV data file "
-                         "holds numbers only (and an optional header line).") from None
+        raise ValueError(
+            f"{where}, line {line}, column {j + 1}: {cell!r} is not a number; a CSV data file "
+            "holds numbers only (and an optional header line)."
+        ) from None
     y = data[:, label]
     if not (np.isfinite(y).all() and np.array_equal(y, np.round(y))):
         bad = y[~(np.isfinite(y) & (y == np.round(y)))][0]
         which = f"column {label + 1} ({header[label]!r})" if header is not None else "the last column"
-        raise ValueError(f"{where}: labels missing: {which} holds {bad:g}, not a class label; put integer class "
-                         "labels in the last column, or name the label column 'label' in a header line.")
+        raise ValueError(
+            f"{where}: labels missing: {which} holds {bad:g}, not a class label; put integer class "
+            "labels in the last column, or name the label column 'label' in a header line."
+        )
     X, y_int = _check_xy(np.delete(data, label, axis=1), y.astype(np.int64), where)
     return Split(*_split_xy(X, y_int))
 
@@ -621,8 +624,7 @@ def load_dataset(name_or_path: str | os.PathLike) -> Split:
         return load_mnist()
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise ValueError(
-            "The 'name_or_path' parameter must be 'digits', 'mnist' or a path. "
-            f"Got {name_or_path!r} instead."
+            f"The 'name_or_path' parameter must be 'digits', 'mnist' or a path. Got {name_or_path!r} instead."
         )
     p = Path(name_or_path).expanduser()
     if not p.exists():
@@ -684,9 +686,7 @@ def binarize(
     True
     """
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
-        raise ValueError(
-            f"The 'threshold' parameter must be a real number. Got {threshold!r} instead."
-        )
+        raise ValueError(f"The 'threshold' parameter must be a real number. Got {threshold!r} instead.")
     if isinstance(X, torch.Tensor):
         dtype = X.dtype if X.is_floating_point() else torch.float32
         if not sample:

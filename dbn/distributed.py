@@ -252,8 +252,17 @@ def pretrain_stack_distributed(
     options = {name: per_layer(name, value, n_layers) for name, value in layer_options.items()}
     generator = generator if generator is not None else make_generator(None, X.device)
     return _pretrain_layers(
-        X, sizes, pretrain="rbm", visible=visible, epochs=epochs, options=options, corruptions=[None] * n_layers,
-        levels=[None] * n_layers, propagate=propagate, generator=generator, callbacks=callbacks,
+        X,
+        sizes,
+        pretrain="rbm",
+        visible=visible,
+        epochs=epochs,
+        options=options,
+        corruptions=[None] * n_layers,
+        levels=[None] * n_layers,
+        propagate=propagate,
+        generator=generator,
+        callbacks=callbacks,
         shard=_make_shard(X),
     )
 
@@ -336,12 +345,17 @@ def add_pretrain_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--weight-decay", type=float, default=2e-4, help="L2 weight decay")
     p.add_argument("--k", type=int, default=1, help="Gibbs steps per CD update (CD-k)")
     p.add_argument("--persistent", action="store_true", help="persistent chains (PCD) instead of CD")
-    p.add_argument("--max-samples", type=int, default=None,
-                   help="use the first N training samples (default: all of them)")
+    p.add_argument(
+        "--max-samples", type=int, default=None, help="use the first N training samples (default: all of them)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed shared by every process")
     p.add_argument("--device", default="cpu", help="cpu, cuda (cuda:LOCAL_RANK per process) or auto")
-    p.add_argument("--backend", choices=("gloo", "nccl"), default=None,
-                   help="torch.distributed backend (default: nccl on CUDA, gloo on the CPU)")
+    p.add_argument(
+        "--backend",
+        choices=("gloo", "nccl"),
+        default=None,
+        help="torch.distributed backend (default: nccl on CUDA, gloo on the CPU)",
+    )
     p.add_argument("--out", default=None, help="where rank 0 saves the stack (dbn.io.save; default: not saved)")
     p.add_argument("--quiet", action="store_true", help="print nothing")
     return p
@@ -362,14 +376,25 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
     def report(i: int, layer: nn.Module, record: dict) -> None:
         if rank == 0 and not args.quiet:
-            print(f"layer {i + 1} epoch {record['epoch']:3d}  time {record['time']:.3f}s  "
-                  f"recon {record['reconstruction_error']:.4f}", flush=True)
+            print(
+                f"layer {i + 1} epoch {record['epoch']:3d}  time {record['time']:.3f}s  "
+                f"recon {record['reconstruction_error']:.4f}",
+                flush=True,
+            )
 
     start = time.perf_counter()
     stack = pretrain_stack_distributed(
-        X, args.sizes, n_epochs=args.epochs, generator=generator, callbacks=[report],
-        learning_rate=args.learning_rate, batch_size=args.batch_size, momentum=args.momentum,
-        weight_decay=args.weight_decay, k=args.k, persistent=args.persistent,
+        X,
+        args.sizes,
+        n_epochs=args.epochs,
+        generator=generator,
+        callbacks=[report],
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        k=args.k,
+        persistent=args.persistent,
     )
     if rank == 0:
         if not args.quiet:

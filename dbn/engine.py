@@ -204,8 +204,14 @@ def fit_loop(
     return records
 
 
-def _run_epochs(model: Any, epochs: Iterable[int], run_epoch: Callable[[int], dict], callbacks: Sequence[Callback],
-                pieces: Sequence[Piece], records: list) -> None:
+def _run_epochs(
+    model: Any,
+    epochs: Iterable[int],
+    run_epoch: Callable[[int], dict],
+    callbacks: Sequence[Callback],
+    pieces: Sequence[Piece],
+    records: list,
+) -> None:
     try:
         for piece in pieces:
             piece.start(model)
@@ -380,21 +386,29 @@ class DivergenceCheck(Piece):
                 self.first_loss = float(value)
             reference = max(abs(self.first_loss), self.LOSS_FLOOR)
             if value > self.LOSS_GROWTH * reference:
-                self._fail(record, f"{self.growth_key} grew from {self.first_loss:.4g} to {value:.4g} "
-                                   f"(over {self.LOSS_GROWTH:g} times its first value)")
+                self._fail(
+                    record,
+                    f"{self.growth_key} grew from {self.first_loss:.4g} to {value:.4g} "
+                    f"(over {self.LOSS_GROWTH:g} times its first value)",
+                )
         rms = _parameter_rms(self._module(model))
         if self.initial_rms is None:
             self.initial_rms = rms
         if rms > self.WEIGHT_GROWTH * max(self.initial_rms, self.WEIGHT_FLOOR):
-            self._fail(record, f"the weights grew from RMS {self.initial_rms:.3g} to {rms:.3g} "
-                               f"(over {self.WEIGHT_GROWTH:g}-fold)")
+            self._fail(
+                record,
+                f"the weights grew from RMS {self.initial_rms:.3g} to {rms:.3g} (over {self.WEIGHT_GROWTH:g}-fold)",
+            )
         margin = None if self.hidden_margin is None else self.hidden_margin(model)
         if self.first_margin is None:
             self.first_margin = margin
         # saturated from the start (e.g. unscaled data) is the data's scale, not runaway training
         if margin is not None and self.first_margin is not None and margin < self.SATURATION_EPS <= self.first_margin:
-            self._fail(record, f"every hidden unit is saturated (all hidden probabilities within {margin:.2g} "
-                               "of 0 or 1 on the monitored samples)")
+            self._fail(
+                record,
+                f"every hidden unit is saturated (all hidden probabilities within {margin:.2g} "
+                "of 0 or 1 on the monitored samples)",
+            )
 
 
 def _parameter_rms(module: nn.Module) -> float:
@@ -493,8 +507,12 @@ class EarlyStopping(Piece):
 
     def state(self) -> dict:
         """What a checkpoint keeps: best value and weights, patience counter."""
-        return {"best_value": self.best_value, "best_state": self.best_state, "epochs_no_change": self.epochs_no_change,
-                "best_tie": self.best_tie}
+        return {
+            "best_value": self.best_value,
+            "best_state": self.best_state,
+            "epochs_no_change": self.epochs_no_change,
+            "best_tie": self.best_tie,
+        }
 
     def load_state(
         self, best_value: float, best_state: dict | None, epochs_no_change: int, best_tie: float = math.inf
@@ -549,7 +567,8 @@ class ProgressBar(Piece):
         self.bar.update(1)
         if not self.disable:
             shown = {
-                k: (v if self.fmt is None else format(v, self.fmt)) for k, v in record.items()
+                k: (v if self.fmt is None else format(v, self.fmt))
+                for k, v in record.items()
                 if k not in self.skip and (not self.floats_only or isinstance(v, float))
             }
             self.bar.set_postfix(shown, refresh=self.refresh)
@@ -784,8 +803,13 @@ def select_rows(X: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     crow = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, X.col_indices()[position], X.values()[position],
-                                       size=(rows.shape[0], X.shape[1]), check_invariants=False)
+        return torch.sparse_csr_tensor(
+            crow,
+            X.col_indices()[position],
+            X.values()[position],
+            size=(rows.shape[0], X.shape[1]),
+            check_invariants=False,
+        )
 
 
 def chunk_rows(X: torch.Tensor, batch_size: int) -> int:

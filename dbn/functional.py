@@ -41,8 +41,7 @@ __all__ = [
 def _check_dtype(x: torch.Tensor, weight: torch.Tensor, what: str) -> None:
     if x.dtype != weight.dtype:
         raise TypeError(
-            f"{what} has dtype {x.dtype} but weight has dtype {weight.dtype}; convert it with "
-            f"{what}.to(weight.dtype)."
+            f"{what} has dtype {x.dtype} but weight has dtype {weight.dtype}; convert it with {what}.to(weight.dtype)."
         )
 
 
@@ -255,8 +254,7 @@ def reconstruction_error(v: torch.Tensor, v_reconstructed: torch.Tensor) -> torc
     """
     if v.shape != v_reconstructed.shape:
         raise ValueError(
-            f"v and v_reconstructed must have the same shape; got {tuple(v.shape)} and "
-            f"{tuple(v_reconstructed.shape)}."
+            f"v and v_reconstructed must have the same shape; got {tuple(v.shape)} and {tuple(v_reconstructed.shape)}."
         )
     return ((v - v_reconstructed) ** 2).sum(dim=1).mean()
 

@@ -29,7 +29,13 @@ from .rbm import RBM
 from .stack import LayerStack
 
 __all__ = [
-    "FORMAT_VERSION", "save", "load", "model_layers", "write_archive", "read_archive", "layer_config",
+    "FORMAT_VERSION",
+    "save",
+    "load",
+    "model_layers",
+    "write_archive",
+    "read_archive",
+    "layer_config",
     "layer_from_config",
 ]
 
@@ -130,15 +136,27 @@ def layer_config(layer: nn.Module) -> dict:
     """
     dtype = str(layer.weight.dtype).replace("torch.", "")
     if isinstance(layer, RBM):
-        config = {"type": "rbm", "n_visible": layer.n_visible, "n_hidden": layer.n_hidden, "visible": layer.visible,
-                  "dtype": dtype}
+        config = {
+            "type": "rbm",
+            "n_visible": layer.n_visible,
+            "n_hidden": layer.n_hidden,
+            "visible": layer.visible,
+            "dtype": dtype,
+        }
         if layer.centered:  # only when set, so that files of ordinary RBMs stay as they were
             config["centered"] = True
         return config
     if isinstance(layer, DenoisingAutoencoder):
-        return {"type": "dae", "n_visible": layer.n_visible, "n_hidden": layer.n_hidden, "visible": layer.visible,
-                "tied": layer.tied, "corruption": layer.corruption, "corruption_level": layer.corruption_level,
-                "dtype": dtype}
+        return {
+            "type": "dae",
+            "n_visible": layer.n_visible,
+            "n_hidden": layer.n_hidden,
+            "visible": layer.visible,
+            "tied": layer.tied,
+            "corruption": layer.corruption,
+            "corruption_level": layer.corruption_level,
+            "dtype": dtype,
+        }
     raise TypeError(f"Cannot describe a {type(layer).__name__}; expected dbn.RBM or dbn.DenoisingAutoencoder.")
 
 
@@ -165,12 +183,23 @@ def layer_from_config(
             )
         dtype = getattr(torch, config.get("dtype", "float32"))
         if kind == "rbm":
-            return RBM(config["n_visible"], config["n_hidden"], visible=config["visible"], device=device, dtype=dtype,
-                       centered=bool(config.get("centered", False)))
+            return RBM(
+                config["n_visible"],
+                config["n_hidden"],
+                visible=config["visible"],
+                device=device,
+                dtype=dtype,
+                centered=bool(config.get("centered", False)),
+            )
         if kind == "dae":
             return DenoisingAutoencoder(
-                config["n_visible"], config["n_hidden"], visible=config["visible"], tied=config["tied"],
-                corruption=config["corruption"], corruption_level=config["corruption_level"], device=device,
+                config["n_visible"],
+                config["n_hidden"],
+                visible=config["visible"],
+                tied=config["tied"],
+                corruption=config["corruption"],
+                corruption_level=config["corruption_level"],
+                device=device,
                 dtype=dtype,
             )
     except (KeyError, TypeError, AttributeError) as exc:
@@ -179,7 +208,7 @@ def layer_from_config(
 
 
 def _load_state(module: nn.Module, tensors: dict[str, torch.Tensor], prefix: str) -> None:
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -222,8 +251,12 @@ def load(path: str | os.PathLike, *, device=None) -> RBM | DenoisingAutoencoder 
     config, tensors, kind = read_archive(path, kind=("RBM", "DenoisingAutoencoder", "LayerStack"))
     try:
         if kind == "LayerStack":
-            stack = LayerStack([layer_from_config(c, device, stored_weight=tensors.get(f"layers.{i}.weight"))
-                                for i, c in enumerate(config["layers"])])
+            stack = LayerStack(
+                [
+                    layer_from_config(c, device, stored_weight=tensors.get(f"layers.{i}.weight"))
+                    for i, c in enumerate(config["layers"])
+                ]
+            )
             _load_state(stack, tensors, "")
             stack.histories = config.get("histories", [[] for _ in stack.layers])
             return stack

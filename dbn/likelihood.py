@@ -284,9 +284,7 @@ def effective_sample_size(log_weights: torch.Tensor, *, dim: int = -1) -> torch.
     return torch.exp(log_ess).clamp(1.0, float(n))
 
 
-def _log_mean_interval(
-    log_weights: torch.Tensor, *, dim: int = -1
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _log_mean_interval(log_weights: torch.Tensor, *, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``log mean w``, the half-width of its 3-standard-error interval in log space, and the ESS.
 
     Delta method: ``Var(log mean w) ~ Var(mean w) / mean(w)^2 = s^2 / (n mean(w)^2)`` with the
@@ -790,9 +788,9 @@ def reverse_ais_log_likelihood(
     start_time = time.perf_counter()
 
     X = X.detach().to(device=W.device, dtype=W.dtype)
-    log_w = torch.cat([
-        _reverse_anneal(path, X[i : i + step], n_chains, beta_list, generator) for i in range(0, n_samples, step)
-    ])
+    log_w = torch.cat(
+        [_reverse_anneal(path, X[i : i + step], n_chains, beta_list, generator) for i in range(0, n_samples, step)]
+    )
     _check_finite_weights(log_w, W, "Reverse AIS")
     values, _, ess = _log_mean_interval(log_w, dim=1)
     mean = float(values.mean())

@@ -87,10 +87,7 @@ class Maxout(nn.Module):
         return z.view(*z.shape[:-1], self.out_features, self.pieces).amax(dim=-1)
 
     def extra_repr(self) -> str:
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"pieces={self.pieces}"
-        )
+        return f"in_features={self.in_features}, out_features={self.out_features}, pieces={self.pieces}"
 
 
 def _activation_module(activation: str) -> nn.Module:
@@ -239,9 +236,7 @@ def build_mlp(
     torch.Size([5, 2])
     """
     n_inputs = check_int("n_inputs", n_inputs, low=1)
-    if isinstance(hidden_layer_sizes, numbers.Integral) and not isinstance(
-        hidden_layer_sizes, bool
-    ):
+    if isinstance(hidden_layer_sizes, numbers.Integral) and not isinstance(hidden_layer_sizes, bool):
         hidden_layer_sizes = (int(hidden_layer_sizes),)
     if not isinstance(hidden_layer_sizes, Sequence) or isinstance(hidden_layer_sizes, str):
         raise ValueError(
@@ -253,16 +248,13 @@ def build_mlp(
         n_outputs = check_int("n_outputs", n_outputs, low=1)
     elif not sizes:
         raise ValueError(
-            "The network would be empty: give at least one hidden layer in 'hidden_layer_sizes' "
-            "or set 'n_outputs'."
+            "The network would be empty: give at least one hidden layer in 'hidden_layer_sizes' or set 'n_outputs'."
         )
     check_choice("activation", activation, ACTIVATIONS)
     check_choice("init", init, INITS)
     dropouts = [check_probability("dropout", p) for p in per_layer("dropout", dropout, len(sizes))]
     if any(p >= 1.0 for p in dropouts):
-        raise ValueError(
-            "The 'dropout' parameter must be in [0, 1). Got 1.0, which drops every unit."
-        )
+        raise ValueError("The 'dropout' parameter must be in [0, 1). Got 1.0, which drops every unit.")
     input_dropout = check_probability("input_dropout", input_dropout)
     if input_dropout >= 1.0:
         raise ValueError("The 'input_dropout' parameter must be in [0, 1). Got 1.0.")

@@ -64,8 +64,9 @@ def make_optimizer(
         return name(params)
     check_choice("optimizer", name, OPTIMIZERS)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=learning_rate, momentum=momentum, nesterov=nesterov,
-                               weight_decay=weight_decay)
+        return torch.optim.SGD(
+            params, lr=learning_rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+        )
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=learning_rate, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":

@@ -306,8 +306,10 @@ def centered_to_ordinary(
     ([-1.0, -1.0, -1.0], [-1.5, -1.5])
     """
     if weight.shape != (hidden_bias.shape[0], visible_bias.shape[0]):
-        raise ValueError(f"weight {tuple(weight.shape)} does not match the biases {tuple(visible_bias.shape)}, "
-                         f"{tuple(hidden_bias.shape)}.")
+        raise ValueError(
+            f"weight {tuple(weight.shape)} does not match the biases {tuple(visible_bias.shape)}, "
+            f"{tuple(hidden_bias.shape)}."
+        )
     return weight, visible_bias - hidden_offset @ weight, hidden_bias - weight @ visible_offset
 
 
@@ -357,8 +359,7 @@ def _check_momentum(momentum) -> MomentumSchedule:
     if isinstance(momentum, (tuple, list)):
         if len(momentum) != 3:
             raise ValueError(
-                "The 'momentum' parameter as a schedule must be (start, end, switch_epoch). "
-                f"Got {momentum!r} instead."
+                f"The 'momentum' parameter as a schedule must be (start, end, switch_epoch). Got {momentum!r} instead."
             )
         start = check_scalar("momentum", momentum[0], low=0.0, high=1.0, high_inclusive=False)
         end = check_scalar("momentum", momentum[1], low=0.0, high=1.0, high_inclusive=False)
@@ -499,7 +500,8 @@ class CDTrainer:
         self.momentum = _check_momentum(momentum)
         self.weight_decay = check_scalar("weight_decay", weight_decay, low=0.0)
         self.sparsity_target = (
-            None if sparsity_target is None
+            None
+            if sparsity_target is None
             else check_probability("sparsity_target", sparsity_target, open_interval=True)
         )
         self.sparsity_cost = check_scalar("sparsity_cost", sparsity_cost, low=0.0)
@@ -741,8 +743,9 @@ class CDTrainer:
             accumulate = self._centered_velocity
         v0_mean, batch_q = accumulate(v0, h0, vk, hk, n, n_model, learning_rate, momentum)
         if self._sparse and self.sparsity_target is not None:
-            self._q = (batch_q if self._q is None
-                       else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * batch_q)
+            self._q = (
+                batch_q if self._q is None else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * batch_q
+            )
             penalty = self.sparsity_cost * (self.sparsity_target - self._q)
             self._vel_hb.add_(penalty, alpha=learning_rate)
             self._vel_w.addr_(penalty, v0_mean, alpha=learning_rate)
@@ -898,15 +901,26 @@ class CDTrainer:
         mom = momentum_at(self.momentum, self.epoch)
         start_time = time.perf_counter()
         n = X.shape[0] if shard is None else shard.n_total
-        batches = minibatches(n, self.batch_size, shuffle=self.shuffle, generator=self.generator, device=W.device,
-                              shard=shard, n_local=X.shape[0])
+        batches = minibatches(
+            n,
+            self.batch_size,
+            shuffle=self.shuffle,
+            generator=self.generator,
+            device=W.device,
+            shard=shard,
+            n_local=X.shape[0],
+        )
         buffer = None
         if self.shuffle:  # gathered batches land in one reused buffer
             buffer = torch.empty(min(self.batch_size, X.shape[0]), X.shape[1], device=X.device, dtype=X.dtype)
         for rows, positions, size in zip(batches.rows, batches.positions, batches.sizes, strict=False):
             self.step(take_rows(X, rows, buffer), lr, mom, rows=positions, n_rows=size)
-        record = {"epoch": self.epoch + 1, "learning_rate": lr, "momentum": mom,
-                  "time": time.perf_counter() - start_time}
+        record = {
+            "epoch": self.epoch + 1,
+            "learning_rate": lr,
+            "momentum": mom,
+            "time": time.perf_counter() - start_time,
+        }
         record.update(self.monitor(X, validation_data) if shard is None else self._sharded_monitor(X, shard))
         self.epoch += 1
         self.history.append(record)
@@ -923,12 +937,16 @@ class CDTrainer:
         if self._divergence is None:
             self._divergence = DivergenceCheck(
                 "reconstruction_error",
-                lambda r: f"RBM training diverged at epoch {r['epoch']}: the reconstruction error is not finite. "
-                f"{_DIVERGENCE_HINT}",
+                lambda r: (
+                    f"RBM training diverged at epoch {r['epoch']}: the reconstruction error is not finite. "
+                    f"{_DIVERGENCE_HINT}"
+                ),
                 hint=_DIVERGENCE_HINT,
                 parameters_first=True,
-                parameter_message=lambda r, bad: f"RBM training diverged at epoch {r['epoch']}: parameters {bad} are "
-                f"NaN or infinite. {_DIVERGENCE_HINT}",
+                parameter_message=lambda r, bad: (
+                    f"RBM training diverged at epoch {r['epoch']}: parameters {bad} are "
+                    f"NaN or infinite. {_DIVERGENCE_HINT}"
+                ),
                 hidden_margin=lambda _: self._hidden_margin,
                 what="RBM training",
             )
@@ -959,11 +977,16 @@ class CDTrainer:
         rbm = self.rbm
         m = min(self.monitor_size, X.shape[0])
         if is_sparse(X):
-            rows = torch.arange(m, device=X.device) if m == X.shape[0] else torch.randperm(
-                X.shape[0], generator=self.generator, device=X.device)[:m]
+            rows = (
+                torch.arange(m, device=X.device)
+                if m == X.shape[0]
+                else torch.randperm(X.shape[0], generator=self.generator, device=X.device)[:m]
+            )
             return self._blockwise_monitor(X, rows, validation_data)
-        sub = X[:m] if m == X.shape[0] else X.index_select(
-            0, torch.randperm(X.shape[0], generator=self.generator, device=X.device)[:m]
+        sub = (
+            X[:m]
+            if m == X.shape[0]
+            else X.index_select(0, torch.randperm(X.shape[0], generator=self.generator, device=X.device)[:m])
         )
         h = rbm.hidden_probs(sub)  # rbm.reconstruct(sub), keeping h for the saturation check
         out = {"reconstruction_error": float(Fn.reconstruction_error(sub, rbm.visible_mean(h)))}
@@ -1003,8 +1026,9 @@ class CDTrainer:
             block_margin = float(torch.minimum(h, 1 - h).max())
             margin = block_margin if margin is None else max(margin, block_margin)
             if units is not None:  # Bernoulli visible units
-                delta = Fn._flip_free_energy_delta(v, rbm.weight, rbm.visible_bias, rbm.hidden_bias,
-                                                   units[start : start + v.shape[0]])
+                delta = Fn._flip_free_energy_delta(
+                    v, rbm.weight, rbm.visible_bias, rbm.hidden_bias, units[start : start + v.shape[0]]
+                )
                 pls.append(rbm.n_visible * F.logsigmoid(delta))
             if start < mv:
                 energies.append(rbm.free_energy(v[: mv - start]))
@@ -1070,10 +1094,15 @@ class CDTrainer:
         if verbose:
             pieces.append(ProgressBar(n_epochs, description, skip=("epoch", "momentum"), fmt=".4g", leave=False))
         return fit_loop(
-            self.rbm, range(n_epochs), lambda _: self._run_epoch(X, validation_data, shard),
-            callbacks=callbacks, pieces=pieces, work=self.batch_size * self.rbm.weight.numel(),
+            self.rbm,
+            range(n_epochs),
+            lambda _: self._run_epoch(X, validation_data, shard),
+            callbacks=callbacks,
+            pieces=pieces,
+            work=self.batch_size * self.rbm.weight.numel(),
             device=self.rbm.weight.device,
         )
+
 
 def train_rbm(
     rbm: RBM,

@@ -45,8 +45,18 @@ from .network import build_mlp, linear_layers
 from .stack import LayerStack, kind_options, pretrain_stack
 from .training import History, fit_network
 
-__all__ = ["pretrain", "build_network", "finetune_options", "finetune", "fit", "run_directory", "RecipeFit",
-           "resolve_visible", "resolve_pretrain_learning_rate", "AUTO_PRETRAIN_LEARNING_RATES"]
+__all__ = [
+    "pretrain",
+    "build_network",
+    "finetune_options",
+    "finetune",
+    "fit",
+    "run_directory",
+    "RecipeFit",
+    "resolve_visible",
+    "resolve_pretrain_learning_rate",
+    "AUTO_PRETRAIN_LEARNING_RATES",
+]
 
 EpochCallback = Callable[[nn.Module, dict], Any]
 
@@ -176,16 +186,30 @@ def pretrain(
     visible = resolve_visible(params["visible"], X)
     learning_rate = resolve_pretrain_learning_rate(params["pretrain_learning_rate"], visible, len(sizes))
     common = dict(
-        pretrain=kind, visible=visible, n_epochs=params["n_iter"], propagate=params["propagate"],
-        generator=generator, verbose=bool(params["verbose"]), learning_rate=learning_rate,
-        batch_size=params["pretrain_batch_size"] or params["batch_size"], weight_decay=params["weight_decay"],
+        pretrain=kind,
+        visible=visible,
+        n_epochs=params["n_iter"],
+        propagate=params["propagate"],
+        generator=generator,
+        verbose=bool(params["verbose"]),
+        learning_rate=learning_rate,
+        batch_size=params["pretrain_batch_size"] or params["batch_size"],
+        weight_decay=params["weight_decay"],
         checkpoint_dir=_subdir(checkpoint_dir, "pretrain"),
     )
-    extra = kind_options(kind, momentum=params["pretrain_momentum"], k=params["k"], persistent=params["persistent"],
-                         sparsity_target=params["sparsity_target"], sparsity_cost=params["sparsity_cost"],
-                         corruption=params["corruption"], corruption_level=params["corruption_level"],
-                         centered=params.get("centered", False), sampler=params.get("sampler", "gibbs"),
-                         n_temperatures=params.get("n_temperatures", 10))
+    extra = kind_options(
+        kind,
+        momentum=params["pretrain_momentum"],
+        k=params["k"],
+        persistent=params["persistent"],
+        sparsity_target=params["sparsity_target"],
+        sparsity_cost=params["sparsity_cost"],
+        corruption=params["corruption"],
+        corruption_level=params["corruption_level"],
+        centered=params.get("centered", False),
+        sampler=params.get("sampler", "gibbs"),
+        n_temperatures=params.get("n_temperatures", 10),
+    )
     return pretrain_stack(X, sizes, **common, **extra)
 
 
@@ -241,10 +265,18 @@ def build_network(
     """
     if stack is None and params["pretrain"] is None:
         net = build_mlp(
-            X.shape[1], parse_layer_sizes(params["hidden_layer_sizes"]), n_outputs, activation=params["activation"],
-            init=params["init"], dropout=params["dropout"], input_dropout=params["input_dropout"],
-            batch_norm=params["batch_norm"], maxout_pieces=params["maxout_pieces"], generator=generator,
-            device=X.device, dtype=X.dtype,
+            X.shape[1],
+            parse_layer_sizes(params["hidden_layer_sizes"]),
+            n_outputs,
+            activation=params["activation"],
+            init=params["init"],
+            dropout=params["dropout"],
+            input_dropout=params["input_dropout"],
+            batch_norm=params["batch_norm"],
+            maxout_pieces=params["maxout_pieces"],
+            generator=generator,
+            device=X.device,
+            dtype=X.dtype,
         )
         return net, None
     if params["activation"] != "sigmoid" or params["batch_norm"]:
@@ -253,10 +285,17 @@ def build_network(
             "with pretrain='rbm'/'dae' or 'pretrained', or set pretrain=None for a random-init network."
         )
     if stack is None:
-        stack = pretrain(params, X if X_pretrain is None else X_pretrain, generator=generator,
-                         checkpoint_dir=checkpoint_dir)
-    net = to_torch(stack, head="softmax" if loss == "cross_entropy" else "linear", n_outputs=n_outputs,
-                   dropout=params["dropout"], input_dropout=params["input_dropout"], generator=generator)
+        stack = pretrain(
+            params, X if X_pretrain is None else X_pretrain, generator=generator, checkpoint_dir=checkpoint_dir
+        )
+    net = to_torch(
+        stack,
+        head="softmax" if loss == "cross_entropy" else "linear",
+        n_outputs=n_outputs,
+        dropout=params["dropout"],
+        input_dropout=params["input_dropout"],
+        generator=generator,
+    )
     return net.to(device=X.device, dtype=X.dtype), stack
 
 
@@ -275,15 +314,26 @@ def finetune_options(params: Mapping[str, Any], *, loss: Loss, generator: torch.
     """
     solver = params["solver"]
     return dict(
-        loss=loss, optimizer=solver, learning_rate=params["learning_rate_init"],
+        loss=loss,
+        optimizer=solver,
+        learning_rate=params["learning_rate_init"],
         momentum=params["momentum"] if solver in ("sgd", "rmsprop") else 0.0,
-        nesterov=params["nesterovs_momentum"] and solver == "sgd", weight_decay=params["alpha"], l1=params["l1"],
-        max_iter=params["max_iter"], batch_size=params["batch_size"], lr_schedule=params["lr_schedule"],
-        clip_grad_norm=params["clip_grad_norm"], max_norm=params["max_norm"],
-        early_stopping=params["early_stopping"], validation_fraction=params["validation_fraction"],
-        n_iter_no_change=params["n_iter_no_change"], monitor=params["monitor"], tol=params["tol"],
+        nesterov=params["nesterovs_momentum"] and solver == "sgd",
+        weight_decay=params["alpha"],
+        l1=params["l1"],
+        max_iter=params["max_iter"],
+        batch_size=params["batch_size"],
+        lr_schedule=params["lr_schedule"],
+        clip_grad_norm=params["clip_grad_norm"],
+        max_norm=params["max_norm"],
+        early_stopping=params["early_stopping"],
+        validation_fraction=params["validation_fraction"],
+        n_iter_no_change=params["n_iter_no_change"],
+        monitor=params["monitor"],
+        tol=params["tol"],
         shuffle=params["shuffle"],
-        generator=generator, verbose=bool(params["verbose"]),
+        generator=generator,
+        verbose=bool(params["verbose"]),
     )
 
 
@@ -336,15 +386,23 @@ def finetune(
     >>> [r["epoch"] for r in finetune(net, p, X, y, generator=g, pretrained=False)]
     [1, 2, 3]
     """
-    options = dict(finetune_options(params, loss=loss, generator=generator), validation_data=validation_data,
-                   callbacks=tuple(callbacks))
+    options = dict(
+        finetune_options(params, loss=loss, generator=generator),
+        validation_data=validation_data,
+        callbacks=tuple(callbacks),
+    )
     frozen: list[dict] = []
     if params["freeze_epochs"] and pretrained:
         # Hinton & Salakhutdinov: the first epochs train only the output layer
         n_linear = len(linear_layers(net))
-        frozen = fit_network(net, X, y, **{**options, "max_iter": params["freeze_epochs"]},
-                             freeze=tuple(range(n_linear - 1)),
-                             checkpoint_dir=_subdir(checkpoint_dir, "finetune_freeze"))
+        frozen = fit_network(
+            net,
+            X,
+            y,
+            **{**options, "max_iter": params["freeze_epochs"]},
+            freeze=tuple(range(n_linear - 1)),
+            checkpoint_dir=_subdir(checkpoint_dir, "finetune_freeze"),
+        )
     history = fit_network(net, X, y, **options, freeze=(), checkpoint_dir=_subdir(checkpoint_dir, "finetune"))
     if frozen:
         offset = len(frozen)
@@ -454,17 +512,45 @@ def fit(
     """
     # "auto" units resolved first, so that a caller passing them resolved keys the same fit
     params = {**params, "visible": resolve_visible(params["visible"], X if X_pretrain is None else X_pretrain)}
-    checkpoint_dir = run_directory(checkpoint_dir, "fit", params, loss=loss, n_outputs=n_outputs, X=X, y=y,
-                                   X_pretrain=X_pretrain, stack=stack, generator=generator,
-                                   fit_generator=fit_generator, validation_data=validation_data)
+    checkpoint_dir = run_directory(
+        checkpoint_dir,
+        "fit",
+        params,
+        loss=loss,
+        n_outputs=n_outputs,
+        X=X,
+        y=y,
+        X_pretrain=X_pretrain,
+        stack=stack,
+        generator=generator,
+        fit_generator=fit_generator,
+        validation_data=validation_data,
+    )
     start = time.perf_counter()
-    net, stack = build_network(params, X, n_outputs, generator=generator, loss=loss, X_pretrain=X_pretrain,
-                               stack=stack, checkpoint_dir=checkpoint_dir)
+    net, stack = build_network(
+        params,
+        X,
+        n_outputs,
+        generator=generator,
+        loss=loss,
+        X_pretrain=X_pretrain,
+        stack=stack,
+        checkpoint_dir=checkpoint_dir,
+    )
     pretrain_time = time.perf_counter() - start
     spent = [0.0]
     start = time.perf_counter()
-    history = finetune(net, params, X, y, generator=fit_generator or generator, pretrained=stack is not None,
-                       loss=loss, validation_data=validation_data, callbacks=_timed(callbacks, spent),
-                       checkpoint_dir=checkpoint_dir)
+    history = finetune(
+        net,
+        params,
+        X,
+        y,
+        generator=fit_generator or generator,
+        pretrained=stack is not None,
+        loss=loss,
+        validation_data=validation_data,
+        callbacks=_timed(callbacks, spent),
+        checkpoint_dir=checkpoint_dir,
+    )
     finetune_time = time.perf_counter() - start - spent[0]
     return RecipeFit(net, stack, history, pretrain_time, finetune_time)

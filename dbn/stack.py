@@ -30,8 +30,18 @@ __all__ = ["LayerStack", "pretrain_stack", "kind_options", "PretrainKind", "Prop
 Layer = RBM | DenoisingAutoencoder
 
 _RBM_OPTIONS = (
-    "learning_rate", "batch_size", "k", "persistent", "momentum", "weight_decay",
-    "sparsity_target", "sparsity_cost", "shuffle", "centered", "sampler", "n_temperatures",
+    "learning_rate",
+    "batch_size",
+    "k",
+    "persistent",
+    "momentum",
+    "weight_decay",
+    "sparsity_target",
+    "sparsity_cost",
+    "shuffle",
+    "centered",
+    "sampler",
+    "n_temperatures",
 )
 _DAE_OPTIONS = ("learning_rate", "batch_size", "momentum", "weight_decay", "shuffle", "optimizer")
 
@@ -178,15 +188,17 @@ def kind_options(
     {'corruption': 'mask', 'corruption_level': 0.3, 'momentum': 0.9}
     """
     if pretrain == "rbm":
-        options = dict(k=k, persistent=persistent, momentum=momentum, sparsity_target=sparsity_target,
-                       sparsity_cost=sparsity_cost)
+        options = dict(
+            k=k, persistent=persistent, momentum=momentum, sparsity_target=sparsity_target, sparsity_cost=sparsity_cost
+        )
         if centered:
             options["centered"] = True
         if sampler != "gibbs":
             options.update(sampler=sampler, n_temperatures=n_temperatures)
         return options
-    return dict(corruption=corruption, corruption_level=corruption_level,
-                momentum=0.9 if momentum == "hinton" else momentum)
+    return dict(
+        corruption=corruption, corruption_level=corruption_level, momentum=0.9 if momentum == "hinton" else momentum
+    )
 
 
 def pretrain_stack(
@@ -284,16 +296,38 @@ def pretrain_stack(
     generator = generator if generator is not None else make_generator(None, X.device)
     ckpt = None
     if checkpoint_dir is not None:
-        ckpt = _StackCheckpoint(checkpoint_dir, {
-            "pretrain": pretrain, "visible": visible, "hidden_layer_sizes": sizes, "n_epochs": epochs,
-            "propagate": propagate, **options, "corruption": corruptions if pretrain == "dae" else None,
-            "corruption_level": levels if pretrain == "dae" else None, "X": fingerprint(X),
-            "validation_data": fingerprint(validation_data), "device": str(X.device),
-        }, generator)
+        ckpt = _StackCheckpoint(
+            checkpoint_dir,
+            {
+                "pretrain": pretrain,
+                "visible": visible,
+                "hidden_layer_sizes": sizes,
+                "n_epochs": epochs,
+                "propagate": propagate,
+                **options,
+                "corruption": corruptions if pretrain == "dae" else None,
+                "corruption_level": levels if pretrain == "dae" else None,
+                "X": fingerprint(X),
+                "validation_data": fingerprint(validation_data),
+                "device": str(X.device),
+            },
+            generator,
+        )
     return _pretrain_layers(
-        X, sizes, pretrain=pretrain, visible=visible, epochs=epochs, options=options, corruptions=corruptions,
-        levels=levels, propagate=propagate, generator=generator, validation_data=validation_data, verbose=verbose,
-        callbacks=callbacks, ckpt=ckpt,
+        X,
+        sizes,
+        pretrain=pretrain,
+        visible=visible,
+        epochs=epochs,
+        options=options,
+        corruptions=corruptions,
+        levels=levels,
+        propagate=propagate,
+        generator=generator,
+        validation_data=validation_data,
+        verbose=verbose,
+        callbacks=callbacks,
+        ckpt=ckpt,
     )
 
 
@@ -347,9 +381,19 @@ def _pretrain_layers(
                 state = saved["trainer"]
                 generator.set_state(saved["generator"])
             history = _train_layer(
-                layer, inputs, i, n_layers, n_epochs=epochs[i], options={name: v[i] for name, v in options.items()},
-                generator=generator, validation_data=valid, verbose=verbose,
-                callbacks=indexed_callbacks(callbacks, i), state=state, ckpt=ckpt, shard=shard,
+                layer,
+                inputs,
+                i,
+                n_layers,
+                n_epochs=epochs[i],
+                options={name: v[i] for name, v in options.items()},
+                generator=generator,
+                validation_data=valid,
+                verbose=verbose,
+                callbacks=indexed_callbacks(callbacks, i),
+                state=state,
+                ckpt=ckpt,
+                shard=shard,
             )
         layers.append(layer)
         histories.append(history)
@@ -369,22 +413,36 @@ def _pretrain_layers(
 
 
 def _new_layer(
-    pretrain: str, inputs: torch.Tensor, n_hidden: int, units: VisibleType, corruption: CorruptionName | None,
-    level: float | None, generator: torch.Generator, shard: Shard | None = None,
+    pretrain: str,
+    inputs: torch.Tensor,
+    n_hidden: int,
+    units: VisibleType,
+    corruption: CorruptionName | None,
+    level: float | None,
+    generator: torch.Generator,
+    shard: Shard | None = None,
 ) -> Layer:
     """A fresh layer on ``inputs``' device and dtype (an RBM's visible bias set from the data)."""
     if pretrain == "rbm":
-        layer = RBM(inputs.shape[1], n_hidden, visible=units, generator=generator, device=inputs.device,
-                    dtype=inputs.dtype)
+        layer = RBM(
+            inputs.shape[1], n_hidden, visible=units, generator=generator, device=inputs.device, dtype=inputs.dtype
+        )
         layer.init_visible_bias_(inputs, shard=shard)
         return layer
     if shard is not None:
         raise ValueError("Data-parallel pretraining trains RBMs only; use pretrain='rbm'.")
     if corruption is None or level is None:  # the RBM-only callers pass None
         raise ValueError("A denoising autoencoder layer needs a corruption and a corruption level.")
-    return DenoisingAutoencoder(inputs.shape[1], n_hidden, visible=units, corruption=corruption,
-                                corruption_level=level, generator=generator, device=inputs.device,
-                                dtype=inputs.dtype)
+    return DenoisingAutoencoder(
+        inputs.shape[1],
+        n_hidden,
+        visible=units,
+        corruption=corruption,
+        corruption_level=level,
+        generator=generator,
+        device=inputs.device,
+        dtype=inputs.dtype,
+    )
 
 
 def _train_layer(
@@ -414,14 +472,26 @@ def _train_layer(
         if ckpt is not None:
             hooks.append(lambda layer, record: ckpt.save(i, layer, trainer.state_dict()))
         trainer.fit(
-            inputs, max(0, n_epochs - trainer.epoch), validation_data=validation_data, verbose=verbose,
-            callbacks=hooks, description=f"RBM layer {i + 1}/{n_layers}", shard=shard,
+            inputs,
+            max(0, n_epochs - trainer.epoch),
+            validation_data=validation_data,
+            verbose=verbose,
+            callbacks=hooks,
+            description=f"RBM layer {i + 1}/{n_layers}",
+            shard=shard,
         )
         return trainer.history
     checkpoint = None if ckpt is None else (lambda st: ckpt.save(i, layer, st))
     return train_autoencoder(
-        layer, inputs, n_epochs=n_epochs, generator=generator, verbose=verbose, callbacks=callbacks,
-        state=state, checkpoint=checkpoint, **options,
+        layer,
+        inputs,
+        n_epochs=n_epochs,
+        generator=generator,
+        verbose=verbose,
+        callbacks=callbacks,
+        state=state,
+        checkpoint=checkpoint,
+        **options,
     )
 
 
@@ -444,19 +514,28 @@ class _StackCheckpoint:
         self.histories: list[list[dict]] = []
         self.propagate_states: list[torch.Tensor] = []
         epochs = settings["n_epochs"]
-        self.state = load_checkpoint(directory, "pretrain_stack", self.settings,
-                                     extend={"n_epochs": lambda saved, state: _epochs_extend(saved, epochs, state)})
+        self.state = load_checkpoint(
+            directory,
+            "pretrain_stack",
+            self.settings,
+            extend={"n_epochs": lambda saved, state: _epochs_extend(saved, epochs, state)},
+        )
 
     def save(self, i: int, layer: Layer, trainer_state: dict) -> None:
-        save_checkpoint(self.directory, "pretrain_stack", self.settings, {
-            "layer": i,
-            "finished": [dict(done.state_dict()) for done in self.layers],
-            "histories": [[plain(r) for r in h] for h in self.histories],
-            "propagate_generator": self.propagate_states,
-            "current": dict(layer.state_dict()),
-            "trainer": trainer_state,
-            "generator": self.generator.get_state(),
-        })
+        save_checkpoint(
+            self.directory,
+            "pretrain_stack",
+            self.settings,
+            {
+                "layer": i,
+                "finished": [dict(done.state_dict()) for done in self.layers],
+                "histories": [[plain(r) for r in h] for h in self.histories],
+                "propagate_generator": self.propagate_states,
+                "current": dict(layer.state_dict()),
+                "trainer": trainer_state,
+                "generator": self.generator.get_state(),
+            },
+        )
 
 
 def _epochs_extend(saved: Any, epochs: Sequence[int], state: dict) -> str | None:
@@ -470,8 +549,10 @@ def _epochs_extend(saved: Any, epochs: Sequence[int], state: dict) -> str | None
     except (KeyError, TypeError, ValueError):
         return "the checkpoint is damaged"
     if list(saved[:i]) != list(epochs[:i]):
-        return (f"layers 1..{i} are finished with n_epochs {list(saved[:i])}; other epochs for finished layers "
-                "need a fresh start")
+        return (
+            f"layers 1..{i} are finished with n_epochs {list(saved[:i])}; other epochs for finished layers "
+            "need a fresh start"
+        )
     if epochs[i] < done:
         return f"layer {i + 1} has already trained {done} epochs"
     return None

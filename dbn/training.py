@@ -105,9 +105,7 @@ EpochCallback = Callable[[nn.Module, dict], Any]
 #: ``callback(net, batch_record)`` after every optimizer step (gradients still in ``.grad``).
 BatchCallback = Callable[[nn.Module, dict], Any]
 
-_DIVERGENCE_HINT = (
-    "Lower the learning rate, scale or standardise the inputs, or set clip_grad_norm."
-)
+_DIVERGENCE_HINT = "Lower the learning rate, scale or standardise the inputs, or set clip_grad_norm."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,9 +157,7 @@ class History(list):
     [0.5]
     """
 
-    def __init__(
-        self, *args: Any, score_name: str = "accuracy", monitor: str = "train_loss"
-    ) -> None:
+    def __init__(self, *args: Any, score_name: str = "accuracy", monitor: str = "train_loss") -> None:
         super().__init__(*args)
         self.best_epoch: int | None = None
         self.score_name = score_name
@@ -184,9 +180,7 @@ def _r2(sse: torch.Tensor, sst: torch.Tensor) -> float:
     sse = sse.double()
     sst = sst.double()
     ok = sst > 0
-    r2 = torch.where(
-        ok, 1.0 - sse / torch.where(ok, sst, torch.ones_like(sst)), (sse == 0).double()
-    )
+    r2 = torch.where(ok, 1.0 - sse / torch.where(ok, sst, torch.ones_like(sst)), (sse == 0).double())
     return float(r2.mean())
 
 
@@ -207,9 +201,7 @@ def _total_sum_squares(y: torch.Tensor) -> torch.Tensor:
 
 def _first_parameter(net: nn.Module, name: str = "net") -> nn.Parameter:
     if not isinstance(net, nn.Module):
-        raise ValueError(
-            f"The {name!r} parameter must be a torch.nn.Module. Got {type(net).__name__}."
-        )
+        raise ValueError(f"The {name!r} parameter must be a torch.nn.Module. Got {type(net).__name__}.")
     p = next(net.parameters(), None)
     if p is None:
         raise ValueError(f"The {name!r} parameter has no parameters to train or evaluate.")
@@ -226,8 +218,7 @@ def _check_inputs(net: nn.Module, X: torch.Tensor, name: str = "X") -> torch.Ten
         )
     if X.dtype != p.dtype:
         raise ValueError(
-            f"{name} has dtype {X.dtype} but the network has dtype {p.dtype}. "
-            f"Convert with {name}.to({p.dtype})."
+            f"{name} has dtype {X.dtype} but the network has dtype {p.dtype}. Convert with {name}.to({p.dtype})."
         )
     first = next((m for m in net.modules() if isinstance(m, (nn.Linear, Maxout))), None)
     n_in = None if first is None else (first.linear.in_features if isinstance(first, Maxout) else first.in_features)
@@ -248,9 +239,7 @@ def _check_targets(y: torch.Tensor, X: torch.Tensor, loss: str, name: str = "y")
             f"(shapes {tuple(y.shape)} and {tuple(X.shape)})."
         )
     if y.device != X.device:
-        raise ValueError(
-            f"{name} is on {y.device} but X is on {X.device}. Put both on the same device."
-        )
+        raise ValueError(f"{name} is on {y.device} but X is on {X.device}. Put both on the same device.")
     if loss == "cross_entropy":
         if y.dim() != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
             raise ValueError(
@@ -259,9 +248,7 @@ def _check_targets(y: torch.Tensor, X: torch.Tensor, loss: str, name: str = "y")
             )
         y = y.long()
         if bool((y < 0).any()):
-            raise ValueError(
-                f"{name} has negative class indices; encode classes as 0 .. n_classes-1."
-            )
+            raise ValueError(f"{name} has negative class indices; encode classes as 0 .. n_classes-1.")
     elif loss == "binary_cross_entropy":
         if y.dim() not in (1, 2) or y.is_complex():
             raise ValueError(
@@ -329,8 +316,7 @@ def _check_callbacks(name: str, callbacks: Any) -> tuple:
         callbacks = (callbacks,)
     if not isinstance(callbacks, (list, tuple)) or not all(callable(c) for c in callbacks):
         raise ValueError(
-            f"The {name!r} parameter must be a sequence of callables f(net, record). "
-            f"Got {callbacks!r} instead."
+            f"The {name!r} parameter must be a sequence of callables f(net, record). Got {callbacks!r} instead."
         )
     return tuple(callbacks)
 
@@ -352,13 +338,9 @@ def _make_scheduler(
     if schedule == "constant":
         return None
     if schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=step_size, gamma=0.1 if gamma is None else gamma
-        )
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=0.1 if gamma is None else gamma)
     if schedule == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(
-            optimizer, gamma=0.95 if gamma is None else gamma
-        )
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.95 if gamma is None else gamma)
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_iter, eta_min=lr_min)
 
 
@@ -447,8 +429,16 @@ def _run_epoch(
     n = X.shape[0] if train_index is None else train_index.shape[0]
     if shard is not None:
         n = shard.n_total
-    batches = minibatches(n, batch_size, shuffle=shuffle, generator=generator, device=X.device,
-                          train_index=train_index, shard=shard, n_local=X.shape[0])
+    batches = minibatches(
+        n,
+        batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        device=X.device,
+        train_index=train_index,
+        shard=shard,
+        n_local=X.shape[0],
+    )
     cross_entropy = cfg.loss == "cross_entropy"
     multilabel = cfg.loss == "binary_cross_entropy"
     per_output = 1 if cross_entropy else y.shape[1]
@@ -688,36 +678,62 @@ def fit_network(
     True
     """
     opts = _check_options(
-        loss=loss, optimizer=optimizer, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
-        weight_decay=weight_decay, l1=l1, max_iter=max_iter, batch_size=batch_size, lr_schedule=lr_schedule,
-        lr_step_size=lr_step_size, lr_gamma=lr_gamma, lr_min=lr_min, clip_grad_norm=clip_grad_norm,
-        max_norm=max_norm, early_stopping=early_stopping, validation_fraction=validation_fraction,
-        monitor=monitor, n_iter_no_change=n_iter_no_change, tol=tol, shuffle=shuffle, callbacks=callbacks,
-        batch_callbacks=batch_callbacks, eval_batch_size=eval_batch_size,
+        loss=loss,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+        l1=l1,
+        max_iter=max_iter,
+        batch_size=batch_size,
+        lr_schedule=lr_schedule,
+        lr_step_size=lr_step_size,
+        lr_gamma=lr_gamma,
+        lr_min=lr_min,
+        clip_grad_norm=clip_grad_norm,
+        max_norm=max_norm,
+        early_stopping=early_stopping,
+        validation_fraction=validation_fraction,
+        monitor=monitor,
+        n_iter_no_change=n_iter_no_change,
+        tol=tol,
+        shuffle=shuffle,
+        callbacks=callbacks,
+        batch_callbacks=batch_callbacks,
+        eval_batch_size=eval_batch_size,
     )
-    data = _check_data(net, X, y, opts, generator=generator, validation_data=validation_data, freeze=freeze,
-                       shard=shard)
+    data = _check_data(
+        net, X, y, opts, generator=generator, validation_data=validation_data, freeze=freeze, shard=shard
+    )
     X, y = data.X, data.y
     batch_size = min(opts.batch_size, data.n_train)
     params = _parameter_groups(net, data.layers, data.frozen, opts)
-    opt = make_optimizer(opts.optimizer, params.groups, learning_rate=opts.learning_rate, momentum=opts.momentum,
-                         nesterov=opts.nesterov)
-    scheduler = _make_scheduler(opt, opts.schedule, max_iter=opts.max_iter, step_size=opts.lr_step_size,
-                                gamma=opts.lr_gamma, lr_min=opts.lr_min)
-    monitor_key = opts.monitor if data.has_validation else (
-        "train_loss" if opts.monitor == "valid_loss" else "train_score"
+    opt = make_optimizer(
+        opts.optimizer, params.groups, learning_rate=opts.learning_rate, momentum=opts.momentum, nesterov=opts.nesterov
+    )
+    scheduler = _make_scheduler(
+        opt, opts.schedule, max_iter=opts.max_iter, step_size=opts.lr_step_size, gamma=opts.lr_gamma, lr_min=opts.lr_min
+    )
+    monitor_key = (
+        opts.monitor if data.has_validation else ("train_loss" if opts.monitor == "valid_loss" else "train_score")
     )
     score_name = {"cross_entropy": "accuracy", "binary_cross_entropy": "subset_accuracy"}.get(opts.loss, "r2")
     history = History(score_name=score_name, monitor=monitor_key)
     stopping = EarlyStopping(
-        monitor_key, minimize=monitor_key.endswith("loss"), patience=opts.n_iter_no_change, tol=opts.tol,
-        stop=opts.early_stopping, on_best=lambda epoch: setattr(history, "best_epoch", epoch),
+        monitor_key,
+        minimize=monitor_key.endswith("loss"),
+        patience=opts.n_iter_no_change,
+        tol=opts.tol,
+        stop=opts.early_stopping,
+        on_best=lambda epoch: setattr(history, "best_epoch", epoch),
         tie_break=None if monitor_key.endswith("loss") else monitor_key.replace("score", "loss"),
     )
     settings = ckpt = None
     if checkpoint_dir is not None:
-        settings = _checkpoint_settings(opts, data, net, batch_size=batch_size, freeze=data.frozen, shard=shard,
-                                        validation_data=validation_data)
+        settings = _checkpoint_settings(
+            opts, data, net, batch_size=batch_size, freeze=data.frozen, shard=shard, validation_data=validation_data
+        )
         ckpt = load_checkpoint(checkpoint_dir, "fit_network", settings, extend=_extend_max_iter(opts))
 
     run_epoch = _epoch_runner(net, opt, data, params.step, opts, batch_size, generator, shard)
@@ -725,9 +741,11 @@ def fit_network(
     def pieces() -> list[Piece]:
         save = None
         if settings is not None and checkpoint_dir is not None:
+
             def save(record: dict, stop: bool) -> None:
                 state = _fit_state(record["epoch"], stop, net, opt, scheduler, history, stopping, generator, X.device)
                 save_checkpoint(checkpoint_dir, "fit_network", settings, state)
+
         return _fit_pieces(stopping, history, opts.max_iter, verbose, scheduler, save)
 
     previous_requires_grad = {id(p): p.requires_grad for p in net.parameters()}
@@ -739,11 +757,20 @@ def fit_network(
         with _forked_rng(generator, X.device):
             first_epoch, finished = 1, False
             if ckpt is not None:
-                first_epoch, finished = _restore_fit_state(ckpt, net, opt, scheduler, history, stopping,
-                                                           generator, X.device)
+                first_epoch, finished = _restore_fit_state(
+                    ckpt, net, opt, scheduler, history, stopping, generator, X.device
+                )
             epochs = range(first_epoch, opts.max_iter + 1) if not finished else range(0)
-            fit_loop(net, epochs, run_epoch, callbacks=opts.callbacks, pieces=pieces(), records=history,
-                     work=batch_work(batch_size, net), device=X.device)
+            fit_loop(
+                net,
+                epochs,
+                run_epoch,
+                callbacks=opts.callbacks,
+                pieces=pieces(),
+                records=history,
+                work=batch_work(batch_size, net),
+                device=X.device,
+            )
     finally:
         for p in net.parameters():
             p.requires_grad_(previous_requires_grad.get(id(p), True))
@@ -752,7 +779,12 @@ def fit_network(
 
 
 def _epoch_runner(
-    net: nn.Module, opt: torch.optim.Optimizer, data: _Data, cfg: _StepConfig, opts: _Options, batch_size: int,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    data: _Data,
+    cfg: _StepConfig,
+    opts: _Options,
+    batch_size: int,
     generator: torch.Generator | None,
     shard: Shard | None,
 ) -> Callable[[int], dict]:
@@ -762,25 +794,45 @@ def _epoch_runner(
         start = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
         train_loss, train_score = _run_epoch(
-            net, opt, data.X, data.y, train_index=data.train_index, train_sst=data.train_sst, cfg=cfg,
-            batch_size=batch_size, shuffle=opts.shuffle, generator=generator, epoch=epoch,
-            batch_callbacks=opts.batch_callbacks, shard=shard,
+            net,
+            opt,
+            data.X,
+            data.y,
+            train_index=data.train_index,
+            train_sst=data.train_sst,
+            cfg=cfg,
+            batch_size=batch_size,
+            shuffle=opts.shuffle,
+            generator=generator,
+            epoch=epoch,
+            batch_callbacks=opts.batch_callbacks,
+            shard=shard,
         )
         valid_loss = valid_score = None
         if data.X_val is not None and data.y_val is not None:
-            valid_loss, valid_score = evaluate(net, data.X_val, data.y_val, loss=opts.loss,
-                                               batch_size=opts.eval_batch_size)
+            valid_loss, valid_score = evaluate(
+                net, data.X_val, data.y_val, loss=opts.loss, batch_size=opts.eval_batch_size
+            )
         return {
-            "epoch": epoch, "train_loss": train_loss, "train_score": train_score, "valid_loss": valid_loss,
-            "valid_score": valid_score, "learning_rate": lr, "time": time.perf_counter() - start,
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_score": train_score,
+            "valid_loss": valid_loss,
+            "valid_score": valid_score,
+            "learning_rate": lr,
+            "time": time.perf_counter() - start,
         }
 
     return run_epoch
 
 
 def _fit_pieces(
-    stopping: EarlyStopping, history: History, max_iter: int, verbose: bool,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None, save: Callable[[dict, bool], None] | None,
+    stopping: EarlyStopping,
+    history: History,
+    max_iter: int,
+    verbose: bool,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    save: Callable[[dict, bool], None] | None,
 ) -> list[Piece]:
     """The engine pieces of :func:`fit_network`, in order: divergence check (before the
     callbacks), learning-rate schedule, early stopping, progress bar, ``History.stopped_early``,
@@ -899,10 +951,30 @@ def _check_options(**kw: Any) -> _Options:
     tol = check_scalar("tol", kw["tol"], low=0.0)
     shuffle = _check_bool("shuffle", kw["shuffle"])
     return _Options(
-        loss, optimizer, learning_rate, momentum, nesterov, weight_decay, l1, max_iter, batch_size,
-        eval_batch_size, schedule, lr_step_size, lr_gamma, lr_min, clip_grad_norm, max_norm, early_stopping,
-        validation_fraction, monitor, n_iter_no_change, tol, shuffle,
-        _check_callbacks("callbacks", kw["callbacks"]), _check_callbacks("batch_callbacks", kw["batch_callbacks"]),
+        loss,
+        optimizer,
+        learning_rate,
+        momentum,
+        nesterov,
+        weight_decay,
+        l1,
+        max_iter,
+        batch_size,
+        eval_batch_size,
+        schedule,
+        lr_step_size,
+        lr_gamma,
+        lr_min,
+        clip_grad_norm,
+        max_norm,
+        early_stopping,
+        validation_fraction,
+        monitor,
+        n_iter_no_change,
+        tol,
+        shuffle,
+        _check_callbacks("callbacks", kw["callbacks"]),
+        _check_callbacks("batch_callbacks", kw["batch_callbacks"]),
     )
 
 
@@ -960,8 +1032,15 @@ def _check_validation_data(net: nn.Module, validation_data: Any, X: torch.Tensor
 
 
 def _check_data(
-    net: nn.Module, X: Any, y: Any, opts: _Options, *, generator: torch.Generator | None, validation_data: Any,
-    freeze: Any, shard: Shard | None,
+    net: nn.Module,
+    X: Any,
+    y: Any,
+    opts: _Options,
+    *,
+    generator: torch.Generator | None,
+    validation_data: Any,
+    freeze: Any,
+    shard: Shard | None,
 ) -> _Data:
     """Check the data, the frozen layers and the shard; draw the validation split."""
     X = _check_inputs(net, X)
@@ -983,8 +1062,8 @@ def _check_data(
             raise ValueError("Data-parallel training (shard) does not support frozen layers; set freeze=().")
     if opts.early_stopping and validation_data is None:
         _split_validation(data, opts.validation_fraction, generator)
-    data.n_train = shard.n_total if shard is not None else (
-        X.shape[0] if data.train_index is None else data.train_index.shape[0]
+    data.n_train = (
+        shard.n_total if shard is not None else (X.shape[0] if data.train_index is None else data.train_index.shape[0])
     )
     if opts.loss == "mse" and shard is not None:
         moments = torch.cat([y.sum(dim=0), (y * y).sum(dim=0)]).double()
@@ -1032,7 +1111,11 @@ def _parameter_groups(net: nn.Module, layers: list[nn.Linear], frozen: set[int],
     groups = [{"params": decayed, "weight_decay": opts.weight_decay}, {"params": others, "weight_decay": 0.0}]
     trainable_ids = {id(p) for p in trainable}
     step = _StepConfig(
-        loss=opts.loss, params=trainable, l1=opts.l1, l1_weights=decayed, clip_grad_norm=opts.clip_grad_norm,
+        loss=opts.loss,
+        params=trainable,
+        l1=opts.l1,
+        l1_weights=decayed,
+        clip_grad_norm=opts.clip_grad_norm,
         max_norm=opts.max_norm,
         max_norm_weights=[layer.weight for layer in hidden_linear_layers(net) if id(layer.weight) in trainable_ids],
     )
@@ -1040,25 +1123,50 @@ def _parameter_groups(net: nn.Module, layers: list[nn.Linear], frozen: set[int],
 
 
 def _checkpoint_settings(
-    opts: _Options, data: _Data, net: nn.Module, *, batch_size: int, freeze: set[int], shard: Shard | None,
+    opts: _Options,
+    data: _Data,
+    net: nn.Module,
+    *,
+    batch_size: int,
+    freeze: set[int],
+    shard: Shard | None,
     validation_data: Any,
 ) -> str:
     """What a fine-tuning checkpoint must agree on to be resumed: the settings, and
     fingerprints of the data and of the network's starting weights."""
-    return settings_text({
-        "loss": opts.loss, "optimizer": opts.optimizer, "learning_rate": opts.learning_rate,
-        "momentum": opts.momentum, "nesterov": opts.nesterov, "weight_decay": opts.weight_decay, "l1": opts.l1,
-        "max_iter": opts.max_iter, "batch_size": batch_size, "lr_schedule": opts.schedule,
-        "lr_step_size": opts.lr_step_size, "lr_gamma": opts.lr_gamma, "lr_min": opts.lr_min,
-        "clip_grad_norm": opts.clip_grad_norm, "max_norm": opts.max_norm, "freeze": sorted(freeze),
-        "early_stopping": opts.early_stopping, "validation_fraction": opts.validation_fraction,
-        "monitor": opts.monitor, "n_iter_no_change": opts.n_iter_no_change, "tol": opts.tol,
-        "shuffle": opts.shuffle, "X": fingerprint(data.X), "y": fingerprint(data.y),
-        "validation_data": None if validation_data is None else fingerprint((data.X_val, data.y_val)),
-        "network": [[name, list(p.shape)] for name, p in net.state_dict().items()],
-        "initial_network": fingerprint(dict(net.state_dict())), "device": str(data.X.device),
-        "shard": None if shard is None else [shard.offset, shard.n_total, shard.world_size],
-    })
+    return settings_text(
+        {
+            "loss": opts.loss,
+            "optimizer": opts.optimizer,
+            "learning_rate": opts.learning_rate,
+            "momentum": opts.momentum,
+            "nesterov": opts.nesterov,
+            "weight_decay": opts.weight_decay,
+            "l1": opts.l1,
+            "max_iter": opts.max_iter,
+            "batch_size": batch_size,
+            "lr_schedule": opts.schedule,
+            "lr_step_size": opts.lr_step_size,
+            "lr_gamma": opts.lr_gamma,
+            "lr_min": opts.lr_min,
+            "clip_grad_norm": opts.clip_grad_norm,
+            "max_norm": opts.max_norm,
+            "freeze": sorted(freeze),
+            "early_stopping": opts.early_stopping,
+            "validation_fraction": opts.validation_fraction,
+            "monitor": opts.monitor,
+            "n_iter_no_change": opts.n_iter_no_change,
+            "tol": opts.tol,
+            "shuffle": opts.shuffle,
+            "X": fingerprint(data.X),
+            "y": fingerprint(data.y),
+            "validation_data": None if validation_data is None else fingerprint((data.X_val, data.y_val)),
+            "network": [[name, list(p.shape)] for name, p in net.state_dict().items()],
+            "initial_network": fingerprint(dict(net.state_dict())),
+            "device": str(data.X.device),
+            "shard": None if shard is None else [shard.offset, shard.n_total, shard.world_size],
+        }
+    )
 
 
 def _extend_max_iter(opts: _Options) -> dict:
@@ -1134,8 +1242,12 @@ def _restore_fit_state(
         best_state = state["best_state"]
         if best_state is not None:
             best_state = {k: v.to(device) for k, v in best_state.items()}
-        stopping.load_state(float(state["best_value"]), best_state, int(state["epochs_no_change"]),
-                            float(state.get("best_tie", math.inf)))
+        stopping.load_state(
+            float(state["best_value"]),
+            best_state,
+            int(state["epochs_no_change"]),
+            float(state.get("best_tie", math.inf)),
+        )
         return int(state["epoch"]) + 1, bool(state["stopped"])
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(
@@ -1248,9 +1360,7 @@ def evaluate(
                         f"The network outputs shape {tuple(out.shape[1:])} per sample but y has "
                         f"{tuple(y_batch.shape[1:])}."
                     )
-                loss_sum += loss_fn(out, y_batch, reduction="sum") / (
-                    1 if loss == "cross_entropy" else out.shape[1]
-                )
+                loss_sum += loss_fn(out, y_batch, reduction="sum") / (1 if loss == "cross_entropy" else out.shape[1])
                 if loss == "cross_entropy":
                     part = (out.argmax(dim=1) == y_batch).sum(dtype=torch.float64)
                 elif loss == "binary_cross_entropy":

@@ -42,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        print("CUDA is not available on this machine (torch.cuda.is_available() is False): nothing to check. "
-              "Run this script on a machine with an NVIDIA GPU and a CUDA build of PyTorch.", file=sys.stderr)
+        print(
+            "CUDA is not available on this machine (torch.cuda.is_available() is False): nothing to check. "
+            "Run this script on a machine with an NVIDIA GPU and a CUDA build of PyTorch.",
+            file=sys.stderr,
+        )
         return 2
 
     from dbn.autoencoder import DenoisingAutoencoder, train_autoencoder
@@ -63,9 +66,12 @@ def main(argv: list[str] | None = None) -> int:
 
     for persistent in (False, True):
         rbm = RBM(d, 500, generator=g, device=device)
-        history = _timed(f"RBM 784x500 {'PCD' if persistent else 'CD-1'} x{args.epochs} epochs",
-                         lambda rbm=rbm, persistent=persistent: train_rbm(
-                             rbm, X, n_epochs=args.epochs, batch_size=100, persistent=persistent, generator=g))
+        history = _timed(
+            f"RBM 784x500 {'PCD' if persistent else 'CD-1'} x{args.epochs} epochs",
+            lambda rbm=rbm, persistent=persistent: train_rbm(
+                rbm, X, n_epochs=args.epochs, batch_size=100, persistent=persistent, generator=g
+            ),
+        )
         print("   epoch times:", [round(r["time"], 3) for r in history])
         _check_on_device(rbm, device, "RBM")
 
@@ -82,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     print("   epoch times:", [round(r["time"], 3) for r in history])
     _check_on_device(net, device, "fine-tuned network")
 
-    result = _timed("AIS log Z (100 chains)", lambda: ais_log_partition(
-        stack.layers[0], n_chains=100, n_betas=1000, generator=g))
+    result = _timed(
+        "AIS log Z (100 chains)", lambda: ais_log_partition(stack.layers[0], n_chains=100, n_betas=1000, generator=g)
+    )
     print(f"   log Z = {result.log_z:.3f}")
 
     try:
@@ -91,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("dbn.harness not present: skipped")
     else:
-        print("dbn.harness present: run `python -m dbn.harness` with device='cuda' for the study "
-              "(no tiny configuration is wired into this script)")
+        print(
+            "dbn.harness present: run `python -m dbn.harness` with device='cuda' for the study "
+            "(no tiny configuration is wired into this script)"
+        )
 
     peak = torch.cuda.max_memory_allocated(device)
     if peak <= base:

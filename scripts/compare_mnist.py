@@ -54,10 +54,17 @@ FULL = StudyConfig(
     monitor_size=10000,
 )
 
-QUICK = FULL.replace(arms=("sigmoid-normal", "relu-he", "dbn"), depths=(1, 3), sizes=(1000,), seeds=(0, 1),
-                     epochs=2, min_updates=0, patience=2, pretrain_epochs=1,
-                     grid=({"solver": "sgd", "learning_rate_init": 0.1},
-                           {"solver": "adam", "learning_rate_init": 3e-3}))
+QUICK = FULL.replace(
+    arms=("sigmoid-normal", "relu-he", "dbn"),
+    depths=(1, 3),
+    sizes=(1000,),
+    seeds=(0, 1),
+    epochs=2,
+    min_updates=0,
+    patience=2,
+    pretrain_epochs=1,
+    grid=({"solver": "sgd", "learning_rate_init": 0.1}, {"solver": "adam", "learning_rate_init": 3e-3}),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     results = run_study(config, args.out, progress=not args.no_progress)
     path = write_report(args.out)
-    print(f"{results.n_run} runs in {time.perf_counter() - start:.0f} s ({results.n_skipped} already there); "
-          f"report: {path}")
+    print(
+        f"{results.n_run} runs in {time.perf_counter() - start:.0f} s ({results.n_skipped} already there); "
+        f"report: {path}"
+    )
     return 0
 
 

@@ -69,22 +69,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.1, help="fine-tuning learning rate (sigmoid arms)")
     p.add_argument("--dropout-lr", type=float, default=0.1, help="learning rate of the dbn-dropout arm")
-    p.add_argument("--momentum-epochs", type=int, default=10,
-                   help="epochs over which the dropout arm's momentum rises from 0.5 to 0.95")
+    p.add_argument(
+        "--momentum-epochs",
+        type=int,
+        default=10,
+        help="epochs over which the dropout arm's momentum rises from 0.5 to 0.95",
+    )
     p.add_argument("--max-norm", type=float, default=3.0, help="max-norm of the dropout arm (Srivastava: 3-4)")
     p.add_argument("--relu-lr", type=float, default=0.05, help="fine-tuning learning rate of the ReLU arm")
     p.add_argument("--gentle-lr", type=float, default=0.02, help="learning rate of the dbn-gentle arm")
     p.add_argument("--gentle-l2", type=float, default=1e-5, help="L2 penalty of the dbn-gentle arm")
-    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
-                   help="learning-rate schedule of every arm (cosine: annealed to 0 over the run's epochs)")
+    p.add_argument(
+        "--schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="learning-rate schedule of every arm (cosine: annealed to 0 over the run's epochs)",
+    )
     p.add_argument("--no-60k", dest="full", action="store_false", help="skip the 60k fine-tuning runs")
     p.add_argument("--stack", default=None, help="save the pretrained stack here, or load it if the file exists")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--train-size", type=int, default=None, help="use the first N training images only")
-    p.add_argument("--quick", "--smoke", dest="quick", action="store_true",
-                   help="tiny settings to check the pipeline in a minute or two")
+    p.add_argument(
+        "--quick",
+        "--smoke",
+        dest="quick",
+        action="store_true",
+        help="tiny settings to check the pipeline in a minute or two",
+    )
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     if args.quick:
@@ -124,16 +137,23 @@ class RisingMomentum:
 
 def build(arm: str, stack, args: argparse.Namespace, g: torch.Generator) -> tuple[torch.nn.Module, dict]:
     """The arm's network and its fine-tuning settings."""
-    settings = dict(lr=args.lr, dropout=0.0, input_dropout=0.0, l2=0.0, max_norm=None, rising_momentum=False,
-                    max_iter=args.epochs)
+    settings = dict(
+        lr=args.lr, dropout=0.0, input_dropout=0.0, l2=0.0, max_norm=None, rising_momentum=False, max_iter=args.epochs
+    )
     if arm == "dbn":
         net = to_torch(stack, head="softmax", n_outputs=10, generator=g)
     elif arm == "dbn-gentle":
         settings.update(lr=args.gentle_lr, l2=args.gentle_l2)
         net = to_torch(stack, head="softmax", n_outputs=10, generator=g)
     elif arm == "dbn-dropout":
-        settings.update(lr=args.dropout_lr, dropout=0.5, input_dropout=0.2, max_norm=args.max_norm,
-                        rising_momentum=True, max_iter=args.dropout_epochs or 2 * args.epochs)
+        settings.update(
+            lr=args.dropout_lr,
+            dropout=0.5,
+            input_dropout=0.2,
+            max_norm=args.max_norm,
+            rising_momentum=True,
+            max_iter=args.dropout_epochs or 2 * args.epochs,
+        )
         net = to_torch(stack, head="softmax", n_outputs=10, dropout=0.5, input_dropout=0.2, generator=g)
     elif arm == "sigmoid":
         net = build_mlp(784, args.sizes, 10, activation="sigmoid", init="xavier", generator=g)
@@ -147,14 +167,28 @@ def finetune(net, X, y, settings: dict, args, g: torch.Generator, *, max_iter: i
     """Fine-tune ``net``; with ``validation`` early stopping on the validation error restores the
     best epoch's weights, without it exactly ``max_iter`` epochs run."""
     momentum = RisingMomentum(0.5, 0.95, args.momentum_epochs) if settings["rising_momentum"] else None
-    early = dict(early_stopping=True, validation_data=validation, n_iter_no_change=args.patience,
-                 monitor="valid_score") if validation is not None else {}
+    early = (
+        dict(early_stopping=True, validation_data=validation, n_iter_no_change=args.patience, monitor="valid_score")
+        if validation is not None
+        else {}
+    )
     with momentum if momentum is not None else contextlib.nullcontext():
         return fit_network(
-            net, X, y, optimizer="sgd", learning_rate=settings["lr"], momentum=0.9, weight_decay=settings["l2"],
-            batch_size=args.batch_size, lr_schedule=None if args.schedule == "constant" else "cosine",
-            max_norm=settings["max_norm"], max_iter=max_iter, generator=g, verbose=True,
-            callbacks=() if momentum is None else (momentum.on_epoch,), **early,
+            net,
+            X,
+            y,
+            optimizer="sgd",
+            learning_rate=settings["lr"],
+            momentum=0.9,
+            weight_decay=settings["l2"],
+            batch_size=args.batch_size,
+            lr_schedule=None if args.schedule == "constant" else "cosine",
+            max_norm=settings["max_norm"],
+            max_iter=max_iter,
+            generator=g,
+            verbose=True,
+            callbacks=() if momentum is None else (momentum.on_epoch,),
+            **early,
         )
 
 
@@ -170,15 +204,24 @@ def pretrain(args, X, results: dict):
         return stack, seconds
     t0 = time.perf_counter()
     stack = pretrain_stack(
-        X, args.sizes, pretrain="rbm", n_epochs=args.pretrain_epochs, learning_rate=args.pretrain_lr,
-        batch_size=args.batch_size, momentum="hinton", weight_decay=2e-4,
-        generator=torch.Generator().manual_seed(args.seed), verbose=True,
+        X,
+        args.sizes,
+        pretrain="rbm",
+        n_epochs=args.pretrain_epochs,
+        learning_rate=args.pretrain_lr,
+        batch_size=args.batch_size,
+        momentum="hinton",
+        weight_decay=2e-4,
+        generator=torch.Generator().manual_seed(args.seed),
+        verbose=True,
     )
     seconds = time.perf_counter() - t0
     per_layer = [sum(r["time"] for r in h) for h in stack.histories]
-    print(f"pretraining {len(args.sizes)} RBMs x {args.pretrain_epochs} epochs: {seconds:.0f} s "
-          f"(per layer {', '.join(f'{t:.0f}' for t in per_layer)} s); final reconstruction errors "
-          + ", ".join(f"{h[-1]['reconstruction_error']:.2f}" for h in stack.histories if h))
+    print(
+        f"pretraining {len(args.sizes)} RBMs x {args.pretrain_epochs} epochs: {seconds:.0f} s "
+        f"(per layer {', '.join(f'{t:.0f}' for t in per_layer)} s); final reconstruction errors "
+        + ", ".join(f"{h[-1]['reconstruction_error']:.2f}" for h in stack.histories if h)
+    )
     results["pretraining"] = {"seconds": seconds, "seconds_per_layer": per_layer, "histories": stack.histories}
     if args.stack:
         from dbn.io import save
@@ -192,33 +235,52 @@ def run_arm(arm, stack, data: dict, args, pretrain_seconds: float) -> dict:
     X, y, Xva, yva, Xte, yte = (data[k] for k in ("X", "y", "Xva", "yva", "Xte", "yte"))
     net, settings = build(arm, stack, args, torch.Generator().manual_seed(args.seed + 1))
     t0 = time.perf_counter()
-    history = finetune(net, X, y, settings, args, torch.Generator().manual_seed(args.seed + 1),
-                       max_iter=settings["max_iter"], validation=(Xva, yva))
+    history = finetune(
+        net,
+        X,
+        y,
+        settings,
+        args,
+        torch.Generator().manual_seed(args.seed + 1),
+        max_iter=settings["max_iter"],
+        validation=(Xva, yva),
+    )
     select_seconds = time.perf_counter() - t0
     best = history[history.best_epoch - 1]
     row = {
-        "selected_epochs": history.best_epoch, "epochs_run": len(history),
+        "selected_epochs": history.best_epoch,
+        "epochs_run": len(history),
         "test_error_percent": 100 * (1 - evaluate(net, Xte, yte)[1]),
         "valid_error_percent": 100 * (1 - best["valid_score"]),
         "train_error_percent": 100 * (1 - evaluate(net, X, y)[1]),
-        "finetune_seconds": select_seconds, "seconds_per_epoch": select_seconds / len(history),
+        "finetune_seconds": select_seconds,
+        "seconds_per_epoch": select_seconds / len(history),
         "pretrain_seconds": pretrain_seconds if arm.startswith("dbn") else 0.0,
-        "settings": settings, "schedule": args.schedule, "history": list(history),
+        "settings": settings,
+        "schedule": args.schedule,
+        "history": list(history),
     }
-    print(f"{arm:12s} validation-selected: test error {row['test_error_percent']:.2f}%  valid "
-          f"{row['valid_error_percent']:.2f}%  best epoch {history.best_epoch}/{len(history)}  "
-          f"({select_seconds:.0f} s, {row['seconds_per_epoch']:.1f} s/epoch)", flush=True)
+    print(
+        f"{arm:12s} validation-selected: test error {row['test_error_percent']:.2f}%  valid "
+        f"{row['valid_error_percent']:.2f}%  best epoch {history.best_epoch}/{len(history)}  "
+        f"({select_seconds:.0f} s, {row['seconds_per_epoch']:.1f} s/epoch)",
+        flush=True,
+    )
     if args.full:
         net, settings = build(arm, stack, args, torch.Generator().manual_seed(args.seed + 1))
         X60, y60 = torch.cat([X, Xva]), torch.cat([y, yva])
         t0 = time.perf_counter()
-        finetune(net, X60, y60, settings, args, torch.Generator().manual_seed(args.seed + 1),
-                 max_iter=history.best_epoch)
+        finetune(
+            net, X60, y60, settings, args, torch.Generator().manual_seed(args.seed + 1), max_iter=history.best_epoch
+        )
         row["full_seconds"] = time.perf_counter() - t0
         row["full_test_error_percent"] = 100 * (1 - evaluate(net, Xte, yte)[1])
         row["full_train_size"] = X60.shape[0]
-        print(f"{arm:12s} {X60.shape[0]} images x {history.best_epoch} epochs: test error "
-              f"{row['full_test_error_percent']:.2f}% ({row['full_seconds']:.0f} s)", flush=True)
+        print(
+            f"{arm:12s} {X60.shape[0]} images x {history.best_epoch} epochs: test error "
+            f"{row['full_test_error_percent']:.2f}% ({row['full_seconds']:.0f} s)",
+            flush=True,
+        )
     return row
 
 
@@ -231,13 +293,26 @@ def main(argv=None) -> int:
     load_time = time.perf_counter() - t0
     n = args.train_size or len(split.X_train)
     nv = args.train_size or len(split.X_valid)
-    data = {"X": torch.from_numpy(split.X_train[:n]), "y": torch.from_numpy(split.y_train[:n]),
-            "Xva": torch.from_numpy(split.X_valid[:nv]), "yva": torch.from_numpy(split.y_valid[:nv]),
-            "Xte": torch.from_numpy(split.X_test), "yte": torch.from_numpy(split.y_test)}
-    print(f"MNIST: train {tuple(data['X'].shape)}, valid {tuple(data['Xva'].shape)}, test {tuple(data['Xte'].shape)} "
-          f"(loaded in {load_time:.1f} s); torch {torch.__version__}, {torch.get_num_threads()} threads")
-    results = {"settings": vars(args), "machine": platform.processor() or platform.machine(),
-               "torch": torch.__version__, "dbn": dbn.__version__, "threads": torch.get_num_threads(), "arms": {}}
+    data = {
+        "X": torch.from_numpy(split.X_train[:n]),
+        "y": torch.from_numpy(split.y_train[:n]),
+        "Xva": torch.from_numpy(split.X_valid[:nv]),
+        "yva": torch.from_numpy(split.y_valid[:nv]),
+        "Xte": torch.from_numpy(split.X_test),
+        "yte": torch.from_numpy(split.y_test),
+    }
+    print(
+        f"MNIST: train {tuple(data['X'].shape)}, valid {tuple(data['Xva'].shape)}, test {tuple(data['Xte'].shape)} "
+        f"(loaded in {load_time:.1f} s); torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    results = {
+        "settings": vars(args),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "dbn": dbn.__version__,
+        "threads": torch.get_num_threads(),
+        "arms": {},
+    }
     stack, pretrain_seconds = None, 0.0
     if any(a.startswith("dbn") for a in args.arms):
         stack, pretrain_seconds = pretrain(args, data["X"], results)

@@ -98,8 +98,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--binarize-seed", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--quick", action="store_true",
-                   help="pipeline check in a minute or two: 5000 images, 100 hidden units, 2 epochs, small AIS")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="pipeline check in a minute or two: 5000 images, 100 hidden units, 2 epochs, small AIS",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.train_size, args.hidden, args.epochs, args.cd_k, args.temperatures = 5000, 100, 2, 3, 4
@@ -111,10 +114,21 @@ def arm_options(arm: str, args: argparse.Namespace, g: torch.Generator) -> dict:
     """The :func:`dbn.rbm.train_rbm` options of one arm."""
     common = dict(n_epochs=args.epochs, batch_size=args.batch_size, generator=g)
     if arm in ("cd1", "cdk"):
-        return dict(common, k=1 if arm == "cd1" else args.cd_k, learning_rate=args.learning_rate, momentum="hinton",
-                    weight_decay=2e-4)
-    options = dict(common, persistent=True, n_chains=args.chains, learning_rate=args.pcd_learning_rate,
-                   momentum=args.pcd_momentum, weight_decay=args.pcd_weight_decay)
+        return dict(
+            common,
+            k=1 if arm == "cd1" else args.cd_k,
+            learning_rate=args.learning_rate,
+            momentum="hinton",
+            weight_decay=2e-4,
+        )
+    options = dict(
+        common,
+        persistent=True,
+        n_chains=args.chains,
+        learning_rate=args.pcd_learning_rate,
+        momentum=args.pcd_momentum,
+        weight_decay=args.pcd_weight_decay,
+    )
     if "centered" in arm:
         options.update(centered=True, offset_rate=args.offset_rate)
     if "-pt" in arm:
@@ -129,19 +143,33 @@ def evaluate(rbm: RBM, X: torch.Tensor, X_test: torch.Tensor, args, g: torch.Gen
     row = {
         "ais_test": float(test_ll.mean()),
         # log Z's interval maps to the average log-likelihood reversed
-        "ais_test_interval": [float(test_ll.mean()) - (ais.log_z_high - ais.log_z),
-                              float(test_ll.mean()) + (ais.log_z - ais.log_z_low)],
+        "ais_test_interval": [
+            float(test_ll.mean()) - (ais.log_z_high - ais.log_z),
+            float(test_ll.mean()) + (ais.log_z - ais.log_z_low),
+        ],
         "ais_train_10k": float(log_likelihood(rbm, X[:10000], ais).mean()),
-        "log_z": ais.log_z, "log_z_interval": [ais.log_z_low, ais.log_z_high], "ais_ess": ais.ess,
-        "ais_reliable": ais.reliable, "ais_message": ais.message, "ais_chains": ais.n_chains,
-        "ais_betas": ais.n_betas, "ais_seconds": ais.time,
+        "log_z": ais.log_z,
+        "log_z_interval": [ais.log_z_low, ais.log_z_high],
+        "ais_ess": ais.ess,
+        "ais_reliable": ais.reliable,
+        "ais_message": ais.message,
+        "ais_chains": ais.n_chains,
+        "ais_betas": ais.n_betas,
+        "ais_seconds": ais.time,
     }
     m = min(args.raise_rows, X_test.shape[0])
     if m:
-        raise_ = reverse_ais_log_likelihood(rbm, X_test[:m], n_betas=args.raise_betas, base_rate=X, generator=g,
-                                            batch_size=500)
-        row.update(raise_rows=m, raise_test=raise_.mean, raise_std_error=raise_.std_error,
-                   raise_betas=raise_.n_betas, raise_seconds=raise_.time, ais_test_same_rows=float(test_ll[:m].mean()))
+        raise_ = reverse_ais_log_likelihood(
+            rbm, X_test[:m], n_betas=args.raise_betas, base_rate=X, generator=g, batch_size=500
+        )
+        row.update(
+            raise_rows=m,
+            raise_test=raise_.mean,
+            raise_std_error=raise_.std_error,
+            raise_betas=raise_.n_betas,
+            raise_seconds=raise_.time,
+            ais_test_same_rows=float(test_ll[:m].mean()),
+        )
     return row
 
 
@@ -155,17 +183,27 @@ def markdown(results: dict) -> str:
         lo, hi = r["ais_test_interval"]
         rev = f"{r['raise_test']:.2f} ({r['raise_rows']}) +/- {r['raise_std_error']:.2f}" if "raise_test" in r else "-"
         same = f"{r['ais_test_same_rows']:.2f}" if "raise_test" in r else "-"
-        lines.append(f"| {arm} | {r['epochs']} | {r['train_seconds']:.0f} | {r['ais_test']:.2f} [{lo:.2f}, {hi:.2f}]"
-                     f"{'' if r['ais_reliable'] else ' (unreliable)'} | {r['ais_ess']:.1f} | {rev} | {same} |"
-                     f" {r['ais_train_10k']:.2f} |")
-    lines += ["", "Published (500 hidden units, binarised MNIST test set):", "",
-              "| model | AIS test (nats) | reverse AIS |", "|---|---|---|"]
+        lines.append(
+            f"| {arm} | {r['epochs']} | {r['train_seconds']:.0f} | {r['ais_test']:.2f} [{lo:.2f}, {hi:.2f}]"
+            f"{'' if r['ais_reliable'] else ' (unreliable)'} | {r['ais_ess']:.1f} | {rev} | {same} |"
+            f" {r['ais_train_10k']:.2f} |"
+        )
+    lines += [
+        "",
+        "Published (500 hidden units, binarised MNIST test set):",
+        "",
+        "| model | AIS test (nats) | reverse AIS |",
+        "|---|---|---|",
+    ]
     for name, ais, rev in PUBLISHED:
         lines.append(f"| {name} | {ais:.2f} | {'-' if rev is None else f'{rev:.2f}'} |")
     s = results["settings"]
-    lines += ["", f"Settings: {s['hidden']} hidden, {s['epochs']} epochs, batch {s['batch_size']}, train set "
-              f"{s['train_set']}{'' if not s['train_size'] else ' first ' + str(s['train_size'])}; AIS "
-              f"{s['ais_chains']} chains; reverse AIS {s['raise_betas']} temperatures. Machine: {results['machine']}."]
+    lines += [
+        "",
+        f"Settings: {s['hidden']} hidden, {s['epochs']} epochs, batch {s['batch_size']}, train set "
+        f"{s['train_set']}{'' if not s['train_size'] else ' first ' + str(s['train_size'])}; AIS "
+        f"{s['ais_chains']} chains; reverse AIS {s['raise_betas']} temperatures. Machine: {results['machine']}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -176,8 +214,10 @@ def main(argv=None) -> int:
     X, X_test = load_binarized(args.data, args.train_set, args.binarize_seed)
     if args.train_size:
         X = X[: args.train_size]
-    print(f"MNIST binarised stochastically: train {tuple(X.shape)}, test {tuple(X_test.shape)}; "
-          f"reverse AIS ~{0.06 * args.raise_betas * min(args.raise_rows, 10000) / 1000:.0f} s per arm on one core")
+    print(
+        f"MNIST binarised stochastically: train {tuple(X.shape)}, test {tuple(X_test.shape)}; "
+        f"reverse AIS ~{0.06 * args.raise_betas * min(args.raise_rows, 10000) / 1000:.0f} s per arm on one core"
+    )
     results = {
         "settings": dict(vars(args)),
         "machine": f"{platform.platform()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
@@ -193,11 +233,16 @@ def main(argv=None) -> int:
         row = {"epochs": len(history), "train_seconds": train_time, "final_epoch": dict(history[-1])}
         row.update(evaluate(rbm, X, X_test, args, g))
         results["arms"][arm] = row
-        rev = (f", reverse AIS {row['raise_test']:.2f} on {row['raise_rows']} rows "
-               f"(AIS {row['ais_test_same_rows']:.2f})" if "raise_test" in row else "")
-        print(f"{arm:16s} {len(history)} epochs in {train_time:.0f} s: AIS test {row['ais_test']:.2f} nats "
-              f"[{row['ais_test_interval'][0]:.2f}, {row['ais_test_interval'][1]:.2f}]{rev}; {row['ais_message']}",
-              flush=True)
+        rev = (
+            f", reverse AIS {row['raise_test']:.2f} on {row['raise_rows']} rows (AIS {row['ais_test_same_rows']:.2f})"
+            if "raise_test" in row
+            else ""
+        )
+        print(
+            f"{arm:16s} {len(history)} epochs in {train_time:.0f} s: AIS test {row['ais_test']:.2f} nats "
+            f"[{row['ais_test_interval'][0]:.2f}, {row['ais_test_interval'][1]:.2f}]{rev}; {row['ais_message']}",
+            flush=True,
+        )
         if args.out:
             write(results, args.out)
     if args.out:

@@ -28,7 +28,29 @@ assert accuracy > 0.8
 with tempfile.TemporaryDirectory() as tmp:
     from dbn import cli
 
-    code = cli.main(["compare", "--dataset", "digits", "--arms", "relu-he", "dbn", "--depths", "1", "--sizes", "200",
-                     "--seeds", "1", "--width", "16", "--epochs", "1", "--pretrain-epochs", "1", "--out", tmp])
+    code = cli.main(
+        [
+            "compare",
+            "--dataset",
+            "digits",
+            "--arms",
+            "relu-he",
+            "dbn",
+            "--depths",
+            "1",
+            "--sizes",
+            "200",
+            "--seeds",
+            "1",
+            "--width",
+            "16",
+            "--epochs",
+            "1",
+            "--pretrain-epochs",
+            "1",
+            "--out",
+            tmp,
+        ]
+    )
     assert code == 0 and (pathlib.Path(tmp) / "report.md").exists()
 print("smoke OK")

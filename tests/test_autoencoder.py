@@ -81,7 +81,9 @@ def test_corruption_does_not_modify_input():
 def test_tied_vs_untied_parameters():
     tied = DenoisingAutoencoder(12, 5, generator=gen(0))
     assert {n: tuple(p.shape) for n, p in tied.named_parameters()} == {
-        "weight": (5, 12), "hidden_bias": (5,), "visible_bias": (12,)
+        "weight": (5, 12),
+        "hidden_bias": (5,),
+        "visible_bias": (12,),
     }
     assert tied.decoder_weight is None
     untied = DenoisingAutoencoder(12, 5, tied=False, generator=gen(0))
@@ -159,9 +161,7 @@ def test_gradients_flow_to_all_parameters():
 def test_training_decreases_reconstruction_loss_on_digits(digits, tied):
     dae = DenoisingAutoencoder(64, 32, tied=tied, corruption_level=0.2, generator=gen(0))
     before = value(dae.reconstruction_loss(digits, corrupt=False))
-    history = train_autoencoder(
-        dae, digits, n_epochs=5, batch_size=25, learning_rate=0.1, generator=gen(1)
-    )
+    history = train_autoencoder(dae, digits, n_epochs=5, batch_size=25, learning_rate=0.1, generator=gen(1))
     after = value(dae.reconstruction_loss(digits, corrupt=False))
     assert [r["epoch"] for r in history] == list(range(1, 6))
     assert all(set(r) == {"epoch", "loss", "time"} for r in history)
@@ -171,9 +171,7 @@ def test_training_decreases_reconstruction_loss_on_digits(digits, tied):
 
 def test_same_seed_same_weights(digits):
     def run(seed):
-        dae = DenoisingAutoencoder(
-            64, 16, tied=False, corruption="salt_pepper", generator=gen(seed)
-        )
+        dae = DenoisingAutoencoder(64, 16, tied=False, corruption="salt_pepper", generator=gen(seed))
         hist = train_autoencoder(dae, digits[:300], n_epochs=2, batch_size=25, generator=seed)
         return dae, hist
 
@@ -196,9 +194,7 @@ def test_gaussian_visible_reconstructs_standardised_data():
     dae = DenoisingAutoencoder(
         12, 16, visible="gaussian", corruption="gaussian", corruption_level=0.1, generator=gen(12)
     )
-    train_autoencoder(
-        dae, X, n_epochs=15, batch_size=50, learning_rate=0.01, optimizer="adam", generator=gen(13)
-    )
+    train_autoencoder(dae, X, n_epochs=15, batch_size=50, learning_rate=0.01, optimizer="adam", generator=gen(13))
     loss = value(dae.reconstruction_loss(X, corrupt=False))
     assert loss < 0.15 * total_variance
 
@@ -209,15 +205,11 @@ def test_train_accepts_numpy_and_other_optimizers(digits):
         dae = DenoisingAutoencoder(64, 8, generator=gen(0))
         w0 = dae.weight.detach().clone()
         lr = 0.1 if opt in ("sgd", "adagrad") else 0.01
-        hist = train_autoencoder(
-            dae, X, n_epochs=1, learning_rate=lr, optimizer=opt, momentum=mom, generator=0
-        )
+        hist = train_autoencoder(dae, X, n_epochs=1, learning_rate=lr, optimizer=opt, momentum=mom, generator=0)
         assert math.isfinite(hist[0]["loss"]) and not torch.equal(dae.weight, w0)
     dae = DenoisingAutoencoder(64, 8, generator=gen(0))
     w0 = dae.weight.detach().clone()
-    train_autoencoder(
-        dae, X, n_epochs=1, optimizer=lambda params: torch.optim.SGD(params, lr=0.5), generator=0
-    )
+    train_autoencoder(dae, X, n_epochs=1, optimizer=lambda params: torch.optim.SGD(params, lr=0.5), generator=0)
     assert not torch.equal(dae.weight, w0)
 
 

@@ -125,8 +125,17 @@ def test_centered_pcd_beats_plain_pcd_in_exact_log_likelihood():
         for centered in (False, True):
             g = torch.Generator().manual_seed(seed)
             rbm = RBM(9, 6, generator=g)
-            train_rbm(rbm, X, n_epochs=20, learning_rate=0.1, batch_size=20, persistent=True, momentum=0.5,
-                      centered=centered, generator=g)
+            train_rbm(
+                rbm,
+                X,
+                n_epochs=20,
+                learning_rate=0.1,
+                batch_size=20,
+                persistent=True,
+                momentum=0.5,
+                centered=centered,
+                generator=g,
+            )
             lls.append((-rbm.free_energy(X) - exact_log_partition(rbm)).mean().item())
         gains.append(lls[1] - lls[0])
     assert min(gains) > -0.05, gains
@@ -145,8 +154,9 @@ def test_options_pass_through_stack_and_estimators():
     X = (torch.rand(60, 8, generator=g) < 0.3).float()
 
     def weights(**options):
-        stack = pretrain_stack(X, (4,), n_epochs=1, batch_size=10, generator=torch.Generator().manual_seed(0),
-                               **options)
+        stack = pretrain_stack(
+            X, (4,), n_epochs=1, batch_size=10, generator=torch.Generator().manual_seed(0), **options
+        )
         return stack.layers[0].weight.detach()
 
     plain = weights()
@@ -158,8 +168,9 @@ def test_options_pass_through_stack_and_estimators():
     c = RBMTransformer(4, n_iter=2, random_state=0, sampler="pt", n_temperatures=3).fit(Xn).components_
     assert not np.array_equal(a, b) and not np.array_equal(a, c)
     y = (Xn[:, 0] > 0).astype(int)
-    clf = DBNClassifier((4,), n_iter=1, max_iter=1, centered=True, persistent=True, sampler="pt", n_temperatures=3,
-                        random_state=0).fit(Xn, y)
+    clf = DBNClassifier(
+        (4,), n_iter=1, max_iter=1, centered=True, persistent=True, sampler="pt", n_temperatures=3, random_state=0
+    ).fit(Xn, y)
     assert clf.predict(Xn).shape == (60,)
     with pytest.raises(ValueError, match="sampler"):
         RBMTransformer(4, sampler="metropolis").fit(Xn)

@@ -35,14 +35,18 @@ def _data(n=240, d=16):
 
 @pytest.mark.parametrize(
     "pretrain, propagate, options",
-    [("rbm", "samples", {"persistent": True, "sparsity_target": 0.1, "sparsity_cost": 0.1}),
-     ("rbm", "probs", {"momentum": "hinton"}), ("dae", "samples", {"momentum": 0.5}),
-     ("rbm", "probs", {"persistent": True, "centered": True, "sampler": "pt", "n_temperatures": 3})],
+    [
+        ("rbm", "samples", {"persistent": True, "sparsity_target": 0.1, "sparsity_cost": 0.1}),
+        ("rbm", "probs", {"momentum": "hinton"}),
+        ("dae", "samples", {"momentum": 0.5}),
+        ("rbm", "probs", {"persistent": True, "centered": True, "sampler": "pt", "n_temperatures": 3}),
+    ],
 )
 def test_pretrain_stack_resumes_exactly(tmp_path, pretrain, propagate, options):
     X = _data()
-    kwargs = dict(pretrain=pretrain, propagate=propagate, n_epochs=(3, 3, 2), learning_rate=0.05, batch_size=32,
-                  **options)
+    kwargs = dict(
+        pretrain=pretrain, propagate=propagate, n_epochs=(3, 3, 2), learning_rate=0.05, batch_size=32, **options
+    )
     ref = pretrain_stack(X, (12, 8, 6), generator=torch.Generator().manual_seed(1), **kwargs)
     trained = []
 
@@ -52,12 +56,24 @@ def test_pretrain_stack_resumes_exactly(tmp_path, pretrain, propagate, options):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        pretrain_stack(X, (12, 8, 6), generator=torch.Generator().manual_seed(1), checkpoint_dir=tmp_path,
-                       callbacks=[stop_mid_layer_2], **kwargs)
+        pretrain_stack(
+            X,
+            (12, 8, 6),
+            generator=torch.Generator().manual_seed(1),
+            checkpoint_dir=tmp_path,
+            callbacks=[stop_mid_layer_2],
+            **kwargs,
+        )
     resumed_epochs = []
     # another seed: the checkpoint's generator state wins
-    res = pretrain_stack(X, (12, 8, 6), generator=torch.Generator().manual_seed(99), checkpoint_dir=tmp_path,
-                         callbacks=[lambda i, layer, r: resumed_epochs.append((i, r["epoch"]))], **kwargs)
+    res = pretrain_stack(
+        X,
+        (12, 8, 6),
+        generator=torch.Generator().manual_seed(99),
+        checkpoint_dir=tmp_path,
+        callbacks=[lambda i, layer, r: resumed_epochs.append((i, r["epoch"]))],
+        **kwargs,
+    )
     assert resumed_epochs[0] == (1, 2)  # the interrupted epoch is redone, nothing before it
     assert trained[:-1] + resumed_epochs == [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]
     assert _equal_states(ref.state_dict(), res.state_dict())
@@ -73,8 +89,11 @@ def test_pretrain_stack_resumes_exactly(tmp_path, pretrain, propagate, options):
 def test_pretrain_checkpoint_with_other_settings_is_refused(tmp_path):
     X = _data()
     pretrain_stack(X, (6,), n_epochs=1, batch_size=40, checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"other settings: hidden_layer_sizes \(saved \[6\], now \[7\]\)\. "
-                                         "Use another 'checkpoint_dir'"):
+    with pytest.raises(
+        ValueError,
+        match=r"other settings: hidden_layer_sizes \(saved \[6\], now \[7\]\)\. "
+        "Use another 'checkpoint_dir'",
+    ):
         pretrain_stack(X, (7,), n_epochs=1, batch_size=40, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="other inputs: X differs"):
         pretrain_stack(X[:100], (6,), n_epochs=1, batch_size=40, checkpoint_dir=tmp_path)
@@ -111,10 +130,13 @@ def test_checkpoint_refuses_code_in_pickles(tmp_path):
         load_checkpoint(tmp_path, "fit_network", settings_text({}))
 
 
-@pytest.mark.parametrize("options", [
-    dict(optimizer="adam", lr_schedule="cosine", early_stopping=True, n_iter_no_change=2, tol=0.02),
-    dict(optimizer="sgd", lr_schedule="step", lr_step_size=2, momentum=0.9, nesterov=True),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(optimizer="adam", lr_schedule="cosine", early_stopping=True, n_iter_no_change=2, tol=0.02),
+        dict(optimizer="sgd", lr_schedule="step", lr_step_size=2, momentum=0.9, nesterov=True),
+    ],
+)
 def test_fit_network_resumes_exactly(tmp_path, options):
     g = torch.Generator().manual_seed(0)
     X = torch.randn(300, 6, generator=g)
@@ -176,8 +198,9 @@ def test_estimator_checkpoint_resume(tmp_path, monkeypatch):
     # more epochs continue the finished run: as an uninterrupted max_iter=8 run, 3 epochs trained
     ref8 = DBNClassifier(**{**params, "max_iter": 8}).fit(X, y)
     seen = []
-    more = DBNClassifier(**{**params, "max_iter": 8}, checkpoint_dir=tmp_path,
-                         callbacks=[lambda net, r: seen.append(r["epoch"])]).fit(X, y)
+    more = DBNClassifier(
+        **{**params, "max_iter": 8}, checkpoint_dir=tmp_path, callbacks=[lambda net, r: seen.append(r["epoch"])]
+    ).fit(X, y)
     assert seen == [6, 7, 8] and len(more.history_) == 9
     np.testing.assert_array_equal(more.predict_proba(X), ref8.predict_proba(X))
     with pytest.raises(ValueError, match=r"other settings: max_iter \(saved 8, now 6: 8 epochs are already trained\)"):
@@ -215,8 +238,7 @@ def test_pretraining_survives_kill_9(tmp_path):
         return subprocess.run([sys.executable, str(script), *map(str, args)], env=env, timeout=120, check=True)
 
     run("-", tmp_path / "ref_log.txt", tmp_path / "ref.pt", 0)
-    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), str(log), str(tmp_path / "x.pt"), "0.3"],
-                            env=env)
+    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), str(log), str(tmp_path / "x.pt"), "0.3"], env=env)
     settings = None
     deadline = time.monotonic() + 90
     try:
@@ -271,8 +293,13 @@ def test_fingerprint_hashes_bytes_in_chunks_without_copying(monkeypatch):
     assert fingerprint(S) == fingerprint(S.tocsc()) != fingerprint(S.multiply(2).tocsr())
     with warnings.catch_warnings():  # torch: "Sparse CSR tensor support is in beta state"
         warnings.simplefilter("ignore")
-        T = torch.sparse_csr_tensor(torch.as_tensor(S.indptr), torch.as_tensor(S.indices), torch.as_tensor(S.data),
-                                    size=S.shape, check_invariants=True)
+        T = torch.sparse_csr_tensor(
+            torch.as_tensor(S.indptr),
+            torch.as_tensor(S.indices),
+            torch.as_tensor(S.data),
+            size=S.shape,
+            check_invariants=True,
+        )
     assert fingerprint(T) == fingerprint(T.to_sparse_coo()) != fingerprint(T.to_dense())
 
 
@@ -345,11 +372,18 @@ def test_pretrain_stack_more_epochs_continue(tmp_path):
     X = _data()
     kwargs = dict(learning_rate=0.05, batch_size=40)
     ref = pretrain_stack(X, (8, 6), n_epochs=(2, 4), generator=torch.Generator().manual_seed(1), **kwargs)
-    pretrain_stack(X, (8, 6), n_epochs=(2, 3), generator=torch.Generator().manual_seed(1), checkpoint_dir=tmp_path,
-                   **kwargs)
+    pretrain_stack(
+        X, (8, 6), n_epochs=(2, 3), generator=torch.Generator().manual_seed(1), checkpoint_dir=tmp_path, **kwargs
+    )
     seen = []
-    more = pretrain_stack(X, (8, 6), n_epochs=(2, 4), checkpoint_dir=tmp_path,
-                          callbacks=[lambda i, layer, r: seen.append((i, r["epoch"]))], **kwargs)
+    more = pretrain_stack(
+        X,
+        (8, 6),
+        n_epochs=(2, 4),
+        checkpoint_dir=tmp_path,
+        callbacks=[lambda i, layer, r: seen.append((i, r["epoch"]))],
+        **kwargs,
+    )
     assert seen == [(1, 4)] and _equal_states(more.state_dict(), ref.state_dict())
     with pytest.raises(ValueError, match=r"n_epochs \(saved \[2, 4\], now \[3, 4\]: layers 1..1 are finished"):
         pretrain_stack(X, (8, 6), n_epochs=(3, 4), checkpoint_dir=tmp_path, **kwargs)
@@ -360,7 +394,9 @@ def test_pretrain_stack_more_epochs_continue(tmp_path):
 def test_old_checkpoint_format_is_refused(tmp_path):
     from dbn._checkpoint import CHECKPOINT_NAME
 
-    torch.save({"format": "torch-dbn-checkpoint", "version": 1, "kind": "pretrain_stack", "settings": "{}",
-                "state": {}}, tmp_path / CHECKPOINT_NAME)
+    torch.save(
+        {"format": "torch-dbn-checkpoint", "version": 1, "kind": "pretrain_stack", "settings": "{}", "state": {}},
+        tmp_path / CHECKPOINT_NAME,
+    )
     with pytest.raises(ValueError, match=r"an older format \(version 1"):
         pretrain_stack(_data(), (6,), n_epochs=1, checkpoint_dir=tmp_path)

@@ -9,8 +9,26 @@ import pytest
 
 from dbn import cli
 
-TINY = ["--dataset", "digits", "--arms", "relu-he", "sigmoid-normal", "--depths", "1", "--width", "16",
-        "--sizes", "60", "--seeds", "2", "--epochs", "1", "--pretrain-epochs", "1", "--no-progress"]
+TINY = [
+    "--dataset",
+    "digits",
+    "--arms",
+    "relu-he",
+    "sigmoid-normal",
+    "--depths",
+    "1",
+    "--width",
+    "16",
+    "--sizes",
+    "60",
+    "--seeds",
+    "2",
+    "--epochs",
+    "1",
+    "--pretrain-epochs",
+    "1",
+    "--no-progress",
+]
 
 
 def test_compare_runs_writes_report_and_resumes(tmp_path, capsys):
@@ -38,18 +56,39 @@ def test_compare_runs_writes_report_and_resumes(tmp_path, capsys):
 
 def test_compare_shared_protocol_runs_one_setting(tmp_path, capsys):
     out = tmp_path / "shared"
-    assert cli.main(["compare", *TINY, "--protocol", "shared", "--solver", "adam", "--learning-rate", "0.003",
-                     "--out", str(out), "--no-figures"]) == 0
+    assert (
+        cli.main(
+            [
+                "compare",
+                *TINY,
+                "--protocol",
+                "shared",
+                "--solver",
+                "adam",
+                "--learning-rate",
+                "0.003",
+                "--out",
+                str(out),
+                "--no-figures",
+            ]
+        )
+        == 0
+    )
     assert "4 runs done" in capsys.readouterr().out
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in rows} == {"final"} and {r["setting"] for r in rows} == {"adam lr=0.003"}
     assert "## Tuning" not in (out / "report.md").read_text()
 
 
-@pytest.mark.parametrize("grid, match", [
-    (["nope"], "is not a grid"), (["sgd:fast"], "is not a learning rate"), (["[1, 2]"], "list of dicts"),
-    (['[{"hidden_layer_sizes": [3]}]'], "which a grid cannot tune"),
-])
+@pytest.mark.parametrize(
+    "grid, match",
+    [
+        (["nope"], "is not a grid"),
+        (["sgd:fast"], "is not a learning rate"),
+        (["[1, 2]"], "list of dicts"),
+        (['[{"hidden_layer_sizes": [3]}]'], "which a grid cannot tune"),
+    ],
+)
 def test_bad_grid_is_one_clear_line(tmp_path, capsys, grid, match):
     assert cli.main(["compare", *TINY, "--grid", *grid, "--out", str(tmp_path / "g")]) == 1
     err = capsys.readouterr().err
@@ -102,13 +141,17 @@ def _one_line_error(argv, capsys, match):
 
 def test_errors_are_one_line(tmp_path, capsys):
     _one_line_error(["compare", *TINY, "--learning-rate", "-1", "--out", str(tmp_path)], capsys, "'learning_rate'")
-    _one_line_error(["compare", *TINY, "--dataset", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "s")],
-                    capsys, "neither a known data set")
+    _one_line_error(
+        ["compare", *TINY, "--dataset", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "s")],
+        capsys,
+        "neither a known data set",
+    )
     tour = tmp_path / "tour.py"
     tour.write_text("print(1)\n")
     _one_line_error(["report", str(tour)], capsys, "is a file, not a directory")
-    _one_line_error(["plot", "filters", str(tmp_path / "missing.dbn"), "--out", str(tmp_path / "f.png")],
-                    capsys, "missing.dbn")
+    _one_line_error(
+        ["plot", "filters", str(tmp_path / "missing.dbn"), "--out", str(tmp_path / "f.png")], capsys, "missing.dbn"
+    )
 
 
 def test_plot_history_layer_out_of_range(tmp_path, capsys):
@@ -117,8 +160,11 @@ def test_plot_history_layer_out_of_range(tmp_path, capsys):
 
     stack = pretrain_stack(__import__("torch").rand(20, 6), [4, 3], n_epochs=1)
     path = save(stack, tmp_path / "stack.dbn")
-    _one_line_error(["plot", "history", str(path), "--layer", "5", "--out", str(tmp_path / "h.png")], capsys,
-                    "--layer 5 is out of range")
+    _one_line_error(
+        ["plot", "history", str(path), "--layer", "5", "--out", str(tmp_path / "h.png")],
+        capsys,
+        "--layer 5 is out of range",
+    )
     with pytest.raises(ValueError, match="use --layer 0 to 1"):
         cli.main(["plot", "history", str(path), "--layer", "5", "--out", str(tmp_path / "h.png"), "--debug"])
 
@@ -173,8 +219,10 @@ def test_help_shows_each_default_once_in_user_terms(capsys):
         assert "(default: None)" not in text and "(default: False)" not in text, argv
         assert "(default: True)" not in text and "(default: [" not in text and "(default: (" not in text, argv
         if argv == ["compare"]:
-            assert "--sizes SIZES [SIZES ...] labelled training-set sizes ('all' = the whole training set) " \
-                   "(default: 100 all)" in text
+            assert (
+                "--sizes SIZES [SIZES ...] labelled training-set sizes ('all' = the whole training set) "
+                "(default: 100 all)" in text
+            )
             assert "(default: on)" in text  # --unlabelled
             assert "torch's) (default" not in text and text.count("(default: cpu)") == 1
             out = text.split("--out OUT", 1)[1].split("--", 1)[0]
@@ -211,10 +259,22 @@ def test_plot_commands(tmp_path):
     rbm = RBMTransformer(n_components=16, n_iter=2, random_state=0).fit(X)
     dbn_t = DBNTransformer((16, 8), n_iter=2, random_state=0).fit(X)
     clf = DBNClassifier((16,), pretrain="dae", n_iter=1, max_iter=2, random_state=0).fit(X[:300], y[:300])
-    files = {"rbm": rbm.save(tmp_path / "rbm.dbn"), "stack": save(dbn_t.stack_, tmp_path / "stack.dbn"),
-             "dbn": dbn_t.save(tmp_path / "dbn.dbn"), "clf": clf.save(tmp_path / "clf.dbn")}
-    runs = [("filters", "rbm"), ("samples", "rbm"), ("history", "rbm"), ("filters", "stack"), ("samples", "dbn"),
-            ("history", "dbn"), ("filters", "clf"), ("history", "clf")]
+    files = {
+        "rbm": rbm.save(tmp_path / "rbm.dbn"),
+        "stack": save(dbn_t.stack_, tmp_path / "stack.dbn"),
+        "dbn": dbn_t.save(tmp_path / "dbn.dbn"),
+        "clf": clf.save(tmp_path / "clf.dbn"),
+    }
+    runs = [
+        ("filters", "rbm"),
+        ("samples", "rbm"),
+        ("history", "rbm"),
+        ("filters", "stack"),
+        ("samples", "dbn"),
+        ("history", "dbn"),
+        ("filters", "clf"),
+        ("history", "clf"),
+    ]
     for what, model in runs:
         out = tmp_path / f"{what}-{model}.png"
         assert cli.main(["plot", what, str(files[model]), "--out", str(out), "--n", "16", "--steps", "20"]) == 0
@@ -231,6 +291,10 @@ def test_pretrain_command_saves_a_stack(tmp_path):
     from dbn.io import load
 
     out = tmp_path / "stack.dbn"
-    assert cli.main(["pretrain", "--dataset", "digits", "--sizes", "16", "8", "--epochs", "1", "--out", str(out),
-                     "--quiet"]) == 0
+    assert (
+        cli.main(
+            ["pretrain", "--dataset", "digits", "--sizes", "16", "8", "--epochs", "1", "--out", str(out), "--quiet"]
+        )
+        == 0
+    )
     assert load(out).sizes == (64, 16, 8)

@@ -27,8 +27,12 @@ from dbn.datasets import (
 REAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.pkl.gz"
 
 _CODES = {
-    np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B,
-    np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E,
+    np.uint8: 0x08,
+    np.int8: 0x09,
+    np.int16: 0x0B,
+    np.int32: 0x0C,
+    np.float32: 0x0D,
+    np.float64: 0x0E,
 }
 
 
@@ -185,10 +189,7 @@ def test_load_mnist_idx_inconsistent_shapes(tmp_path):
 
 def _fake_mnist_parts():
     rng = np.random.default_rng(2)
-    return tuple(
-        (rng.random((n, 784)).astype(np.float32), rng.integers(0, 10, n).astype(np.int64))
-        for n in (5, 3, 2)
-    )
+    return tuple((rng.random((n, 784)).astype(np.float32), rng.integers(0, 10, n).astype(np.int64)) for n in (5, 3, 2))
 
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
@@ -305,7 +306,12 @@ def test_load_dataset_npz_with_and_without_valid(tmp_path):
     assert (len(s.X_train), len(s.X_valid), len(s.X_test)) == (40, 10, 7)
     np.savez(
         tmp_path / "b.npz",
-        X_train=Xtr, y_train=ytr, X_valid=Xte, y_valid=yte, X_test=Xte, y_test=yte,
+        X_train=Xtr,
+        y_train=ytr,
+        X_valid=Xte,
+        y_valid=yte,
+        X_test=Xte,
+        y_test=yte,
     )
     s = load_dataset(tmp_path / "b.npz")
     np.testing.assert_array_equal(s.X_train, Xtr.astype(np.float32))

@@ -40,22 +40,44 @@ def _data(n: int):
 
 PATHS = {
     "rbm-cd": lambda X, y, g: train_rbm(RBM(20, 8, generator=g), X, n_epochs=2, batch_size=10, generator=g),
-    "rbm-pcd": lambda X, y, g: train_rbm(RBM(20, 8, generator=g), X, n_epochs=2, batch_size=10, persistent=True,
-                                         generator=g),
-    "rbm-pt": lambda X, y, g: train_rbm(RBM(20, 8, generator=g), X, n_epochs=2, batch_size=10, persistent=True,
-                                        sampler="pt", n_temperatures=4, k=2, generator=g),
-    "rbm-centered": lambda X, y, g: train_rbm(RBM(20, 8, generator=g), X, n_epochs=2, batch_size=10, persistent=True,
-                                              centered=True, generator=g),
-    "rbm-gaussian": lambda X, y, g: train_rbm(RBM(20, 8, visible="gaussian", generator=g), X, n_epochs=2,
-                                              batch_size=10, learning_rate=0.01, generator=g),
-    "dae": lambda X, y, g: train_autoencoder(DenoisingAutoencoder(20, 8, generator=g), X, n_epochs=2, batch_size=10,
-                                             generator=g),
+    "rbm-pcd": lambda X, y, g: train_rbm(
+        RBM(20, 8, generator=g), X, n_epochs=2, batch_size=10, persistent=True, generator=g
+    ),
+    "rbm-pt": lambda X, y, g: train_rbm(
+        RBM(20, 8, generator=g),
+        X,
+        n_epochs=2,
+        batch_size=10,
+        persistent=True,
+        sampler="pt",
+        n_temperatures=4,
+        k=2,
+        generator=g,
+    ),
+    "rbm-centered": lambda X, y, g: train_rbm(
+        RBM(20, 8, generator=g), X, n_epochs=2, batch_size=10, persistent=True, centered=True, generator=g
+    ),
+    "rbm-gaussian": lambda X, y, g: train_rbm(
+        RBM(20, 8, visible="gaussian", generator=g), X, n_epochs=2, batch_size=10, learning_rate=0.01, generator=g
+    ),
+    "dae": lambda X, y, g: train_autoencoder(
+        DenoisingAutoencoder(20, 8, generator=g), X, n_epochs=2, batch_size=10, generator=g
+    ),
     "stack": lambda X, y, g: pretrain_stack(X, (8, 6), n_epochs=2, batch_size=10, generator=g),
-    "fine-tune": lambda X, y, g: fit_network(build_mlp(20, (8,), 2, generator=g), X, y, max_iter=2, batch_size=10,
-                                             generator=g),
+    "fine-tune": lambda X, y, g: fit_network(
+        build_mlp(20, (8,), 2, generator=g), X, y, max_iter=2, batch_size=10, generator=g
+    ),
     "fine-tune-early-stopping": lambda X, y, g: fit_network(
-        build_mlp(20, (8,), 2, dropout=0.2, generator=g), X, y, max_iter=2, batch_size=10, early_stopping=True,
-        clip_grad_norm=1.0, max_norm=3.0, generator=g),
+        build_mlp(20, (8,), 2, dropout=0.2, generator=g),
+        X,
+        y,
+        max_iter=2,
+        batch_size=10,
+        early_stopping=True,
+        clip_grad_norm=1.0,
+        max_norm=3.0,
+        generator=g,
+    ),
 }
 
 
@@ -88,7 +110,14 @@ def test_a_per_batch_host_call_is_caught():
         X, y = _data(n)
         g = torch.Generator().manual_seed(1)
         with count_host_calls() as c:
-            fit_network(build_mlp(20, (8,), 2, generator=g), X, y, max_iter=2, batch_size=10, generator=g,
-                        batch_callbacks=[lambda net, info: float(info["loss"])])
+            fit_network(
+                build_mlp(20, (8,), 2, generator=g),
+                X,
+                y,
+                max_iter=2,
+                batch_size=10,
+                generator=g,
+                batch_callbacks=[lambda net, info: float(info["loss"])],
+            )
         counts.append(sum(c.values()))
     assert counts[1] - counts[0] == 2 * 30  # one per extra batch, two epochs

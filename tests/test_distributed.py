@@ -30,8 +30,16 @@ def _data():
 
 RBM_CASES = {
     "cd1": dict(batch_size=64, learning_rate=0.1, momentum=0.5),
-    "pcd": dict(batch_size=64, learning_rate=0.05, persistent=True, n_chains=30, k=2, sparsity_target=0.1,
-                sparsity_cost=0.3, weight_decay=1e-3),
+    "pcd": dict(
+        batch_size=64,
+        learning_rate=0.05,
+        persistent=True,
+        n_chains=30,
+        k=2,
+        sparsity_target=0.1,
+        sparsity_cost=0.3,
+        weight_decay=1e-3,
+    ),
 }
 FIT = dict(max_iter=3, batch_size=50, learning_rate=0.1, momentum=0.9, optimizer="sgd")
 
@@ -48,24 +56,35 @@ def _single_results():
         rbm = RBM(V, H, generator=torch.Generator().manual_seed(1))
         train_rbm(rbm, X, n_epochs=3, generator=torch.Generator().manual_seed(2), **opts)
         out[name] = rbm.state_dict()
-    stack = pretrain_stack(X, (H, 8), n_epochs=2, propagate="samples", batch_size=50,
-                           generator=torch.Generator().manual_seed(3))
+    stack = pretrain_stack(
+        X, (H, 8), n_epochs=2, propagate="samples", batch_size=50, generator=torch.Generator().manual_seed(3)
+    )
     out["stack"] = stack.state_dict()
     net = build_mlp(V, (12,), 2, generator=torch.Generator().manual_seed(4))
-    out["history"] = [r["train_loss"] for r in fit_network(net, X, y, generator=torch.Generator().manual_seed(5),
-                                                           **FIT)]
+    out["history"] = [
+        r["train_loss"] for r in fit_network(net, X, y, generator=torch.Generator().manual_seed(5), **FIT)
+    ]
     out["net"] = net.state_dict()
     net = build_mlp(V, (12,), 3, generator=torch.Generator().manual_seed(4))
-    out["history_bce"] = [r["train_loss"] for r in fit_network(
-        net, X, _labels(X), loss="binary_cross_entropy", generator=torch.Generator().manual_seed(5), **FIT)]
+    out["history_bce"] = [
+        r["train_loss"]
+        for r in fit_network(
+            net, X, _labels(X), loss="binary_cross_entropy", generator=torch.Generator().manual_seed(5), **FIT
+        )
+    ]
     out["net_bce"] = net.state_dict()
     return out
 
 
 def _worker(rank, world_size, port, path):
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                         world_size=world_size, timeout=datetime.timedelta(seconds=60))
+    torch.distributed.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=60),
+    )
     X, y = _data()
     lo, hi = D.shard_bounds(N, rank, world_size)
     Xs, ys = X[lo:hi], y[lo:hi]
@@ -74,16 +93,22 @@ def _worker(rank, world_size, port, path):
         rbm = RBM(V, H, generator=torch.Generator().manual_seed(1))
         D.train_rbm_distributed(rbm, Xs, n_epochs=3, generator=torch.Generator().manual_seed(2), **opts)
         out[name] = rbm.state_dict()
-    stack = D.pretrain_stack_distributed(Xs, (H, 8), n_epochs=2, propagate="samples", batch_size=50,
-                                         generator=torch.Generator().manual_seed(3))
+    stack = D.pretrain_stack_distributed(
+        Xs, (H, 8), n_epochs=2, propagate="samples", batch_size=50, generator=torch.Generator().manual_seed(3)
+    )
     out["stack"] = stack.state_dict()
     net = build_mlp(V, (12,), 2, generator=torch.Generator().manual_seed(4))
-    out["history"] = [r["train_loss"] for r in D.finetune_distributed(
-        net, Xs, ys, generator=torch.Generator().manual_seed(5), **FIT)]
+    out["history"] = [
+        r["train_loss"] for r in D.finetune_distributed(net, Xs, ys, generator=torch.Generator().manual_seed(5), **FIT)
+    ]
     out["net"] = net.state_dict()
     net = build_mlp(V, (12,), 3, generator=torch.Generator().manual_seed(4))
-    out["history_bce"] = [r["train_loss"] for r in D.finetune_distributed(
-        net, Xs, _labels(Xs), loss="binary_cross_entropy", generator=torch.Generator().manual_seed(5), **FIT)]
+    out["history_bce"] = [
+        r["train_loss"]
+        for r in D.finetune_distributed(
+            net, Xs, _labels(Xs), loss="binary_cross_entropy", generator=torch.Generator().manual_seed(5), **FIT
+        )
+    ]
     out["net_bce"] = net.state_dict()
     torch.save(out, f"{path}.{rank}")
     torch.distributed.destroy_process_group()
@@ -173,9 +198,29 @@ def test_trainer_rejects_bad_rank():
 
 def test_torchrun_entry_point(tmp_path):
     out = tmp_path / "stack.dbn"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-           str(_free_port()), "-m", "dbn.distributed", "pretrain", "--dataset", "digits", "--sizes", "16", "8",
-           "--epochs", "2", "--batch-size", "50", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "dbn.distributed",
+        "pretrain",
+        "--dataset",
+        "digits",
+        "--sizes",
+        "16",
+        "8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

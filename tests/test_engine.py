@@ -67,15 +67,17 @@ def test_cdtrainer_fit_stops_after_the_epoch_a_callback_returns_true(binary):
 
 def test_train_rbm_stops(binary):
     seen = []
-    history = train_rbm(RBM(10, 4, generator=gen()), binary, n_epochs=5, batch_size=20, generator=gen(),
-                        callbacks=[stop_at(3, seen)])
+    history = train_rbm(
+        RBM(10, 4, generator=gen()), binary, n_epochs=5, batch_size=20, generator=gen(), callbacks=[stop_at(3, seen)]
+    )
     assert seen == [1, 2, 3] and [r["epoch"] for r in history] == [1, 2, 3]
 
 
 def test_train_rbm_distributed_stops_in_one_process(binary):
     seen = []
-    history = train_rbm_distributed(RBM(10, 4, generator=gen()), binary, n_epochs=5, batch_size=20,
-                                    generator=gen(), callbacks=[stop_at(1, seen)])
+    history = train_rbm_distributed(
+        RBM(10, 4, generator=gen()), binary, n_epochs=5, batch_size=20, generator=gen(), callbacks=[stop_at(1, seen)]
+    )
     assert seen == [1] and len(history) == 1
 
 
@@ -94,8 +96,9 @@ def test_pretrain_stack_callback_stops_the_layer(binary, kind):
         seen.append((i, record["epoch"]))
         return record["epoch"] == 2
 
-    stack = pretrain_stack(binary, (6, 3), pretrain=kind, n_epochs=4, batch_size=20, generator=gen(),
-                           callbacks=[callback])
+    stack = pretrain_stack(
+        binary, (6, 3), pretrain=kind, n_epochs=4, batch_size=20, generator=gen(), callbacks=[callback]
+    )
     assert seen == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert [len(h) for h in stack.histories] == [2, 2]
 
@@ -103,16 +106,25 @@ def test_pretrain_stack_callback_stops_the_layer(binary, kind):
 def test_fit_network_stops(labelled):
     X, y = labelled
     seen = []
-    history = fit_network(build_mlp(4, (5,), 2, generator=gen()), X, y, max_iter=6, generator=gen(),
-                          callbacks=[stop_at(2, seen)])
+    history = fit_network(
+        build_mlp(4, (5,), 2, generator=gen()), X, y, max_iter=6, generator=gen(), callbacks=[stop_at(2, seen)]
+    )
     assert seen == [1, 2] and len(history) == 2 and history.stopped_early
 
 
 def test_fit_network_with_early_stopping_stops_on_callback(labelled):
     X, y = labelled
     seen = []
-    history = fit_network(build_mlp(4, (5,), 2, generator=gen()), X, y, max_iter=6, generator=gen(),
-                          early_stopping=True, n_iter_no_change=50, callbacks=[stop_at(3, seen)])
+    history = fit_network(
+        build_mlp(4, (5,), 2, generator=gen()),
+        X,
+        y,
+        max_iter=6,
+        generator=gen(),
+        early_stopping=True,
+        n_iter_no_change=50,
+        callbacks=[stop_at(3, seen)],
+    )
     assert seen == [1, 2, 3] and len(history) == 3 and history.stopped_early
     assert history.best_epoch is not None
 
@@ -120,15 +132,22 @@ def test_fit_network_with_early_stopping_stops_on_callback(labelled):
 @pytest.mark.parametrize("value", [1, "yes", [0], None, False])
 def test_only_true_itself_stops(labelled, value):
     X, y = labelled
-    history = fit_network(build_mlp(4, (5,), 2, generator=gen()), X, y, max_iter=3, generator=gen(),
-                          callbacks=[lambda net, record: value])
+    history = fit_network(
+        build_mlp(4, (5,), 2, generator=gen()), X, y, max_iter=3, generator=gen(), callbacks=[lambda net, record: value]
+    )
     assert len(history) == 3 and not history.stopped_early
 
 
 def test_every_callback_runs_even_after_one_asks_to_stop(binary):
     late = []
-    train_rbm(RBM(10, 4, generator=gen()), binary, n_epochs=4, batch_size=20, generator=gen(),
-              callbacks=[lambda m, r: True, lambda m, r: late.append(r["epoch"])])
+    train_rbm(
+        RBM(10, 4, generator=gen()),
+        binary,
+        n_epochs=4,
+        batch_size=20,
+        generator=gen(),
+        callbacks=[lambda m, r: True, lambda m, r: late.append(r["epoch"])],
+    )
     assert late == [1]
 
 
@@ -163,8 +182,13 @@ class Recorder(Piece):
 def test_fit_loop_order_and_piece_stop():
     piece, later = Recorder(stop_at=2), Recorder()
     calls = []
-    records = fit_loop("m", range(1, 9), lambda e: {"epoch": e},
-                       callbacks=[lambda m, r: calls.append(r["epoch"])], pieces=[piece, later])
+    records = fit_loop(
+        "m",
+        range(1, 9),
+        lambda e: {"epoch": e},
+        callbacks=[lambda m, r: calls.append(r["epoch"])],
+        pieces=[piece, later],
+    )
     assert [r["epoch"] for r in records] == [1, 2] and calls == [1, 2]
     assert piece.events == [("check", 1), ("end", 1, False), ("check", 2), ("end", 2, False), ("close",)]
     assert later.events[-2:] == [("end", 2, True), ("close",)]  # later pieces see the stop
@@ -209,16 +233,14 @@ def test_early_stopping_restores_best_weights():
 def test_early_stopping_maximises_and_tracks_without_stopping():
     stopping = EarlyStopping("score", minimize=False, patience=1, stop=False)
     scores = [0.1, 0.5, 0.4, 0.3]
-    records = fit_loop(nn.Linear(1, 1), range(1, 5), lambda e: {"epoch": e, "score": scores[e - 1]},
-                       pieces=[stopping])
+    records = fit_loop(nn.Linear(1, 1), range(1, 5), lambda e: {"epoch": e, "score": scores[e - 1]}, pieces=[stopping])
     assert len(records) == 4 and stopping.best_epoch == 2 and stopping.best_state is None
 
 
 def test_early_stopping_tol_counts_small_improvements_as_none():
     stopping = EarlyStopping("loss", patience=2, tol=0.5)
     losses = [1.0, 0.9, 0.8, 0.7]
-    records = fit_loop(nn.Linear(1, 1), range(1, 5), lambda e: {"epoch": e, "loss": losses[e - 1]},
-                       pieces=[stopping])
+    records = fit_loop(nn.Linear(1, 1), range(1, 5), lambda e: {"epoch": e, "loss": losses[e - 1]}, pieces=[stopping])
     assert len(records) == 3 and stopping.best_epoch == 3  # best still follows the raw value
 
 
@@ -230,8 +252,17 @@ def test_fit_network_early_stopping_restores_best_epoch(labelled):
         snapshots[record["epoch"]] = {k: v.clone() for k, v in net.state_dict().items()}
 
     net = build_mlp(4, (5,), 2, generator=gen())
-    history = fit_network(net, X, y, max_iter=30, learning_rate=0.5, early_stopping=True, n_iter_no_change=2,
-                          generator=gen(), callbacks=[keep])
+    history = fit_network(
+        net,
+        X,
+        y,
+        max_iter=30,
+        learning_rate=0.5,
+        early_stopping=True,
+        n_iter_no_change=2,
+        generator=gen(),
+        callbacks=[keep],
+    )
     assert history.best_epoch is not None
     for name, value in net.state_dict().items():
         assert torch.equal(value, snapshots[history.best_epoch][name])
@@ -245,8 +276,14 @@ def test_lr_factor_schedules():
 
 
 def test_lr_schedule_reaches_the_trainer(binary):
-    trainer = CDTrainer(RBM(10, 4, generator=gen()), learning_rate=0.1, lr_schedule="exponential", lr_decay=0.5,
-                        batch_size=20, generator=gen())
+    trainer = CDTrainer(
+        RBM(10, 4, generator=gen()),
+        learning_rate=0.1,
+        lr_schedule="exponential",
+        lr_decay=0.5,
+        batch_size=20,
+        generator=gen(),
+    )
     records = trainer.fit(binary, 3)
     assert [r["learning_rate"] for r in records] == pytest.approx([0.1, 0.05, 0.025])
 
@@ -268,23 +305,45 @@ def test_divergence_check_loss_and_parameters():
 def test_divergence_stops_each_trainer(binary, labelled):
     X = binary * 1e6
     with pytest.raises(DivergenceError, match="RBM training diverged at epoch"):
-        train_rbm(RBM(10, 4, visible="gaussian", generator=gen()), X, n_epochs=3, learning_rate=10.0,
-                  batch_size=20, generator=gen())
+        train_rbm(
+            RBM(10, 4, visible="gaussian", generator=gen()),
+            X,
+            n_epochs=3,
+            learning_rate=10.0,
+            batch_size=20,
+            generator=gen(),
+        )
     Xl, y = labelled
     with pytest.raises(DivergenceError, match="diverged at epoch"):
-        fit_network(build_mlp(4, (16,), 2, activation="relu", init="he", generator=gen()), Xl * 1e3, y,
-                    max_iter=5, learning_rate=1e6, generator=gen())
+        fit_network(
+            build_mlp(4, (16,), 2, activation="relu", init="he", generator=gen()),
+            Xl * 1e3,
+            y,
+            max_iter=5,
+            learning_rate=1e6,
+            generator=gen(),
+        )
     with pytest.raises(DivergenceError, match="diverged at epoch"):
-        train_autoencoder(DenoisingAutoencoder(10, 4, visible="gaussian", generator=gen()), X, n_epochs=3,
-                          learning_rate=10.0, batch_size=20, generator=gen())
+        train_autoencoder(
+            DenoisingAutoencoder(10, 4, visible="gaussian", generator=gen()),
+            X,
+            n_epochs=3,
+            learning_rate=10.0,
+            batch_size=20,
+            generator=gen(),
+        )
 
 
 def test_progress_bar_and_checkpoint_pieces():
     saved = []
     bar = ProgressBar(3, "demo", disable=True)
-    fit_loop(None, range(1, 4), lambda e: {"epoch": e, "loss": 1.0 / e},
-             callbacks=[lambda m, r: r["epoch"] == 2],
-             pieces=[bar, CheckpointEvery(lambda r, s: saved.append((r["epoch"], s)))])
+    fit_loop(
+        None,
+        range(1, 4),
+        lambda e: {"epoch": e, "loss": 1.0 / e},
+        callbacks=[lambda m, r: r["epoch"] == 2],
+        pieces=[bar, CheckpointEvery(lambda r, s: saved.append((r["epoch"], s)))],
+    )
     assert saved == [(1, False), (2, True)]
 
 
@@ -359,8 +418,15 @@ def test_cd_step_matches_cd_statistics(binary):
 def test_reduced_step_equals_single_process_step(binary, persistent):
     """The data-parallel accumulation with an identity all-reduce gives the one-process update."""
     rbm_a, rbm_b = RBM(10, 4, generator=gen()), RBM(10, 4, generator=gen())
-    opts = dict(learning_rate=0.1, k=2, persistent=persistent, momentum=0.5, weight_decay=1e-3,
-                sparsity_target=0.1, sparsity_cost=0.2)
+    opts = dict(
+        learning_rate=0.1,
+        k=2,
+        persistent=persistent,
+        momentum=0.5,
+        weight_decay=1e-3,
+        sparsity_target=0.1,
+        sparsity_cost=0.2,
+    )
     a = CDTrainer(rbm_a, generator=gen(3), **opts)
     b = CDTrainer(rbm_b, generator=gen(3), all_reduce=lambda t: None, **opts)
     with torch.no_grad():
@@ -385,8 +451,9 @@ def test_train_autoencoder_accepts_zero_epochs(binary):
 
 def test_train_autoencoder_adadelta_and_callable(binary):
     dae = DenoisingAutoencoder(10, 4, generator=gen())
-    assert len(train_autoencoder(dae, binary, n_epochs=1, optimizer="adadelta", learning_rate=1.0,
-                                 generator=gen())) == 1
+    assert (
+        len(train_autoencoder(dae, binary, n_epochs=1, optimizer="adadelta", learning_rate=1.0, generator=gen())) == 1
+    )
     made = []
 
     def factory(params):

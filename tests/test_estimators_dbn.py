@@ -17,14 +17,46 @@ from dbn import RBM, DBNClassifier, DBNRegressor, DBNTransformer
     [
         DBNTransformer((6, 4), visible="gaussian", n_iter=2, learning_rate=0.01, random_state=0),
         DBNTransformer((6, 4), pretrain="dae", visible="gaussian", n_iter=2, learning_rate=0.01, random_state=0),
-        DBNClassifier((8,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05,
-                      solver="sgd", random_state=0),
-        DBNClassifier((8,), visible="gaussian", n_iter=2, pretrain_learning_rate=0.01, max_iter=30, solver="sgd",
-                      learning_rate_init=0.1, random_state=0),
-        DBNRegressor((8,), pretrain=None, activation="relu", init="he", solver="adam", max_iter=50,
-                     learning_rate_init=0.01, random_state=0),
-        DBNRegressor((8,), pretrain="dae", visible="gaussian", n_iter=2, pretrain_learning_rate=0.01, max_iter=50,
-                     learning_rate_init=0.01, random_state=0),
+        DBNClassifier(
+            (8,),
+            pretrain=None,
+            activation="relu",
+            init="he",
+            max_iter=20,
+            learning_rate_init=0.05,
+            solver="sgd",
+            random_state=0,
+        ),
+        DBNClassifier(
+            (8,),
+            visible="gaussian",
+            n_iter=2,
+            pretrain_learning_rate=0.01,
+            max_iter=30,
+            solver="sgd",
+            learning_rate_init=0.1,
+            random_state=0,
+        ),
+        DBNRegressor(
+            (8,),
+            pretrain=None,
+            activation="relu",
+            init="he",
+            solver="adam",
+            max_iter=50,
+            learning_rate_init=0.01,
+            random_state=0,
+        ),
+        DBNRegressor(
+            (8,),
+            pretrain="dae",
+            visible="gaussian",
+            n_iter=2,
+            pretrain_learning_rate=0.01,
+            max_iter=50,
+            learning_rate_init=0.01,
+            random_state=0,
+        ),
         # the defaults a user gets (visible="auto", Adam), at a small size
         DBNTransformer((6, 4), n_iter=2, random_state=0),
         DBNClassifier((8,), n_iter=2, random_state=0),
@@ -46,8 +78,17 @@ def digits():
 @pytest.mark.parametrize("pretrain", ["rbm", "dae"])
 def test_end_to_end_pretrain_export_finetune(digits, pretrain):
     Xtr, ytr, Xte, yte = digits
-    clf = DBNClassifier((100, 100), pretrain=pretrain, n_iter=5, pretrain_learning_rate=0.05, max_iter=30,
-                        learning_rate_init=0.1, solver="sgd", batch_size=20, random_state=0).fit(Xtr, ytr)
+    clf = DBNClassifier(
+        (100, 100),
+        pretrain=pretrain,
+        n_iter=5,
+        pretrain_learning_rate=0.05,
+        max_iter=30,
+        learning_rate_init=0.1,
+        solver="sgd",
+        batch_size=20,
+        random_state=0,
+    ).fit(Xtr, ytr)
     assert clf.score(Xte, yte) > 0.9
     assert len(clf.pretrain_history_) == 2 and len(clf.pretrain_history_[0]) == 5
     assert clf.history_[-1]["train_loss"] < clf.history_[0]["train_loss"]
@@ -61,8 +102,16 @@ def test_end_to_end_pretrain_export_finetune(digits, pretrain):
 
 def test_random_init_relu_and_pretrained_sigmoid_are_one_estimator(digits):
     Xtr, ytr, Xte, yte = digits
-    relu = DBNClassifier((64,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05,
-                         solver="sgd", random_state=0).fit(Xtr, ytr)
+    relu = DBNClassifier(
+        (64,),
+        pretrain=None,
+        activation="relu",
+        init="he",
+        max_iter=20,
+        learning_rate_init=0.05,
+        solver="sgd",
+        random_state=0,
+    ).fit(Xtr, ytr)
     assert relu.stack_ is None and relu.pretrain_history_ == []
     assert isinstance(relu.network_[1], torch.nn.ReLU)
     assert relu.score(Xte, yte) > 0.9
@@ -81,8 +130,9 @@ def test_finetune_a_stack_pretrained_elsewhere(digits):
     unlabelled = Xtr[:1000]
     tr = DBNTransformer((48,), n_iter=3, random_state=1).fit(unlabelled)
     before = tr.stack_.layers[0].weight.detach().clone()
-    clf = DBNClassifier(pretrained=tr, max_iter=30, batch_size=10, solver="sgd", learning_rate_init=0.1,
-                        random_state=0).fit(Xtr[1000:], ytr[1000:])
+    clf = DBNClassifier(
+        pretrained=tr, max_iter=30, batch_size=10, solver="sgd", learning_rate_init=0.1, random_state=0
+    ).fit(Xtr[1000:], ytr[1000:])
     assert clf.stack_ is tr.stack_
     assert torch.equal(tr.stack_.layers[0].weight, before)  # the user's stack is left untouched
     assert clf.score(Xte, yte) > 0.8
@@ -122,8 +172,18 @@ def test_same_seed_same_model_and_string_labels(digits):
 
 def test_early_stopping_restores_best(digits):
     Xtr, ytr, *_ = digits
-    clf = DBNClassifier((32,), pretrain=None, activation="relu", init="he", max_iter=200, early_stopping=True,
-                        n_iter_no_change=3, learning_rate_init=0.5, solver="sgd", random_state=0).fit(Xtr, ytr)
+    clf = DBNClassifier(
+        (32,),
+        pretrain=None,
+        activation="relu",
+        init="he",
+        max_iter=200,
+        early_stopping=True,
+        n_iter_no_change=3,
+        learning_rate_init=0.5,
+        solver="sgd",
+        random_state=0,
+    ).fit(Xtr, ytr)
     assert clf.n_iter_ < 200
     assert clf.history_.best_epoch is not None
 
@@ -139,8 +199,10 @@ def test_regressor_multioutput():
 
 def test_pipeline_grid_search_and_joblib(digits):
     Xtr, ytr, Xte, yte = digits
-    pipe = make_pipeline(StandardScaler(), DBNClassifier((16,), visible="gaussian", n_iter=1,
-                                                         pretrain_learning_rate=0.01, max_iter=5, random_state=0))
+    pipe = make_pipeline(
+        StandardScaler(),
+        DBNClassifier((16,), visible="gaussian", n_iter=1, pretrain_learning_rate=0.01, max_iter=5, random_state=0),
+    )
     grid = GridSearchCV(pipe, {"dbnclassifier__pretrain": ["rbm", None]}, cv=2).fit(Xtr[:400], ytr[:400])
     assert grid.best_params_["dbnclassifier__pretrain"] in ("rbm", None)
     buf = io.BytesIO()

@@ -177,10 +177,12 @@ def test_history_monitors(digits):
 
 def test_pipeline_and_grid_search(digits):
     X, y = digits
-    pipe = Pipeline([
-        ("rbm", RBMTransformer(n_components=100, n_iter=10, learning_rate=0.06, random_state=0)),
-        ("clf", LogisticRegression(C=100, max_iter=1000)),
-    ])
+    pipe = Pipeline(
+        [
+            ("rbm", RBMTransformer(n_components=100, n_iter=10, learning_rate=0.06, random_state=0)),
+            ("clf", LogisticRegression(C=100, max_iter=1000)),
+        ]
+    )
     pipe.fit(X[:1200], y[:1200])
     assert pipe.score(X[1200:], y[1200:]) > 0.85
     pipe.set_params(rbm__n_iter=2, clf__C=1.0, clf__max_iter=200)
@@ -214,8 +216,15 @@ def test_gaussian_visible_units():
     rng = np.random.RandomState(0)
     X = rng.randn(500, 10) @ rng.randn(10, 10)
     X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
-    est = RBMTransformer(n_components=32, visible="gaussian", learning_rate=0.005, n_iter=10, batch_size=20,
-                         persistent=False, random_state=0).fit(X)
+    est = RBMTransformer(
+        n_components=32,
+        visible="gaussian",
+        learning_rate=0.005,
+        n_iter=10,
+        batch_size=20,
+        persistent=False,
+        random_state=0,
+    ).fit(X)
     assert est.history_[-1]["reconstruction_error"] < est.history_[0]["reconstruction_error"]
     assert np.all(np.isfinite(est.score_samples(X)))
 
@@ -259,6 +268,7 @@ def test_score_methods(digits):
     exact = small.score_samples(Xb, exact=True).mean()
     assert small.score(Xb, method="exact_pseudo_likelihood") == pytest.approx(exact)
     from dbn.likelihood import exact_log_partition
+
     log_z = exact_log_partition(small.rbm_)
     assert small.score(Xb, method="log_likelihood", log_z=log_z) == pytest.approx(ll)
     big = RBMTransformer(n_components=32, n_iter=2, random_state=0).fit(Xb)

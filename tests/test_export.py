@@ -15,8 +15,9 @@ def stacks():
     X = torch.from_numpy((load_digits().data / 16.0).astype(np.float32))
     out = {}
     for kind in ("rbm", "dae"):
-        out[kind] = pretrain_stack(X[:500], (20, 10), pretrain=kind, n_epochs=2, batch_size=50,
-                                   generator=torch.Generator().manual_seed(0))
+        out[kind] = pretrain_stack(
+            X[:500], (20, 10), pretrain=kind, n_epochs=2, batch_size=50, generator=torch.Generator().manual_seed(0)
+        )
     return X, out
 
 

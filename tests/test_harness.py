@@ -35,8 +35,20 @@ from dbn.harness.metrics import (
 from dbn.harness.runner import ResultStore, fit_arm, load_rows, prepare_data
 from dbn.training import build_mlp, linear_layers
 
-TINY = dict(dataset="digits", arms=("relu-he", "dbn"), depths=(1, 2), widths=(16,), sizes=(80,), seeds=(0, 1),
-            epochs=2, pretrain_epochs=1, batch_size=20, probe_size=50, unlabelled=False, protocol="shared")
+TINY = dict(
+    dataset="digits",
+    arms=("relu-he", "dbn"),
+    depths=(1, 2),
+    widths=(16,),
+    sizes=(80,),
+    seeds=(0, 1),
+    epochs=2,
+    pretrain_epochs=1,
+    batch_size=20,
+    probe_size=50,
+    unlabelled=False,
+    protocol="shared",
+)
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +165,9 @@ def test_layer_statistics_saturation_and_modes():
     assert a == b  # dropout off: deterministic
     assert a[0]["act_saturated"] == 1.0
     assert net.training  # mode restored
-    bn = build_mlp(3, (4, 4), 2, activation="relu", init="he", batch_norm=True,
-                   generator=torch.Generator().manual_seed(0))
+    bn = build_mlp(
+        3, (4, 4), 2, activation="relu", init="he", batch_norm=True, generator=torch.Generator().manual_seed(0)
+    )
     mx = build_mlp(3, (4,), 2, activation="maxout", generator=torch.Generator().manual_seed(0))
     assert len(layer_statistics(bn, torch.rand(8, 3), torch.zeros(8, dtype=torch.long))) == 3
     assert layer_statistics(mx, torch.rand(8, 3), torch.zeros(8, dtype=torch.long))[0]["act_saturated"] == 0.0
@@ -222,10 +235,36 @@ def test_rows_written_with_expected_columns(study):
     with open(out / "rows.csv") as f:
         csv_rows = list(csv.DictReader(f))
     assert len(csv_rows) == len(rows)
-    expected = {"run_key", "arm", "depth", "width", "size", "seed", "fold", "protocol", "epoch", "train_loss",
-                "train_error", "valid_loss", "valid_error", "test_loss", "test_error", "pretrain_time",
-                "finetune_time", "grad_s_L1", "grad_s_ratio_L1", "grad_w_L1", "act_mean_L1", "act_std_L1",
-                "act_p98_L1", "act_saturated_L1", "wchange_L1", "grad_s_out", "grad_s_L2", "selected"}
+    expected = {
+        "run_key",
+        "arm",
+        "depth",
+        "width",
+        "size",
+        "seed",
+        "fold",
+        "protocol",
+        "epoch",
+        "train_loss",
+        "train_error",
+        "valid_loss",
+        "valid_error",
+        "test_loss",
+        "test_error",
+        "pretrain_time",
+        "finetune_time",
+        "grad_s_L1",
+        "grad_s_ratio_L1",
+        "grad_w_L1",
+        "act_mean_L1",
+        "act_std_L1",
+        "act_p98_L1",
+        "act_saturated_L1",
+        "wchange_L1",
+        "grad_s_out",
+        "grad_s_L2",
+        "selected",
+    }
     assert expected <= set(csv_rows[0])
     for r in rows:
         assert 0 <= r["test_error"] <= 1 and r["train_loss"] > 0
@@ -253,10 +292,15 @@ def test_same_seed_same_numbers_and_paired_batches(study, tmp_path):
     orders = []
     for arm in ("relu-he", "dbn"):
         seen = []
-        fit_arm({**ARMS[arm], "hidden_layer_sizes": (8,), "n_iter": 1, "max_iter": 2, "batch_size": 20},
-                data.X, data.y, n_classes=10, generator=torch.Generator().manual_seed(data.init_seed),
-                fit_generator=torch.Generator().manual_seed(data.fit_seed),
-                callbacks=[lambda net, rec, seen=seen: seen.append(float(rec["train_loss"]))])
+        fit_arm(
+            {**ARMS[arm], "hidden_layer_sizes": (8,), "n_iter": 1, "max_iter": 2, "batch_size": 20},
+            data.X,
+            data.y,
+            n_classes=10,
+            generator=torch.Generator().manual_seed(data.init_seed),
+            fit_generator=torch.Generator().manual_seed(data.fit_seed),
+            callbacks=[lambda net, rec, seen=seen: seen.append(float(rec["train_loss"]))],
+        )
         g = torch.Generator().manual_seed(data.fit_seed)
         torch.randint(0, 2**62, (1,), generator=g)
         orders.append(torch.randperm(80, generator=g))
@@ -320,14 +364,25 @@ def test_report_and_figures(study, tmp_path):
     cfg, out, _ = study
     path = write_report(out)
     text = path.read_text()
-    for section in ("## Test error", "## Paired differences", "## Findings", "Vanishing gradients",
-                    "Overfitting / regularisation", "Optimisation"):
+    for section in (
+        "## Test error",
+        "## Paired differences",
+        "## Findings",
+        "Vanishing gradients",
+        "Overfitting / regularisation",
+        "Optimisation",
+    ):
         assert section in text
     assert "labelled subset only" in text
     assert (out / "runs.csv").exists()
     if figs.matplotlib_available():
-        for name in ("learning_curves.png", "gradient_norms.png", "error_vs_depth.png", "error_vs_size.png",
-                     "train_vs_test.png"):
+        for name in (
+            "learning_curves.png",
+            "gradient_norms.png",
+            "error_vs_depth.png",
+            "error_vs_size.png",
+            "train_vs_test.png",
+        ):
             assert (out / name).stat().st_size > 1000
             assert f"]({name})" in text
 
@@ -360,9 +415,23 @@ def _synthetic(arm_values, *, size=100, depth=3, n_seeds=5, noise=0.002, **extra
     for arm, (test, train) in arm_values.items():
         for s in range(n_seeds):
             e = noise * rng.standard_normal()
-            runs.append({"arm": arm, "pretrained": arm in ("dbn", "sda"), "dataset": "d", "depth": depth, "width": 8,
-                         "size": size, "seed": s, "fold": 0, "test_error": test + e, "train_error": train + e / 2,
-                         "min_train_loss": 0.1 + train + e, "gap": test - train + e / 2, **extra.get(arm, {})})
+            runs.append(
+                {
+                    "arm": arm,
+                    "pretrained": arm in ("dbn", "sda"),
+                    "dataset": "d",
+                    "depth": depth,
+                    "width": 8,
+                    "size": size,
+                    "seed": s,
+                    "fold": 0,
+                    "test_error": test + e,
+                    "train_error": train + e / 2,
+                    "min_train_loss": 0.1 + train + e,
+                    "gap": test - train + e / 2,
+                    **extra.get(arm, {}),
+                }
+            )
     return runs
 
 
@@ -374,8 +443,9 @@ def test_findings_when_pretraining_clearly_regularises():
     by_seed = {a: {r["seed"]: r["test_error"] for r in runs if r["arm"] == a} for a in ("dbn", "sigmoid-normal")}
     d = paired_differences(by_seed["dbn"], by_seed["sigmoid-normal"])
     assert -0.11 < d["mean"] < -0.09
-    assert (f"test error {100 * d['mean']:+.2f} pp [95% CI {100 * d['low']:+.2f}, {100 * d['high']:+.2f}], n=5"
-            in sentence)
+    assert (
+        f"test error {100 * d['mean']:+.2f} pp [95% CI {100 * d['low']:+.2f}, {100 * d['high']:+.2f}], n=5" in sentence
+    )
     assert "inconclusive" in f["optimisation"][0]  # same training loss
     assert "lowest mean test error dbn" in f["arms"][0] and "(worse)" in f["arms"][0]
 
@@ -408,26 +478,42 @@ def test_findings_against_modern_random_init():
     assert sentence.startswith("**dbn vs relu-he, depth 3, width 8, 100 labels**")
     assert "still helps, as a regulariser" in sentence and "relu-he reached a lower training loss" in sentence
     assert "test loss -0.100 [95% CI" in sentence
-    worse = findings(_synthetic({"sigmoid-normal": (0.2, 0.0), "relu-he": (0.05, 0.0), "dbn": (0.10, 0.0)},
-                                **extra))["modern"][0]
+    worse = findings(_synthetic({"sigmoid-normal": (0.2, 0.0), "relu-he": (0.05, 0.0), "dbn": (0.10, 0.0)}, **extra))[
+        "modern"
+    ][0]
     assert "**relu-he is better** here" in worse
-    tie = findings(_synthetic({"sigmoid-normal": (0.2, 0.0), "relu-he": (0.10, 0.0), "dbn": (0.10, 0.0)}, noise=0.02,
-                              **extra))["modern"][0]
+    tie = findings(
+        _synthetic({"sigmoid-normal": (0.2, 0.0), "relu-he": (0.10, 0.0), "dbn": (0.10, 0.0)}, noise=0.02, **extra)
+    )["modern"][0]
     assert "inconclusive" in tie
 
 
 def test_findings_vanishing_gradients_and_size_trend():
-    grads = {"sigmoid-normal": {"init_grad_shrink": -3.0, "init_wgrad_shrink": -0.5, "init_grad_ratio_bottom": -5.0,
-                                "init_saturated_top": 0.0},
-             "dbn": {"init_grad_shrink": -0.5, "init_wgrad_shrink": 0.0, "init_grad_ratio_bottom": -1.5,
-                     "init_saturated_top": 0.1}}
-    runs = (_synthetic({"sigmoid-normal": (0.60, 0.5), "dbn": (0.20, 0.0)}, size=100, depth=3, **grads)
-            + _synthetic({"sigmoid-normal": (0.10, 0.0), "dbn": (0.09, 0.0)}, size="all", depth=3, **grads)
-            + _synthetic({"sigmoid-normal": (0.15, 0.0), "dbn": (0.16, 0.0)}, size=100, depth=1, **grads))
+    grads = {
+        "sigmoid-normal": {
+            "init_grad_shrink": -3.0,
+            "init_wgrad_shrink": -0.5,
+            "init_grad_ratio_bottom": -5.0,
+            "init_saturated_top": 0.0,
+        },
+        "dbn": {
+            "init_grad_shrink": -0.5,
+            "init_wgrad_shrink": 0.0,
+            "init_grad_ratio_bottom": -1.5,
+            "init_saturated_top": 0.1,
+        },
+    }
+    runs = (
+        _synthetic({"sigmoid-normal": (0.60, 0.5), "dbn": (0.20, 0.0)}, size=100, depth=3, **grads)
+        + _synthetic({"sigmoid-normal": (0.10, 0.0), "dbn": (0.09, 0.0)}, size="all", depth=3, **grads)
+        + _synthetic({"sigmoid-normal": (0.15, 0.0), "dbn": (0.16, 0.0)}, size=100, depth=1, **grads)
+    )
     f = findings(runs)
     text = "\n".join(f["vanishing_gradients"])
-    assert ("sigmoid-normal, depth 3, width 8, 100 labels, at initialisation**: "
-            "log10(||dL/ds|| bottom / top hidden layer) = -3.00") in text
+    assert (
+        "sigmoid-normal, depth 3, width 8, 100 labels, at initialisation**: "
+        "log10(||dL/ds|| bottom / top hidden layer) = -3.00"
+    ) in text
     assert "shrinks toward the input" in text and "depth **hurt**" in text
     assert "pretraining starts with a **larger** bottom-layer gradient" in text
     trend = [s for s in f["regularisation"] if "minus (difference at all labels)" in s]
@@ -461,8 +547,12 @@ def test_config_validation():
         StudyConfig(depths=(0,))
     with pytest.raises(ValueError, match="'learning_rate'"):
         StudyConfig(learning_rate=-1.0)
-    cfg = StudyConfig(arms=("mine", "relu-he"), extra_arms={"mine": {"pretrain": None, "activation": "tanh",
-                                                                      "init": "xavier"}}, sizes=[50], seeds=[0])
+    cfg = StudyConfig(
+        arms=("mine", "relu-he"),
+        extra_arms={"mine": {"pretrain": None, "activation": "tanh", "init": "xavier"}},
+        sizes=[50],
+        seeds=[0],
+    )
     assert [s.arm for s in cfg.replace(protocol="shared").run_specs()][:2] == ["mine", "relu-he"]
     assert StudyConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.protocol_hash("relu-he") != cfg.replace(epochs=3).protocol_hash("relu-he")
@@ -471,8 +561,17 @@ def test_config_validation():
 def test_pretrained_stacks_are_shared_across_labelled_sizes(tmp_path):
     from dbn.harness import StudyConfig, run_study
 
-    common = dict(dataset="digits", arms=("dbn",), depths=(1,), widths=(16,), seeds=(0,), epochs=2,
-                  pretrain_epochs=1, unlabelled=True, protocol="shared")
+    common = dict(
+        dataset="digits",
+        arms=("dbn",),
+        depths=(1,),
+        widths=(16,),
+        seeds=(0,),
+        epochs=2,
+        pretrain_epochs=1,
+        unlabelled=True,
+        protocol="shared",
+    )
     both = run_study(StudyConfig(sizes=(60, 120), **common), tmp_path / "both", progress=False)
     alone = run_study(StudyConfig(sizes=(120,), **common), tmp_path / "alone", progress=False)
     rows_both = [r for r in both.rows if r["size"] == 120]
@@ -493,10 +592,24 @@ def test_negligible_differences_are_not_findings():
 
     # both arms on the same plateau: a 1e-5-nat difference with a tiny interval is no evidence
     def runs_at(error):
-        return [{"arm": a, "pretrained": a == "dbn", "dataset": "d", "depth": 3, "width": 8, "size": 100, "seed": s,
-                 "fold": 0, "test_error": error, "train_error": error, "gap": 0.0,
-                 "min_train_loss": 2.302 + (1e-5 if a == "sigmoid-normal" else 0.0) + 1e-7 * s}
-                for a in ("sigmoid-normal", "dbn") for s in range(3)]
+        return [
+            {
+                "arm": a,
+                "pretrained": a == "dbn",
+                "dataset": "d",
+                "depth": 3,
+                "width": 8,
+                "size": 100,
+                "seed": s,
+                "fold": 0,
+                "test_error": error,
+                "train_error": error,
+                "gap": 0.0,
+                "min_train_loss": 2.302 + (1e-5 if a == "sigmoid-normal" else 0.0) + 1e-7 * s,
+            }
+            for a in ("sigmoid-normal", "dbn")
+            for s in range(3)
+        ]
 
     sentence = findings(runs_at(0.4))["optimisation"][0]
     assert "inconclusive" in sentence and "supports" not in sentence
@@ -514,10 +627,17 @@ def _with_chance_baseline():
     """sigmoid-normal stuck at its initial (chance) error with 100 labels, trained with all labels."""
     chance = {"init_train_error": 0.9, "min_train_error": 0.9}
     trained = {"init_train_error": 0.9, "min_train_error": 0.0}
-    runs = (_synthetic({"sigmoid-normal": (0.90, 0.9), "dbn": (0.20, 0.0)}, size=100, depth=3,
-                       **{"sigmoid-normal": chance, "dbn": trained})
-            + _synthetic({"sigmoid-normal": (0.10, 0.0), "dbn": (0.09, 0.0)}, size="all", depth=3,
-                         **{"sigmoid-normal": trained, "dbn": trained}))
+    runs = _synthetic(
+        {"sigmoid-normal": (0.90, 0.9), "dbn": (0.20, 0.0)},
+        size=100,
+        depth=3,
+        **{"sigmoid-normal": chance, "dbn": trained},
+    ) + _synthetic(
+        {"sigmoid-normal": (0.10, 0.0), "dbn": (0.09, 0.0)},
+        size="all",
+        depth=3,
+        **{"sigmoid-normal": trained, "dbn": trained},
+    )
     return runs
 
 
@@ -532,8 +652,10 @@ def test_an_arm_at_chance_is_never_a_baseline():
     assert not any("minus (difference at" in s for s in f["regularisation"])  # no trend from one trained cell
     assert "did not train: at chance" in next(s for s in f["arms"] if "100 labels" in s)
     summary = "\n".join(report.summary(runs))
-    assert "**Did not train** (at chance; never used as a baseline): sigmoid-normal at depth 3, width 8, 100 labels" \
+    assert (
+        "**Did not train** (at chance; never used as a baseline): sigmoid-normal at depth 3, width 8, 100 labels"
         in summary
+    )
     assert "better test error in 1 of 1 comparisons" in summary  # the chance cell is not counted
     # a modern arm at chance is not a baseline either
     modern = [dict(r, arm="relu-he") for r in runs if r["arm"] == "sigmoid-normal"]
@@ -542,11 +664,15 @@ def test_an_arm_at_chance_is_never_a_baseline():
 
 def test_summary_states_a_verdict_per_hypothesis():
     grads = {"sigmoid-normal": {"init_grad_shrink": -3.0}, "dbn": {"init_grad_shrink": -0.1}}
-    runs = (_synthetic({"sigmoid-normal": (0.30, 0.2), "dbn": (0.10, 0.0)}, depth=3, **grads)
-            + _synthetic({"sigmoid-normal": (0.12, 0.05), "dbn": (0.11, 0.0)}, depth=1, **grads))
+    runs = _synthetic({"sigmoid-normal": (0.30, 0.2), "dbn": (0.10, 0.0)}, depth=3, **grads) + _synthetic(
+        {"sigmoid-normal": (0.12, 0.05), "dbn": (0.11, 0.0)}, depth=1, **grads
+    )
     lines = report.summary(runs)
-    assert [s.split(":")[0] for s in lines] == ["**Overfitting / regulariser", "**Vanishing gradients",
-                                                "**Optimisation"]
+    assert [s.split(":")[0] for s in lines] == [
+        "**Overfitting / regulariser",
+        "**Vanishing gradients",
+        "**Optimisation",
+    ]
     assert lines[0].startswith("**Overfitting / regulariser: not supported.**") and "`train_vs_test.png`" in lines[0]
     assert lines[1].startswith("**Vanishing gradients: supported for sigmoid-normal.**")
     assert lines[2].startswith("**Optimisation: supported.**") and "`learning_curves.png`" in lines[2]
@@ -573,22 +699,43 @@ def test_figures_leave_out_diverged_arms_and_clip_axes(tmp_path):
     for arm, diverged in (("relu-he", False), ("maxout-dropout", True)):
         for seed in range(2):
             key = f"{arm}-{seed}"
-            runs.append({"run_key": key, "arm": arm, "depth": 1, "width": 8, "size": 100, "seed": seed,
-                         "n_train": 100, "test_error": 0.1, "gap": 0.05})
+            runs.append(
+                {
+                    "run_key": key,
+                    "arm": arm,
+                    "depth": 1,
+                    "width": 8,
+                    "size": 100,
+                    "seed": seed,
+                    "n_train": 100,
+                    "test_error": 0.1,
+                    "gap": 0.05,
+                }
+            )
             for epoch in range(20):
                 loss = math.nan if diverged else 1.0 / (epoch + 1)
                 test_loss = 1e4 if (seed == 1 and epoch == 19) else 1.2 / (epoch + 1)
                 nan = diverged and epoch > 0  # a diverged run's epoch 0 (initialisation) is finite
-                rows.append({"run_key": key, "arm": arm, "depth": 1, "width": 8, "size": 100, "epoch": epoch,
-                             "selected": epoch == 2, "train_error": math.nan if nan else 0.1,
-                             "valid_error": math.nan if nan else 0.1,
-                             "test_error": math.nan if nan else 0.1, "train_loss": loss,
-                             "test_loss": math.nan if diverged else test_loss})
+                rows.append(
+                    {
+                        "run_key": key,
+                        "arm": arm,
+                        "depth": 1,
+                        "width": 8,
+                        "size": 100,
+                        "epoch": epoch,
+                        "selected": epoch == 2,
+                        "train_error": math.nan if nan else 0.1,
+                        "valid_error": math.nan if nan else 0.1,
+                        "test_error": math.nan if nan else 0.1,
+                        "train_loss": loss,
+                        "test_loss": math.nan if diverged else test_loss,
+                    }
+                )
     captions = figs.make_figures(rows, runs, tmp_path)
     left_out = "Left out, no finite error after initialisation (diverged): maxout-dropout."
     assert left_out in captions["learning_curves.png"]
     assert "not shown" in captions["train_vs_test.png"]
-
 
 
 # -- portable results (issue 15) ---------------------------------------------------------------
@@ -626,10 +773,25 @@ def test_study_on_a_data_file_records_a_relative_path_and_resumes_when_moved_wit
     split = load_dataset("digits")
     project = tmp_path / "project"
     (project / "data").mkdir(parents=True)
-    np.savez(project / "data" / "d.npz", X_train=split.X_train, y_train=split.y_train, X_valid=split.X_valid,
-             y_valid=split.y_valid, X_test=split.X_test, y_test=split.y_test)
-    cfg = StudyConfig(**{**TINY, "dataset": str(project / "data" / "d.npz"), "arms": ("relu-he",), "depths": (1,),
-                         "epochs": 1, "seeds": (0,)})
+    np.savez(
+        project / "data" / "d.npz",
+        X_train=split.X_train,
+        y_train=split.y_train,
+        X_valid=split.X_valid,
+        y_valid=split.y_valid,
+        X_test=split.X_test,
+        y_test=split.y_test,
+    )
+    cfg = StudyConfig(
+        **{
+            **TINY,
+            "dataset": str(project / "data" / "d.npz"),
+            "arms": ("relu-he",),
+            "depths": (1,),
+            "epochs": 1,
+            "seeds": (0,),
+        }
+    )
     out = project / "study"
     run_study(cfg, out, progress=False)
     (row,) = [r for r in load_rows(out) if r["epoch"] == 0]
@@ -637,15 +799,27 @@ def test_study_on_a_data_file_records_a_relative_path_and_resumes_when_moved_wit
     assert json.loads((out / "config.json").read_text())["dataset"] == "../data/d.npz"
     assert str(tmp_path) not in (out / "rows.csv").read_text()
     shutil.copytree(project, tmp_path / "clone")
-    res = run_study(cfg.replace(dataset=str(tmp_path / "clone" / "data" / "d.npz")), tmp_path / "clone" / "study",
-                    progress=False)
+    res = run_study(
+        cfg.replace(dataset=str(tmp_path / "clone" / "data" / "d.npz")), tmp_path / "clone" / "study", progress=False
+    )
     assert res.n_run == 0 and res.n_skipped == 1
     # the same name with other contents is refused
-    np.savez(tmp_path / "clone" / "data" / "d.npz", X_train=split.X_train[:-1], y_train=split.y_train[:-1],
-             X_valid=split.X_valid, y_valid=split.y_valid, X_test=split.X_test, y_test=split.y_test)
+    np.savez(
+        tmp_path / "clone" / "data" / "d.npz",
+        X_train=split.X_train[:-1],
+        y_train=split.y_train[:-1],
+        X_valid=split.X_valid,
+        y_valid=split.y_valid,
+        X_test=split.X_test,
+        y_test=split.y_test,
+    )
     with pytest.raises(ValueError, match="has other contents"):
-        run_study(cfg.replace(dataset=str(tmp_path / "clone" / "data" / "d.npz"), seeds=(0, 1)),
-                  tmp_path / "clone" / "study", progress=False, force=True)
+        run_study(
+            cfg.replace(dataset=str(tmp_path / "clone" / "data" / "d.npz"), seeds=(0, 1)),
+            tmp_path / "clone" / "study",
+            progress=False,
+            force=True,
+        )
 
 
 def test_failed_start_leaves_nothing_behind(tmp_path, capsys):
@@ -653,16 +827,45 @@ def test_failed_start_leaves_nothing_behind(tmp_path, capsys):
     with pytest.raises(FileNotFoundError):
         run_study(cfg, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
-    status = cli.main(["compare", "--dataset", str(tmp_path / "nope.npz"), "--arms", "relu-he", "--depths", "1",
-                       "--out", str(tmp_path / "out2"), "--no-progress"])
+    status = cli.main(
+        [
+            "compare",
+            "--dataset",
+            str(tmp_path / "nope.npz"),
+            "--arms",
+            "relu-he",
+            "--depths",
+            "1",
+            "--out",
+            str(tmp_path / "out2"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 1 and "nope.npz" in err and len(err.strip().splitlines()) == 1  # one line, no traceback
     assert not (tmp_path / "out2").exists()
 
 
 def test_cli_refuses_an_out_directory_with_other_settings_unless_forced(tmp_path, capsys):
-    args = ["compare", "--arms", "relu-he", "--depths", "1", "--width", "8", "--sizes", "60", "--seeds", "1",
-            "--epochs", "1", "--out", str(tmp_path), "--no-progress", "--no-figures"]
+    args = [
+        "compare",
+        "--arms",
+        "relu-he",
+        "--depths",
+        "1",
+        "--width",
+        "8",
+        "--sizes",
+        "60",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+        "--no-figures",
+    ]
     assert cli.main(args) == 0
     assert cli.main(args) == 0  # same settings: resumed (nothing to do)
     capsys.readouterr()
@@ -685,8 +888,14 @@ def test_migrate_study_rewrites_absolute_paths_and_keys(tmp_path):
     # make it look like a study written before results were portable
     old = "/old/machine/data/digits.pkl.gz"
     rows = load_rows(tmp_path)
-    legacy = [{**{k: v for k, v in r.items() if k != "dataset_hash"}, "dataset": old,
-               "run_key": r["run_key"].replace("digits|", old + "|", 1)} for r in rows]
+    legacy = [
+        {
+            **{k: v for k, v in r.items() if k != "dataset_hash"},
+            "dataset": old,
+            "run_key": r["run_key"].replace("digits|", old + "|", 1),
+        }
+        for r in rows
+    ]
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in legacy))
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "dataset": old}))

@@ -51,12 +51,8 @@ def _count() -> None:
     CASES["n"] += 1
 
 
-FAST = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
-)
-SLOW = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
-)
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+SLOW = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 
 ALLOWED = (ValueError, TypeError)
 
@@ -76,9 +72,9 @@ def _outcome(fn, *args, **kwargs):
 
 
 def _assert_mentions(exc: BaseException, pattern: str) -> None:
-    assert re.search(
-        pattern, str(exc), flags=re.IGNORECASE
-    ), f"{type(exc).__name__} message does not name the problem (expected /{pattern}/): {exc}"
+    assert re.search(pattern, str(exc), flags=re.IGNORECASE), (
+        f"{type(exc).__name__} message does not name the problem (expected /{pattern}/): {exc}"
+    )
 
 
 def _assert_finite_array(out, shape=None) -> None:
@@ -129,9 +125,7 @@ def raw_matrices(draw, *, min_rows=0, max_rows=6, min_cols=0, max_cols=5):
     values = draw(st.lists(st.lists(el, min_size=m, max_size=m), min_size=n, max_size=n))
     X = np.array(values, dtype=np.float64).reshape(n, m)
     if n and m and draw(st.booleans()):
-        X[:, draw(st.integers(0, m - 1))] = draw(
-            st.sampled_from([0.0, 1.0, 0.3])
-        )  # constant column
+        X[:, draw(st.integers(0, m - 1))] = draw(st.sampled_from([0.0, 1.0, 0.3]))  # constant column
     dtype = draw(st.sampled_from(NP_DTYPES))
     return X, dtype
 
@@ -595,9 +589,7 @@ def _check_partial_fit(first, second):
     assert ok, f"second partial_fit refused valid data: {res!r}"
     _assert_finite_module(est.rbm_)
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore"
-        )  # feature-name mismatch between the two batches is only a warning
+        warnings.simplefilter("ignore")  # feature-name mismatch between the two batches is only a warning
         _assert_finite_array(est.transform(X2), (v2.shape[0], 3))
 
 
@@ -614,9 +606,7 @@ def test_rbm_partial_fit_hostile_slow(first, second):
     _check_partial_fit(first, second)
 
 
-SMALL_INTS_AND_BAD = st.sampled_from(
-    [1, 2, 3, 0, -1, 1.5, float("nan"), None, "3", True, [2], np.int64(2)]
-)
+SMALL_INTS_AND_BAD = st.sampled_from([1, 2, 3, 0, -1, 1.5, float("nan"), None, "3", True, [2], np.int64(2)])
 
 
 @FAST
@@ -778,9 +768,7 @@ def _tensor_problem(t: torch.Tensor, n_features: int | None, *, unit: bool) -> s
 
 def _check_functional(v, which):
     _count()
-    v = v.to(
-        torch.float32
-    )  # the dtype of W: mismatched dtypes are test_bug_functional_dtype_mismatch
+    v = v.to(torch.float32)  # the dtype of W: mismatched dtypes are test_bug_functional_dtype_mismatch
     g = torch.Generator().manual_seed(0)
     W = torch.randn(3, 4, generator=g) * 0.1
     b, c = torch.zeros(4), torch.zeros(3)
@@ -795,9 +783,7 @@ def _check_functional(v, which):
         "pseudo_likelihood_exact": lambda: Fn.pseudo_likelihood(v, W, b, c, exact=True),
         "visible_mean": lambda: Fn.visible_mean(v, W, b),
         "sample_visible": lambda: Fn.sample_visible(v, W, b, "bernoulli", g)[0],
-        "reconstruction_error": lambda: Fn.reconstruction_error(
-            v, torch.zeros(v.shape[0] if v.dim() else 1, 4)
-        ),
+        "reconstruction_error": lambda: Fn.reconstruction_error(v, torch.zeros(v.shape[0] if v.dim() else 1, 4)),
     }
     ok, out = _outcome(calls[which])
     width = 3 if which in ("visible_mean", "sample_visible") else 4
@@ -888,9 +874,7 @@ def _check_train_rbm(X, visible, options):
     problem = _tensor_problem(X, 4, unit=visible == "bernoulli")
     ok, res = _outcome(dbn.train_rbm, rbm, X, generator=torch.Generator().manual_seed(1), **options)
     if problem is not None:
-        assert (
-            not ok
-        ), f"train_rbm accepted {problem} data of shape {tuple(X.shape)} dtype {X.dtype}"
+        assert not ok, f"train_rbm accepted {problem} data of shape {tuple(X.shape)} dtype {X.dtype}"
         return
     if not ok:
         if isinstance(res, dbn.DivergenceError):
@@ -950,9 +934,7 @@ def _check_dae(X, visible, corruption, level, tied, options):
     )
     if not ok:
         return
-    X_in = (
-        X.numpy() if (X.dtype not in (torch.bfloat16,) and X.dim() == 2 and X.shape[0] % 2) else X
-    )
+    X_in = X.numpy() if (X.dtype not in (torch.bfloat16,) and X.dim() == 2 and X.shape[0] % 2) else X
     problem = _tensor_problem(X, 4, unit=visible == "bernoulli")
     if isinstance(X_in, np.ndarray) and problem == "dtype":
         problem = None  # numpy input is converted to the model's dtype by design
@@ -1060,9 +1042,7 @@ def test_to_torch_bad_arguments(head, n_outputs, head_std, dropout, layers_kind)
         "mismatch": lambda: [dbn.RBM(4, 3, generator=g), dbn.RBM(5, 2, generator=g)],
         "junk": lambda: [torch.nn.Linear(2, 2)],
     }[layers_kind]()
-    ok, net = _outcome(
-        dbn.to_torch, layers, head=head, n_outputs=n_outputs, head_std=head_std, dropout=dropout
-    )
+    ok, net = _outcome(dbn.to_torch, layers, head=head, n_outputs=n_outputs, head_std=head_std, dropout=dropout)
     if layers_kind in ("empty", "mismatch", "junk"):
         assert not ok
     if ok:
@@ -1167,16 +1147,11 @@ def test_build_mlp_fit_network_hostile_slow(mlp_opts, fit_opts, X, y_kind):
 # 7. Divergence: too large a learning rate is detected, never a silently NaN model
 # ----------------------------------------------------------------------------------------------
 def _gauss_data(n=20, d=4, scale=1.0, seed=0):
-    return (
-        torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
-        * scale
-    )
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float32) * scale
 
 
 @FAST
-@given(
-    st.floats(1e2, 1e30), st.sampled_from([1.0, 1e3, 1e6]), st.sampled_from(["rbm", "dae", "net"])
-)
+@given(st.floats(1e2, 1e30), st.sampled_from([1.0, 1e3, 1e6]), st.sampled_from(["rbm", "dae", "net"]))
 def test_large_learning_rate_never_silently_nan(lr, scale, what):
     _count()
     X = _gauss_data(scale=scale)
@@ -1195,8 +1170,10 @@ def test_large_learning_rate_never_silently_nan(lr, scale, what):
         model = dbn.build_mlp(4, (3,), 1, activation="relu", generator=g)
 
         def call():
-            return dbn.fit_network(model, X, X[:, :1] * 10, loss="mse", learning_rate=lr, max_iter=3, batch_size=5,
-                                   generator=g)
+            return dbn.fit_network(
+                model, X, X[:, :1] * 10, loss="mse", learning_rate=lr, max_iter=3, batch_size=5, generator=g
+            )
+
     ok, res = _outcome(call)
     if ok:
         _assert_finite_module(model)
@@ -1255,13 +1232,9 @@ def test_huge_learning_rate_raises_divergence_error(what):
             )
         elif what == "dbn_classifier":
             y = (Xn[:, 0] > 0).astype(int)
-            _deep(dbn.DBNClassifier, pretrain=None, learning_rate_init=1e30, max_iter=3).fit(
-                Xn * 1e6, y
-            )
+            _deep(dbn.DBNClassifier, pretrain=None, learning_rate_init=1e30, max_iter=3).fit(Xn * 1e6, y)
         elif what == "dbn_regressor":
-            _deep(dbn.DBNRegressor, pretrain=None, learning_rate_init=1e20, max_iter=3).fit(
-                Xn, Xn[:, 0] * 1e3
-            )
+            _deep(dbn.DBNRegressor, pretrain=None, learning_rate_init=1e20, max_iter=3).fit(Xn, Xn[:, 0] * 1e3)
         else:
             _dbn_transformer("gaussian", "dae", learning_rate=1e20, n_iter=3).fit(Xn)
 
@@ -1473,21 +1446,11 @@ def idx_blobs(draw):
         code = draw(st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E, 0x00, 0xFF]))
         ndim = draw(st.integers(0, 5))
         dims = draw(st.lists(st.integers(-3, 6), min_size=ndim, max_size=ndim))
-        return (
-            bytes([0, 0, code, ndim])
-            + struct.pack(f">{ndim}i", *dims)
-            + draw(st.binary(max_size=64))
-        )
+        return bytes([0, 0, code, ndim]) + struct.pack(f">{ndim}i", *dims) + draw(st.binary(max_size=64))
     if kind == "huge_dims":
         ndim = draw(st.integers(1, 8))
-        dims = draw(
-            st.lists(st.sampled_from([2**16, 2**31 - 1, 2**30, 1, 0]), min_size=ndim, max_size=ndim)
-        )
-        return (
-            bytes([0, 0, 0x08, ndim])
-            + struct.pack(f">{ndim}i", *dims)
-            + draw(st.binary(max_size=16))
-        )
+        dims = draw(st.lists(st.sampled_from([2**16, 2**31 - 1, 2**30, 1, 0]), min_size=ndim, max_size=ndim))
+        return bytes([0, 0, 0x08, ndim]) + struct.pack(f">{ndim}i", *dims) + draw(st.binary(max_size=16))
     inner = draw(st.binary(max_size=64))
     blob = gzip.compress(inner)
     if kind == "gzip_truncated":
@@ -1532,9 +1495,7 @@ def small_rbms(draw):
     n_v = draw(st.integers(1, 5))
     n_h = draw(st.integers(1, 4))
     visible = draw(st.sampled_from(["bernoulli", "gaussian"]))
-    rbm = dbn.RBM(
-        n_v, n_h, visible=visible, generator=torch.Generator().manual_seed(draw(st.integers(0, 9)))
-    )
+    rbm = dbn.RBM(n_v, n_h, visible=visible, generator=torch.Generator().manual_seed(draw(st.integers(0, 9))))
     scale = draw(st.sampled_from([0.0, 0.1, 1.0, 10.0, 1e3, 1e30, float("nan"), float("inf")]))
     with torch.no_grad():
         rbm.weight.mul_(100 * scale if math.isfinite(scale) else 1.0)
@@ -1554,9 +1515,7 @@ def _check_likelihood(rbm, data):
     finite = _params_finite(rbm)
     layer = data.draw(st.sampled_from(["auto", "hidden", "visible", "both", None]))
     max_conf = data.draw(st.sampled_from([2**20, 1, 0, -1, 2.5]))
-    ok, log_z = _outcome(
-        likelihood.exact_log_partition, rbm, layer=layer, max_configurations=max_conf
-    )
+    ok, log_z = _outcome(likelihood.exact_log_partition, rbm, layer=layer, max_configurations=max_conf)
     if not finite:
         assert not ok, "exact_log_partition accepted non-finite parameters"
         return
@@ -1637,9 +1596,7 @@ def test_single_sample_and_single_feature(kind_spec, shape):
     _check_inference(est, kind, X, shape[0])
 
 
-@pytest.mark.parametrize(
-    "dtype", [np.float16, np.float32, np.float64, np.int8, np.uint8, np.int64, np.bool_]
-)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int8, np.uint8, np.int64, np.bool_])
 def test_rbm_transformer_output_dtype(dtype):
     X = (np.random.RandomState(0).rand(8, 4) > 0.5).astype(dtype)
     est = _rbm_transformer().fit(X)
@@ -1669,9 +1626,7 @@ def test_bug_rbm_transformer_unfitted_attribute_error(method):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.int64])
-@pytest.mark.parametrize(
-    "which", ["hidden_probs", "free_energy", "pseudo_likelihood", "visible_mean"]
-)
+@pytest.mark.parametrize("which", ["hidden_probs", "free_energy", "pseudo_likelihood", "visible_mean"])
 def test_bug_functional_dtype_mismatch(which, dtype):
     W, b, c = torch.zeros(3, 4), torch.zeros(4), torch.zeros(3)
     v = torch.zeros(2, 3 if which == "visible_mean" else 4, dtype=dtype)
@@ -1686,9 +1641,7 @@ def test_bug_functional_dtype_mismatch(which, dtype):
         calls[which]()
 
 
-@pytest.mark.parametrize(
-    "which", ["free_energy", "free_energy_gaussian", "reconstruction_error", "cd_statistics"]
-)
+@pytest.mark.parametrize("which", ["free_energy", "free_energy_gaussian", "reconstruction_error", "cd_statistics"])
 @pytest.mark.parametrize("shape", [(2, 3), (0, 0)])
 def test_bug_functional_wrong_width(which, shape):
     W, b, c = torch.zeros(3, 4), torch.zeros(4), torch.zeros(3)
@@ -1697,9 +1650,7 @@ def test_bug_functional_wrong_width(which, shape):
         "free_energy": lambda: Fn.free_energy(v, W, b, c),
         "free_energy_gaussian": lambda: Fn.free_energy(v, W, b, c, "gaussian"),
         "reconstruction_error": lambda: Fn.reconstruction_error(v, torch.zeros(2, 4)),
-        "cd_statistics": lambda: Fn.cd_statistics(
-            v, torch.zeros(shape[0], 3), torch.zeros(2, 4), torch.zeros(2, 3)
-        ),
+        "cd_statistics": lambda: Fn.cd_statistics(v, torch.zeros(shape[0], 3), torch.zeros(2, 4), torch.zeros(2, 3)),
     }
     with pytest.raises(ValueError, match="shape"):
         calls[which]()

@@ -35,12 +35,15 @@ def test_modules_round_trip(tmp_path, data):
     assert loaded.histories == stack.histories
 
 
-@pytest.mark.parametrize("make", [
-    lambda: RBMTransformer(n_components=8, n_iter=2, random_state=0, momentum=0.5),
-    lambda: DBNTransformer((8, 4), pretrain="dae", n_iter=1, random_state=0),
-    lambda: DBNClassifier((8,), n_iter=1, max_iter=3, dropout=0.1, random_state=0),
-    lambda: DBNClassifier((8,), pretrain=None, activation="maxout", batch_norm=True, max_iter=3, random_state=0),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RBMTransformer(n_components=8, n_iter=2, random_state=0, momentum=0.5),
+        lambda: DBNTransformer((8, 4), pretrain="dae", n_iter=1, random_state=0),
+        lambda: DBNClassifier((8,), n_iter=1, max_iter=3, dropout=0.1, random_state=0),
+        lambda: DBNClassifier((8,), pretrain=None, activation="maxout", batch_norm=True, max_iter=3, random_state=0),
+    ],
+)
 def test_estimators_round_trip(tmp_path, data, make):
     X, y = data
     est = make().fit(X[:300], y[:300])
@@ -83,8 +86,10 @@ def test_loading_never_runs_code(tmp_path):
 
     path = tmp_path / "evil.dbn"
     torch.save({"format": "torch-dbn", "format_version": 1, "kind": "RBM", "config": "{}", "tensors": Evil()}, path)
-    with pytest.raises(ValueError, match="not a torch-dbn model file: it looks like a torch.save file whose contents "
-                                         "are not plain tensors"):
+    with pytest.raises(
+        ValueError,
+        match="not a torch-dbn model file: it looks like a torch.save file whose contents are not plain tensors",
+    ):
         load(path)
     with open(tmp_path / "evil.pkl", "wb") as f:
         pickle.dump(Evil(), f)
@@ -183,7 +188,8 @@ def test_non_model_files_get_our_own_messages(tmp_path, loader):
     assert message.endswith(
         "is not a torch-dbn model file: it looks like a Python pickle (as written by joblib.dump or pickle.dump): "
         "use joblib.load on it only if you trust its source. Save models with dbn.io.save or the estimators' "
-        "save method.")
+        "save method."
+    )
     joblib.dump({"model": 1}, tmp_path / "model.gz", compress=3)
     assert "it looks like compressed data" in _load_quietly(loader, tmp_path / "model.gz")
     (tmp_path / "random.bin").write_bytes(np.random.default_rng(0).bytes(300))
@@ -197,7 +203,8 @@ def test_non_model_files_get_our_own_messages(tmp_path, loader):
     payload["format_version"] = FORMAT_VERSION + 1
     torch.save(payload, tmp_path / "future.dbn")
     assert f"format version {FORMAT_VERSION + 1}, newer than this torch-dbn" in _load_quietly(
-        loader, tmp_path / "future.dbn")
+        loader, tmp_path / "future.dbn"
+    )
 
 
 def test_checkpoint_of_another_kind_of_file_is_described(tmp_path):
@@ -206,8 +213,7 @@ def test_checkpoint_of_another_kind_of_file_is_described(tmp_path):
     from dbn.stack import pretrain_stack
 
     joblib.dump({"state": 1}, tmp_path / "checkpoint.pt")
-    message = _load_quietly(lambda d: pretrain_stack(torch.rand(20, 4), (3,), n_epochs=1, checkpoint_dir=d),
-                            tmp_path)
+    message = _load_quietly(lambda d: pretrain_stack(torch.rand(20, 4), (3,), n_epochs=1, checkpoint_dir=d), tmp_path)
     assert "is corrupt or unreadable (a Python pickle (as written by joblib.dump" in message
 
 

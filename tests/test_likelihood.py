@@ -170,8 +170,9 @@ def test_ais_is_exact_for_a_zero_weight_rbm_equal_to_its_base():
     rbm = RBM(10, 4, weight_std=0.0)
     with torch.no_grad():
         rbm.visible_bias.copy_(torch.linspace(-2, 2, 10))
-    result = ais_log_partition(rbm, n_chains=10, n_betas=50, base_rate=rbm.visible_bias.detach(),
-                               generator=torch.Generator().manual_seed(0))
+    result = ais_log_partition(
+        rbm, n_chains=10, n_betas=50, base_rate=rbm.visible_bias.detach(), generator=torch.Generator().manual_seed(0)
+    )
     assert result.log_z == pytest.approx(exact_log_partition(rbm), abs=1e-9)
     assert float(result.log_weights.abs().max()) < 1e-9
 
@@ -195,8 +196,9 @@ def test_ais_result_fields_and_determinism():
         a.log_z = 0.0  # frozen
     c = ais_log_partition(rbm, n_chains=20, n_betas=300, base_rate=X, generator=torch.Generator().manual_seed(6))
     assert c.log_z != a.log_z
-    explicit = ais_log_partition(rbm, n_chains=20, betas=ais_schedule(300), base_rate=X,
-                                 generator=torch.Generator().manual_seed(5))
+    explicit = ais_log_partition(
+        rbm, n_chains=20, betas=ais_schedule(300), base_rate=X, generator=torch.Generator().manual_seed(5)
+    )
     assert explicit.log_z == a.log_z
 
 
@@ -305,8 +307,9 @@ def test_ais_equal_weights_give_full_ess_and_a_zero_width_interval():
     rbm = RBM(10, 4, weight_std=0.0)
     with torch.no_grad():
         rbm.visible_bias.copy_(torch.linspace(-2, 2, 10))
-    result = ais_log_partition(rbm, n_chains=16, n_betas=20, base_rate=rbm.visible_bias.detach(),
-                               generator=torch.Generator().manual_seed(0))
+    result = ais_log_partition(
+        rbm, n_chains=16, n_betas=20, base_rate=rbm.visible_bias.detach(), generator=torch.Generator().manual_seed(0)
+    )
     assert result.ess == pytest.approx(16, abs=1e-9)
     assert result.log_z_high - result.log_z_low == pytest.approx(0.0, abs=1e-6)
     assert result.reliable
@@ -355,8 +358,9 @@ def test_reverse_ais_is_unbiased_for_the_annealing_model():
     V = all_binary(4).float()
     log_p = log_likelihood(rbm, V, exact_log_partition(rbm))
     assert float((log_p_ann - log_p).abs().max()) > 0.5  # a visibly different model
-    result = reverse_ais_log_likelihood(rbm, V, betas=torch.tensor(betas), n_chains=20000,
-                                        generator=torch.Generator().manual_seed(0))
+    result = reverse_ais_log_likelihood(
+        rbm, V, betas=torch.tensor(betas), n_chains=20000, generator=torch.Generator().manual_seed(0)
+    )
     torch.testing.assert_close(result.values, log_p_ann, atol=0.04, rtol=0)
     # and the forward sampler's output distribution is that same p_ann (a sanity check of the oracle)
     assert float(torch.logsumexp(log_p_ann, 0)) == pytest.approx(0.0, abs=1e-12)
@@ -369,8 +373,9 @@ def test_reverse_ais_is_exact_for_a_zero_weight_rbm_equal_to_its_base():
         rbm.visible_bias.copy_(torch.linspace(-2, 2, 10))
         rbm.hidden_bias.copy_(torch.tensor([0.5, -1.0, 2.0, 0.0]))
     X = (torch.rand(30, 10, generator=torch.Generator().manual_seed(0)) < 0.5).float()
-    result = reverse_ais_log_likelihood(rbm, X, n_betas=50, n_chains=8, base_rate=rbm.visible_bias.detach(),
-                                        generator=torch.Generator().manual_seed(1))
+    result = reverse_ais_log_likelihood(
+        rbm, X, n_betas=50, n_chains=8, base_rate=rbm.visible_bias.detach(), generator=torch.Generator().manual_seed(1)
+    )
     torch.testing.assert_close(result.values, log_likelihood(rbm, X, exact_log_partition(rbm)), atol=1e-9, rtol=0)
     torch.testing.assert_close(result.ess, torch.full((30,), 8.0, dtype=torch.float64))
 
@@ -381,10 +386,13 @@ def forward_single_run_log_likelihood(rbm, X, log_z, ais):
     return mean_free - (ais.log_z_base + float(ais.log_weights.mean()))
 
 
-@pytest.mark.parametrize("visible, shape, weight_std, tolerance", [
-    ("bernoulli", (12, 6), 2.0, 0.05),
-    ("gaussian", (6, 8), 0.5, 0.08),
-])
+@pytest.mark.parametrize(
+    "visible, shape, weight_std, tolerance",
+    [
+        ("bernoulli", (12, 6), 2.0, 0.05),
+        ("gaussian", (6, 8), 0.5, 0.08),
+    ],
+)
 @pytest.mark.parametrize("seed", [1, 2])
 def test_forward_and_reverse_ais_bracket_the_exact_log_likelihood(visible, shape, weight_std, tolerance, seed):
     """Forward AIS errs high, reverse AIS low: with 10 temperatures each single-chain estimate is
@@ -431,8 +439,9 @@ def test_reverse_ais_result_fields_and_determinism():
     X = (torch.rand(25, 12, generator=torch.Generator().manual_seed(1)) < 0.3).float()
 
     def run(seed, **kwargs):
-        return reverse_ais_log_likelihood(rbm, X, n_betas=200, n_chains=6, base_rate=X,
-                                          generator=torch.Generator().manual_seed(seed), **kwargs)
+        return reverse_ais_log_likelihood(
+            rbm, X, n_betas=200, n_chains=6, base_rate=X, generator=torch.Generator().manual_seed(seed), **kwargs
+        )
 
     a, b = run(5), run(5)
     assert isinstance(a, ReverseAISResult)
@@ -449,8 +458,9 @@ def test_reverse_ais_result_fields_and_determinism():
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.mean = 0.0
     assert run(6).mean != a.mean
-    explicit = reverse_ais_log_likelihood(rbm, X, betas=ais_schedule(200), n_chains=6, base_rate=X,
-                                          generator=torch.Generator().manual_seed(5))
+    explicit = reverse_ais_log_likelihood(
+        rbm, X, betas=ais_schedule(200), n_chains=6, base_rate=X, generator=torch.Generator().manual_seed(5)
+    )
     assert torch.equal(explicit.log_weights, a.log_weights)
     # in batches: the same shapes and the same estimate up to Monte Carlo noise
     batched = run(5, batch_size=7)
@@ -497,8 +507,9 @@ def test_reverse_ais_no_host_sync_per_temperature():
         g = torch.Generator().manual_seed(0)
         rbm = RBM(20, 8, generator=g)
         with count_host_calls() as c:
-            reverse_ais_log_likelihood(rbm, X, n_betas=n_betas, n_chains=3, base_rate=X, batch_size=batch_size,
-                                       generator=g)
+            reverse_ais_log_likelihood(
+                rbm, X, n_betas=n_betas, n_chains=3, base_rate=X, batch_size=batch_size, generator=g
+            )
         counts.append(sum(c.values()))
     assert 0 < counts[0] == counts[1] < 30  # the counter sees the final reads, none per temperature
     assert counts[2] == counts[1]  # nor per batch

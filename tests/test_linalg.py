@@ -65,9 +65,7 @@ def test_linear_t_matches_reference(dtype, layout):
     w = _make((31, 17), dtype, gen, layout)  # (n_hidden, n_visible)
     b = torch.randn(17, generator=gen, dtype=dtype)
     torch.testing.assert_close(linear_t(h, w, b), h @ w + b, **_tol(dtype))
-    torch.testing.assert_close(
-        linear_t(h, w, b, activation="sigmoid"), torch.sigmoid(h @ w + b), **_tol(dtype)
-    )
+    torch.testing.assert_close(linear_t(h, w, b, activation="sigmoid"), torch.sigmoid(h @ w + b), **_tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -142,16 +140,14 @@ def test_merged_gradient_product_equals_difference():
     gen = torch.Generator().manual_seed(4)
     h0, h1 = torch.rand(10, 6, generator=gen), torch.rand(10, 6, generator=gen)
     v0, v1 = torch.rand(10, 8, generator=gen), torch.rand(10, 8, generator=gen)
-    merged = outer_accumulate_(
-        torch.zeros(6, 8), torch.cat([h0, h1]), torch.cat([v0, -v1]), beta=0.0
-    )
+    merged = outer_accumulate_(torch.zeros(6, 8), torch.cat([h0, h1]), torch.cat([v0, -v1]), beta=0.0)
     torch.testing.assert_close(merged, h0.T @ v0 - h1.T @ v1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bernoulli_sample_is_uniform_compare(dtype):
     probs = torch.rand(50, 40, generator=torch.Generator().manual_seed(5), dtype=dtype)
-    expected = (torch.rand(50, 40, generator=torch.Generator().manual_seed(6), dtype=dtype) < probs)
+    expected = torch.rand(50, 40, generator=torch.Generator().manual_seed(6), dtype=dtype) < probs
     got = bernoulli_sample(probs, torch.Generator().manual_seed(6))
     assert got.dtype == dtype
     assert torch.equal(got, expected.to(dtype))

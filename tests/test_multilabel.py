@@ -145,8 +145,11 @@ def test_column_vector_stays_single_label():
     assert clf.predict(X).shape == (40,) and clf.predict_proba(X).shape == (40, 3)
 
 
-_MULTILABEL_CHECKS = [getattr(estimator_checks, name) for name in dir(estimator_checks)
-                      if name.startswith("check_classifiers_multilabel_")]
+_MULTILABEL_CHECKS = [
+    getattr(estimator_checks, name)
+    for name in dir(estimator_checks)
+    if name.startswith("check_classifiers_multilabel_")
+]
 
 
 @pytest.mark.skipif(not _MULTILABEL_CHECKS, reason="this scikit-learn has no multi-label checks")
@@ -161,8 +164,17 @@ def test_fit_network_binary_cross_entropy():
     X = torch.rand(300, 4, generator=g)
     Y = torch.stack([X[:, 0] > 0.5, X[:, 1] + X[:, 2] > 1.0], dim=1).float()
     net = build_mlp(4, (16,), 2, activation="relu", init="he", generator=g)
-    history = fit_network(net, X, Y, loss="binary_cross_entropy", optimizer="adam", learning_rate=0.02,
-                          max_iter=40, batch_size=50, generator=g)
+    history = fit_network(
+        net,
+        X,
+        Y,
+        loss="binary_cross_entropy",
+        optimizer="adam",
+        learning_rate=0.02,
+        max_iter=40,
+        batch_size=50,
+        generator=g,
+    )
     loss, score = evaluate(net, X, Y, loss="binary_cross_entropy")
     with torch.no_grad():
         out = net.eval()(X)
@@ -184,12 +196,14 @@ def test_regressor_multioutput_save_partial_fit_and_export(tmp_path):
     rng = np.random.RandomState(0)
     X = rng.rand(200, 4)
     Y = np.c_[X.sum(1), 10 * (X[:, 0] - X[:, 1])]
-    reg = DBNRegressor((16,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.01,
-                       random_state=0).fit(X, Y)
+    reg = DBNRegressor(
+        (16,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.01, random_state=0
+    ).fit(X, Y)
     assert reg.predict(X).shape == (200, 2) and reg.score(X, Y) > 0.8
     with torch.no_grad():
-        np.testing.assert_allclose(reg.to_torch()(torch.as_tensor(X, dtype=torch.float32)).numpy(), reg.predict(X),
-                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            reg.to_torch()(torch.as_tensor(X, dtype=torch.float32)).numpy(), reg.predict(X), rtol=1e-4, atol=1e-4
+        )
     loaded = DBNRegressor.load(reg.save(tmp_path / "reg.dbn"))
     np.testing.assert_array_equal(loaded.predict(X), reg.predict(X))
     assert loaded.partial_fit(X, Y).n_iter_ == 21

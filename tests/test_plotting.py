@@ -23,8 +23,9 @@ def test_plot_filters_from_rbm_and_tensor(tmp_path):
     fig = plotting.plot_filters(rbm, n=25, path=tmp_path / "filters.png")
     assert type(fig).__name__ == "Figure"
     image = check_png(tmp_path / "filters.png")
-    fig2 = plotting.plot_filters(rbm.weight.detach().numpy(), image_shape=(28, 28), n=36, n_cols=12,
-                                 path=tmp_path / "wide.png")
+    fig2 = plotting.plot_filters(
+        rbm.weight.detach().numpy(), image_shape=(28, 28), n=36, n_cols=12, path=tmp_path / "wide.png"
+    )
     wide = check_png(tmp_path / "wide.png")
     assert wide.shape[1] / wide.shape[0] > image.shape[1] / image.shape[0]  # 12 x 3 grid vs 5 x 5
     assert fig2 is not fig
@@ -47,9 +48,7 @@ def test_plot_images_and_samples(tmp_path):
 
 
 def test_plot_history_skips_missing_keys(tmp_path):
-    history = [
-        {"epoch": e, "reconstruction_error": 10.0 / e, "pseudo_likelihood": -50.0 + e} for e in range(1, 6)
-    ]
+    history = [{"epoch": e, "reconstruction_error": 10.0 / e, "pseudo_likelihood": -50.0 + e} for e in range(1, 6)]
     history[2].pop("pseudo_likelihood")
     fig = plotting.plot_history(history, path=tmp_path / "history.png")
     assert [ax.get_title() for ax in fig.axes] == ["reconstruction error", "pseudo likelihood"]

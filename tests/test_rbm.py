@@ -42,8 +42,7 @@ def test_module_methods_agree_with_functional(generator):
 def test_training_improves_pseudo_likelihood_and_reconstruction(digits, persistent):
     g = torch.Generator().manual_seed(0)
     rbm = RBM(64, 64, generator=g)
-    hist = train_rbm(rbm, digits, n_epochs=8, learning_rate=0.05, batch_size=10, persistent=persistent,
-                     generator=g)
+    hist = train_rbm(rbm, digits, n_epochs=8, learning_rate=0.05, batch_size=10, persistent=persistent, generator=g)
     assert len(hist) == 8
     assert hist[-1]["reconstruction_error"] < 0.6 * hist[0]["reconstruction_error"]
     exact_before = RBM(64, 64).init_visible_bias_(digits).pseudo_likelihood(digits, exact=True).mean()
@@ -55,8 +54,19 @@ def test_same_seed_same_model(digits):
     def run():
         g = torch.Generator().manual_seed(42)
         rbm = RBM(64, 16, generator=g)
-        train_rbm(rbm, digits[:300], n_epochs=2, batch_size=20, k=2, persistent=True, momentum="hinton",
-                  weight_decay=1e-4, sparsity_target=0.1, sparsity_cost=0.1, generator=g)
+        train_rbm(
+            rbm,
+            digits[:300],
+            n_epochs=2,
+            batch_size=20,
+            k=2,
+            persistent=True,
+            momentum="hinton",
+            weight_decay=1e-4,
+            sparsity_target=0.1,
+            sparsity_cost=0.1,
+            generator=g,
+        )
         return rbm.state_dict()
 
     a, b = run(), run()
@@ -79,8 +89,16 @@ def test_sparsity_target_lowers_hidden_activity(digits):
     for cost in (0.0, 1.0):
         g = torch.Generator().manual_seed(2)
         rbm = RBM(64, 32, generator=g)
-        train_rbm(rbm, digits, n_epochs=4, learning_rate=0.05, batch_size=20, sparsity_target=0.05,
-                  sparsity_cost=cost, generator=g)
+        train_rbm(
+            rbm,
+            digits,
+            n_epochs=4,
+            learning_rate=0.05,
+            batch_size=20,
+            sparsity_target=0.05,
+            sparsity_cost=cost,
+            generator=g,
+        )
         means.append(rbm.hidden_probs(digits).mean().item())
     assert means[1] < means[0]
     assert means[1] < 0.2
@@ -132,8 +150,7 @@ def test_free_energy_gap_grows_when_overfitting(digits):
     g = torch.Generator().manual_seed(0)
     train, valid = digits[:60], digits[1000:1060]
     rbm = RBM(64, 200, generator=g)
-    hist = train_rbm(rbm, train, n_epochs=60, learning_rate=0.1, batch_size=10, validation_data=valid,
-                     generator=g)
+    hist = train_rbm(rbm, train, n_epochs=60, learning_rate=0.1, batch_size=10, validation_data=valid, generator=g)
     assert "free_energy_gap" in hist[0]
     assert hist[-1]["free_energy_gap"] > hist[0]["free_energy_gap"] + 1.0
 
@@ -214,9 +231,17 @@ def test_fast_update_equals_the_reference_formula(visible):
     ref = {k: v.detach().clone() for k, v in rbm.state_dict().items()}
     X = torch.rand(16, 30, generator=g0)
     lr, mom, wd, target, cost = 0.05, 0.6, 0.01, 0.1, 0.3
-    trainer = CDTrainer(rbm, learning_rate=lr, batch_size=8, momentum=mom, weight_decay=wd,
-                        sparsity_target=target, sparsity_cost=cost, shuffle=False,
-                        generator=torch.Generator().manual_seed(7))
+    trainer = CDTrainer(
+        rbm,
+        learning_rate=lr,
+        batch_size=8,
+        momentum=mom,
+        weight_decay=wd,
+        sparsity_target=target,
+        sparsity_cost=cost,
+        shuffle=False,
+        generator=torch.Generator().manual_seed(7),
+    )
     trainer.partial_fit(X)
 
     g = torch.Generator().manual_seed(7)

@@ -60,8 +60,16 @@ def test_estimator_and_harness_both_call_the_recipe(digits, monkeypatch):
 def test_freeze_epochs_identical_in_estimator_and_harness(digits, pretrain):
     """``freeze_epochs`` renumbers the history and ``best_epoch`` in both (the harness did not)."""
     X, y = digits
-    params = {"hidden_layer_sizes": (12, 8), "pretrain": pretrain, "n_iter": 1, "max_iter": 4, "batch_size": 25,
-              "freeze_epochs": 2, "early_stopping": True, "n_iter_no_change": 2}
+    params = {
+        "hidden_layer_sizes": (12, 8),
+        "pretrain": pretrain,
+        "n_iter": 1,
+        "max_iter": 4,
+        "batch_size": 25,
+        "freeze_epochs": 2,
+        "early_stopping": True,
+        "n_iter_no_change": 2,
+    }
     if pretrain is None:
         params.update(activation="relu", init="he")
     with warnings.catch_warnings():
@@ -82,9 +90,19 @@ def test_freeze_epochs_identical_in_estimator_and_harness(digits, pretrain):
 
 def test_run_one_rows_follow_the_renumbered_best_epoch():
     """An arm with freeze_epochs selects the row of the epoch early stopping kept."""
-    cfg = StudyConfig(arms=("dbn-freeze",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=4,
-                      pretrain_epochs=1, patience=1, extra_arms={"dbn-freeze": {"pretrain": "rbm", "freeze_epochs": 2}},
-                      protocol="shared", monitor="valid_loss")
+    cfg = StudyConfig(
+        arms=("dbn-freeze",),
+        depths=(1,),
+        widths=(8,),
+        sizes=(60,),
+        seeds=(0,),
+        epochs=4,
+        pretrain_epochs=1,
+        patience=1,
+        extra_arms={"dbn-freeze": {"pretrain": "rbm", "freeze_epochs": 2}},
+        protocol="shared",
+        monitor="valid_loss",
+    )
     data = runner.prepare_data(load_dataset("digits"), size=60, seed=0)
     rows = runner.run_one(cfg, cfg.run_specs()[0], data)
     assert [r["epoch"] for r in rows] == list(range(len(rows)))
@@ -116,10 +134,28 @@ def _noop(net, record):
 
 @parametrize_with_checks(
     [
-        DBNClassifier((8,), pretrain=None, activation="relu", init="he", max_iter=20, learning_rate_init=0.05,
-                      solver="sgd", random_state=0, callbacks=[_noop]),
-        DBNRegressor((8,), pretrain=None, activation="relu", init="he", solver="adam", max_iter=50,
-                     learning_rate_init=0.01, random_state=0, callbacks=(_noop,)),
+        DBNClassifier(
+            (8,),
+            pretrain=None,
+            activation="relu",
+            init="he",
+            max_iter=20,
+            learning_rate_init=0.05,
+            solver="sgd",
+            random_state=0,
+            callbacks=[_noop],
+        ),
+        DBNRegressor(
+            (8,),
+            pretrain=None,
+            activation="relu",
+            init="he",
+            solver="adam",
+            max_iter=50,
+            learning_rate_init=0.01,
+            random_state=0,
+            callbacks=(_noop,),
+        ),
     ]
 )
 def test_sklearn_compatible_with_callbacks(estimator, check):
@@ -135,8 +171,9 @@ def test_callbacks_called_once_per_finetuning_epoch(digits, freeze_epochs):
         assert isinstance(net, torch.nn.Sequential)
         seen.append(record)
 
-    clf = DBNClassifier((8,), n_iter=1, max_iter=3, batch_size=25, freeze_epochs=freeze_epochs, random_state=0,
-                        callbacks=[cb]).fit(X, y)
+    clf = DBNClassifier(
+        (8,), n_iter=1, max_iter=3, batch_size=25, freeze_epochs=freeze_epochs, random_state=0, callbacks=[cb]
+    ).fit(X, y)
     assert clf.n_iter_ == 3 + freeze_epochs
     assert len(seen) == clf.n_iter_
     assert all(a is b for a, b in zip(seen, clf.history_, strict=True))  # the records themselves
@@ -156,8 +193,16 @@ def test_callback_returning_true_stops(digits):
     def stop_at_two(net, record):
         return record["epoch"] == 2
 
-    clf = DBNRegressor((8,), pretrain=None, activation="relu", init="he", max_iter=10, learning_rate_init=0.01,
-                       random_state=0, callbacks=[stop_at_two]).fit(X, y.astype(np.float32))
+    clf = DBNRegressor(
+        (8,),
+        pretrain=None,
+        activation="relu",
+        init="he",
+        max_iter=10,
+        learning_rate_init=0.01,
+        random_state=0,
+        callbacks=[stop_at_two],
+    ).fit(X, y.astype(np.float32))
     assert clf.n_iter_ == 2 and clf.history_.stopped_early
 
 
@@ -168,8 +213,9 @@ def test_callbacks_clone_gridsearch_and_save(digits, tmp_path):
     def cb(net, record):
         calls.append(record["epoch"])
 
-    clf = DBNClassifier((8,), pretrain=None, activation="relu", init="he", max_iter=2, batch_size=25,
-                        random_state=0, callbacks=[cb])
+    clf = DBNClassifier(
+        (8,), pretrain=None, activation="relu", init="he", max_iter=2, batch_size=25, random_state=0, callbacks=[cb]
+    )
     assert clone(clf).get_params()["callbacks"] == [cb]
     grid = GridSearchCV(clf, {"learning_rate_init": [0.01, 0.1]}, cv=2).fit(X, y)
     assert len(calls) == 2 * 2 * 2 + 2  # 2 settings x 2 folds x 2 epochs, then the refit
@@ -190,12 +236,21 @@ def test_invalid_callbacks(digits):
 def test_fit_arm_checkpoints_like_the_estimator(digits, tmp_path):
     X, y = digits
     params = {"hidden_layer_sizes": (8,), "n_iter": 1, "max_iter": 2, "batch_size": 25, "freeze_epochs": 1}
-    fit = fit_arm(params, torch.as_tensor(X), torch.as_tensor(y), n_classes=10, generator=make_generator(0, "cpu"),
-                  checkpoint_dir=tmp_path / "arm")
+    fit = fit_arm(
+        params,
+        torch.as_tensor(X),
+        torch.as_tensor(y),
+        n_classes=10,
+        generator=make_generator(0, "cpu"),
+        checkpoint_dir=tmp_path / "arm",
+    )
     est = DBNClassifier(**params, random_state=0, checkpoint_dir=tmp_path / "est").fit(X, y)
     found = lambda d: sorted(p.relative_to(d).parent.as_posix() for p in d.rglob("checkpoint.pt"))  # noqa: E731
     (key,) = {path.split("/")[0] for path in found(tmp_path / "est")}  # one fit, keyed by its fingerprint
     assert key.startswith("fit-")
-    assert found(tmp_path / "arm") == found(tmp_path / "est") == [f"{key}/finetune", f"{key}/finetune_freeze",
-                                                                  f"{key}/pretrain"]
+    assert (
+        found(tmp_path / "arm")
+        == found(tmp_path / "est")
+        == [f"{key}/finetune", f"{key}/finetune_freeze", f"{key}/pretrain"]
+    )
     _same_networks(est.network_, fit.network)

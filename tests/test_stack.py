@@ -18,8 +18,14 @@ def test_greedy_stack_trains_each_layer_on_the_previous_outputs(digits, kind):
     g = torch.Generator().manual_seed(0)
     seen = []
     stack = pretrain_stack(
-        digits, (32, 16, 8), pretrain=kind, n_epochs=(3, 2, 2), learning_rate=0.05, batch_size=20,
-        generator=g, callbacks=[lambda i, layer, rec: seen.append(i)],
+        digits,
+        (32, 16, 8),
+        pretrain=kind,
+        n_epochs=(3, 2, 2),
+        learning_rate=0.05,
+        batch_size=20,
+        generator=g,
+        callbacks=[lambda i, layer, rec: seen.append(i)],
     )
     assert stack.sizes == (64, 32, 16, 8)
     assert [len(h) for h in stack.histories] == [3, 2, 2]
@@ -42,8 +48,9 @@ def test_greedy_stack_trains_each_layer_on_the_previous_outputs(digits, kind):
 
 def test_per_layer_settings_and_broadcasting(digits):
     g = torch.Generator().manual_seed(1)
-    stack = pretrain_stack(digits[:200], (10, 6), n_epochs=1, learning_rate=(0.1, 0.01), batch_size=50, k=(1, 2),
-                           generator=g)
+    stack = pretrain_stack(
+        digits[:200], (10, 6), n_epochs=1, learning_rate=(0.1, 0.01), batch_size=50, k=(1, 2), generator=g
+    )
     assert stack.sizes == (64, 10, 6)
     with pytest.raises(ValueError, match="3 entries but there are 2 layers"):
         pretrain_stack(digits[:50], (10, 6), n_epochs=1, learning_rate=(0.1, 0.1, 0.1), generator=g)
@@ -60,8 +67,12 @@ def test_same_seed_same_stack(digits):
 
 
 def test_sampled_propagation_differs_from_probabilities(digits):
-    stacks = [pretrain_stack(digits[:300], (12, 6), n_epochs=2, batch_size=30, propagate=p,
-                             generator=torch.Generator().manual_seed(5)) for p in ("probs", "samples")]
+    stacks = [
+        pretrain_stack(
+            digits[:300], (12, 6), n_epochs=2, batch_size=30, propagate=p, generator=torch.Generator().manual_seed(5)
+        )
+        for p in ("probs", "samples")
+    ]
     assert torch.equal(stacks[0].layers[0].weight, stacks[1].layers[0].weight)
     assert not torch.equal(stacks[0].layers[1].weight, stacks[1].layers[1].weight)
 
@@ -74,8 +85,14 @@ def test_gaussian_first_layer_then_bernoulli():
 
 
 def test_validation_data_gives_free_energy_gap_per_layer(digits):
-    stack = pretrain_stack(digits[:500], (16, 8), n_epochs=2, batch_size=50, validation_data=digits[500:700],
-                           generator=torch.Generator().manual_seed(0))
+    stack = pretrain_stack(
+        digits[:500],
+        (16, 8),
+        n_epochs=2,
+        batch_size=50,
+        validation_data=digits[500:700],
+        generator=torch.Generator().manual_seed(0),
+    )
     assert all("free_energy_gap" in h[-1] for h in stack.histories)
 
 

@@ -24,8 +24,9 @@ def test_stationary_distribution_matches_enumeration(weight_std):
     rbm = _tiny_rbm(weight_std)
     states = torch.tensor(list(itertools.product([0.0, 1.0], repeat=4)))
     p = torch.softmax(-rbm.free_energy(states).detach(), dim=0)
-    trainer = CDTrainer(rbm, persistent=True, sampler="pt", n_temperatures=4, n_chains=200,
-                        generator=torch.Generator().manual_seed(1))
+    trainer = CDTrainer(
+        rbm, persistent=True, sampler="pt", n_temperatures=4, n_chains=200, generator=torch.Generator().manual_seed(1)
+    )
     code = torch.tensor([8.0, 4.0, 2.0, 1.0])
     counts = torch.zeros(16)
     with torch.no_grad():
@@ -40,8 +41,9 @@ def test_stationary_distribution_matches_enumeration(weight_std):
 
 def test_swaps_move_states_between_temperatures():
     rbm = _tiny_rbm(1.0)
-    trainer = CDTrainer(rbm, persistent=True, sampler="pt", n_temperatures=3, n_chains=50,
-                        generator=torch.Generator().manual_seed(0))
+    trainer = CDTrainer(
+        rbm, persistent=True, sampler="pt", n_temperatures=3, n_chains=50, generator=torch.Generator().manual_seed(0)
+    )
     energy = torch.zeros(3, 50)  # equal energies: every swap is accepted
     states = torch.arange(3.0)[:, None, None].expand(3, 50, 2)
     (even,) = trainer._swap(energy, (states,))
@@ -55,8 +57,9 @@ def test_pt_training_runs_and_checkpoints():
     g = torch.Generator().manual_seed(0)
     X = (torch.rand(60, 8, generator=g) < 0.3).float()
     rbm = RBM(8, 4, generator=g)
-    history = train_rbm(rbm, X, n_epochs=2, batch_size=10, persistent=True, sampler="pt", n_temperatures=3,
-                        k=2, generator=g)
+    history = train_rbm(
+        rbm, X, n_epochs=2, batch_size=10, persistent=True, sampler="pt", n_temperatures=3, k=2, generator=g
+    )
     assert len(history) == 2 and torch.isfinite(rbm.weight).all()
     trainer = CDTrainer(rbm, persistent=True, sampler="pt", n_temperatures=3, batch_size=10, generator=g)
     trainer.partial_fit(X)

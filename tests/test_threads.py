@@ -28,8 +28,14 @@ def _data(n=60, d=8, seed=0):
 def test_small_fit_runs_on_one_thread_and_restores(two_threads):
     seen = []
     rbm = dbn.RBM(8, 4, generator=torch.Generator().manual_seed(0))
-    dbn.train_rbm(rbm, _data(), n_epochs=2, batch_size=10, generator=torch.Generator().manual_seed(1),
-                  callbacks=[lambda m, r: seen.append(torch.get_num_threads())])
+    dbn.train_rbm(
+        rbm,
+        _data(),
+        n_epochs=2,
+        batch_size=10,
+        generator=torch.Generator().manual_seed(1),
+        callbacks=[lambda m, r: seen.append(torch.get_num_threads())],
+    )
     assert seen == [1, 1]
     assert torch.get_num_threads() == 2
 
@@ -44,12 +50,17 @@ def test_override_is_honoured_inside_every_trainer(two_threads, trainer):
         if trainer == "rbm":
             dbn.train_rbm(dbn.RBM(8, 4, generator=g), X, n_epochs=2, batch_size=10, generator=g, callbacks=[record])
         elif trainer == "dae":
-            dbn.train_autoencoder(dbn.DenoisingAutoencoder(8, 4, generator=g), X, n_epochs=2, batch_size=10,
-                                  generator=g, callbacks=[record])
+            dbn.train_autoencoder(
+                dbn.DenoisingAutoencoder(8, 4, generator=g),
+                X,
+                n_epochs=2,
+                batch_size=10,
+                generator=g,
+                callbacks=[record],
+            )
         else:
             net = dbn.build_mlp(8, (4,), 2, generator=g)
-            dbn.fit_network(net, X, (X[:, 0] > 0).long(), max_iter=2, batch_size=10, generator=g,
-                            callbacks=[record])
+            dbn.fit_network(net, X, (X[:, 0] > 0).long(), max_iter=2, batch_size=10, generator=g, callbacks=[record])
     assert seen == [2, 2]
     with dbn.threads(1):
         dbn.train_rbm(dbn.RBM(8, 4, generator=g), X, n_epochs=1, batch_size=10, generator=g, callbacks=[record])
@@ -78,8 +89,7 @@ def test_exception_in_a_callback_restores_threads(two_threads):
 
     g = torch.Generator().manual_seed(0)
     with pytest.raises(KeyError, match="from the callback"):
-        dbn.train_rbm(dbn.RBM(8, 4, generator=g), _data(), n_epochs=2, batch_size=10, generator=g,
-                      callbacks=[callback])
+        dbn.train_rbm(dbn.RBM(8, 4, generator=g), _data(), n_epochs=2, batch_size=10, generator=g, callbacks=[callback])
     assert torch.get_num_threads() == 2
 
 

@@ -64,9 +64,7 @@ def test_build_mlp_shapes(activation, init):
 
 
 def test_build_mlp_layer_order_with_extras():
-    net = build_mlp(
-        4, (3, 2), 2, activation="relu", dropout=(0.5, 0.25), input_dropout=0.2, batch_norm=True
-    )
+    net = build_mlp(4, (3, 2), 2, activation="relu", dropout=(0.5, 0.25), input_dropout=0.2, batch_norm=True)
     types = [type(m) for m in net]
     assert types == [
         nn.Dropout,
@@ -103,9 +101,7 @@ def test_init_statistics():
     assert abs(he.std().item() - math.sqrt(2 / fan_in)) < 0.03 * math.sqrt(2 / fan_in)
 
     for activation, gain in (("sigmoid", 1.0), ("tanh", 5 / 3)):
-        w = build_mlp(fan_in, (fan_out,), activation=activation, init="xavier", generator=gen())[
-            0
-        ].weight
+        w = build_mlp(fan_in, (fan_out,), activation=activation, init="xavier", generator=gen())[0].weight
         bound = gain * math.sqrt(6 / (fan_in + fan_out))
         assert w.abs().max().item() <= bound
         assert w.abs().max().item() > 0.99 * bound
@@ -185,9 +181,7 @@ def test_each_optimizer_decreases_loss(optimizer):
 def test_sgd_nesterov_and_no_shuffle_train():
     X, y = blobs()
     net = build_mlp(5, (16,), 3, activation="relu", init="he", generator=gen())
-    h = fit_network(
-        net, X, y, learning_rate=0.05, nesterov=True, shuffle=False, max_iter=10, generator=gen()
-    )
+    h = fit_network(net, X, y, learning_rate=0.05, nesterov=True, shuffle=False, max_iter=10, generator=gen())
     assert h[-1]["train_loss"] < h[0]["train_loss"]
 
 
@@ -369,9 +363,7 @@ def test_clip_grad_norm_bounds_every_step():
 def test_max_norm_constraint_holds():
     X, y = blobs()
     net = build_mlp(5, (32, 16), 3, activation="relu", init="he", generator=gen())
-    fit_network(
-        net, X, y, optimizer="sgd", learning_rate=0.5, max_iter=5, max_norm=0.3, generator=gen()
-    )
+    fit_network(net, X, y, optimizer="sgd", learning_rate=0.5, max_iter=5, max_norm=0.3, generator=gen())
     for layer in hidden_linear_layers(net):
         assert layer.weight.norm(dim=1).max().item() <= 0.3 + 1e-5
     assert net[-1].weight.norm(dim=1).max().item() > 0.3  # the output layer is free
@@ -399,9 +391,7 @@ def test_same_generator_gives_identical_training():
 
     def run(seed):
         net = build_mlp(5, (16, 16), 3, dropout=0.3, input_dropout=0.1, generator=gen(0))
-        history = fit_network(
-            net, X, y, learning_rate=0.1, max_iter=3, early_stopping=True, generator=gen(seed)
-        )
+        history = fit_network(net, X, y, learning_rate=0.1, max_iter=3, early_stopping=True, generator=gen(seed))
         return flat_params(net), history.column("train_loss")
 
     state = torch.get_rng_state()
@@ -443,9 +433,7 @@ def test_mse_regression():
     assert history[-1]["valid_score"] > 0.95
     sklearn_metrics = pytest.importorskip("sklearn.metrics")
     pred = predict_logits(net, X[:100]).numpy()
-    assert history[-1]["valid_score"] == pytest.approx(
-        sklearn_metrics.r2_score(Y[:100].numpy(), pred), abs=1e-5
-    )
+    assert history[-1]["valid_score"] == pytest.approx(sklearn_metrics.r2_score(Y[:100].numpy(), pred), abs=1e-5)
     assert history[-1]["valid_loss"] == pytest.approx(
         sklearn_metrics.mean_squared_error(Y[:100].numpy(), pred), rel=1e-4
     )
@@ -478,18 +466,14 @@ def test_mse_regression():
 def test_lr_schedules(schedule, kwargs, expected):
     X, y = blobs(60)
     net = build_mlp(5, (4,), 3, generator=gen())
-    h = fit_network(
-        net, X, y, learning_rate=0.4, max_iter=5, lr_schedule=schedule, generator=gen(), **kwargs
-    )
+    h = fit_network(net, X, y, learning_rate=0.4, max_iter=5, lr_schedule=schedule, generator=gen(), **kwargs)
     assert h.column("learning_rate") == pytest.approx(expected)
 
 
 def test_cosine_schedule_anneals_to_lr_min():
     X, y = blobs(60)
     net = build_mlp(5, (4,), 3, generator=gen())
-    h = fit_network(
-        net, X, y, learning_rate=0.4, max_iter=4, lr_schedule="cosine", lr_min=0.0, generator=gen()
-    )
+    h = fit_network(net, X, y, learning_rate=0.4, max_iter=4, lr_schedule="cosine", lr_min=0.0, generator=gen())
     lrs = h.column("learning_rate")
     assert lrs[0] == pytest.approx(0.4) and lrs == sorted(lrs, reverse=True)
     assert lrs[2] == pytest.approx(0.2)
@@ -521,16 +505,12 @@ def test_callbacks_add_keys_and_stop():
     }
     assert history[0]["valid_loss"] is None and history[0]["time"] > 0
     assert isinstance(history, History) and isinstance(history, list)
-    assert history.best_epoch == 1 + history.column("train_loss").index(
-        min(history.column("train_loss"))
-    )
+    assert history.best_epoch == 1 + history.column("train_loss").index(min(history.column("train_loss")))
 
 
 def test_verbose_progress_bar(capsys):
     X, y = blobs(60)
-    fit_network(
-        build_mlp(5, (4,), 3, generator=gen()), X, y, max_iter=2, verbose=True, generator=gen()
-    )
+    fit_network(build_mlp(5, (4,), 3, generator=gen()), X, y, max_iter=2, verbose=True, generator=gen())
     assert "epoch" in capsys.readouterr().err
 
 
@@ -614,8 +594,15 @@ def test_maxout_he_init_keeps_the_second_moment(pieces):
 
     z = torch.randn(pieces, 400_000, generator=torch.Generator().manual_seed(0))
     assert abs(z.amax(dim=0).pow(2).mean().item() * maxout_gain(pieces) ** 2 - 1.0) < 0.01
-    net = build_mlp(400, (400,) * 5, None, activation="maxout", init="he", maxout_pieces=pieces,
-                    generator=torch.Generator().manual_seed(1))
+    net = build_mlp(
+        400,
+        (400,) * 5,
+        None,
+        activation="maxout",
+        init="he",
+        maxout_pieces=pieces,
+        generator=torch.Generator().manual_seed(1),
+    )
     h = torch.randn(2000, 400, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         for layer in net:

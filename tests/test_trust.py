@@ -42,8 +42,13 @@ def test_runaway_autoencoder_raises(digits):
     X, _ = digits
     dae = DenoisingAutoencoder(64, 16, generator=torch.Generator().manual_seed(0))
     with pytest.raises(DivergenceError, match="Denoising autoencoder training diverged.*learning_rate"):
-        dbn.train_autoencoder(dae, torch.as_tensor(X, dtype=torch.float32), n_epochs=3, learning_rate=1e6,
-                              generator=torch.Generator().manual_seed(0))
+        dbn.train_autoencoder(
+            dae,
+            torch.as_tensor(X, dtype=torch.float32),
+            n_epochs=3,
+            learning_rate=1e6,
+            generator=torch.Generator().manual_seed(0),
+        )
 
 
 def test_normal_runs_do_not_raise(digits):
@@ -126,8 +131,9 @@ def test_dbn_transformer_sparse_equals_dense(digits, kw):
     assert [_history(h) for h in a.history_] == [_history(h) for h in b.history_]
 
 
-@pytest.mark.parametrize("kw", [{}, {"early_stopping": True}, {"pretrain": "dae", "solver": "adam",
-                                                               "learning_rate_init": 1e-3}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"early_stopping": True}, {"pretrain": "dae", "solver": "adam", "learning_rate_init": 1e-3}]
+)
 def test_dbn_classifier_sparse_equals_dense(digits, kw):
     X, y = digits
     a = DBNClassifier((16,), n_iter=2, max_iter=4, random_state=0, **kw).fit(X, y)
@@ -162,8 +168,13 @@ def test_sparse_fit_peak_memory():
     """Issue 15's example (480 MB when dense): fit and transform stay far below that."""
     import json
 
-    out = subprocess.run([sys.executable, "-c", _PEAK], check=True, capture_output=True, text=True,
-                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
     peaks = json.loads(out.stdout.strip().splitlines()[-1])
     assert peaks["fit"] < 100 * 2**20 and peaks["transform"] < 100 * 2**20, peaks
 

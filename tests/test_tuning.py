@@ -15,11 +15,24 @@ from dbn.harness.tuning import Choice, TuningResult, choose_setting, tuning_resu
 
 #: A grid whose answer is known: a learning rate too small to move the weights in two epochs, one
 #: that trains, and one so large that training diverges to NaN.
-KNOWN = ({"solver": "sgd", "learning_rate_init": 1e-7, "momentum": 0.0},
-         {"solver": "adam", "learning_rate_init": 1e-2},
-         {"solver": "sgd", "learning_rate_init": 1e4, "momentum": 0.9})
-SMALL = dict(dataset="digits", depths=(1,), widths=(16,), sizes=(120,), seeds=(0, 1), epochs=3, patience=3,
-             pretrain_epochs=1, batch_size=20, probe_size=50, unlabelled=True)
+KNOWN = (
+    {"solver": "sgd", "learning_rate_init": 1e-7, "momentum": 0.0},
+    {"solver": "adam", "learning_rate_init": 1e-2},
+    {"solver": "sgd", "learning_rate_init": 1e4, "momentum": 0.9},
+)
+SMALL = dict(
+    dataset="digits",
+    depths=(1,),
+    widths=(16,),
+    sizes=(120,),
+    seeds=(0, 1),
+    epochs=3,
+    patience=3,
+    pretrain_epochs=1,
+    batch_size=20,
+    probe_size=50,
+    unlabelled=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +79,8 @@ def test_selection_picks_the_known_best_setting(tuned):
     assert all(r.diverged for r in by_setting["sgd lr=10000 m=0.9"])
     assert all(not r.trained for r in by_setting["sgd lr=1e-07 m=0"])
     assert tuning_results([r for r in res.rows if r["arm"] == "relu-he"]) and all(
-        r.trained for k, r in results.items() if "|relu-he|" in k and r.setting == "adam lr=0.01")
+        r.trained for k, r in results.items() if "|relu-he|" in k and r.setting == "adam lr=0.01"
+    )
     # the final runs use the chosen setting, every seed
     finals = {(r["arm"], r["seed"]): r["setting"] for r in res.rows if r["stage"] == "final"}
     assert finals == {(a, s): "adam lr=0.01" for a in cfg.arms for s in cfg.seeds}
@@ -80,13 +94,30 @@ def test_every_arm_gets_the_same_grid_and_budget(tuned):
         assert [r["setting"] for r in tune if r["arm"] == arm] == labels  # every setting, in grid order, once
         assert {r["seed"] for r in tune if r["arm"] == arm} == {cfg.seeds[0]}
     assert all(r["n_epochs"] <= cfg.epochs for r in res.rows)
-    budget = ("max_iter", "n_iter_no_change", "early_stopping", "monitor", "tol", "batch_size", "n_iter",
-              "pretrain_learning_rate", "pretrain_batch_size")
+    budget = (
+        "max_iter",
+        "n_iter_no_change",
+        "early_stopping",
+        "monitor",
+        "tol",
+        "batch_size",
+        "n_iter",
+        "pretrain_learning_rate",
+        "pretrain_batch_size",
+    )
     for spec in cfg.tuning_specs(cfg.cells()[0]):
         p = arm_params(cfg, spec)
-        assert {k: p[k] for k in budget} == {"max_iter": 3, "n_iter_no_change": 3, "early_stopping": True,
-                                             "monitor": "valid_score", "tol": 1e-4, "batch_size": 20, "n_iter": 1,
-                                             "pretrain_learning_rate": 0.05, "pretrain_batch_size": 20}
+        assert {k: p[k] for k in budget} == {
+            "max_iter": 3,
+            "n_iter_no_change": 3,
+            "early_stopping": True,
+            "monitor": "valid_score",
+            "tol": 1e-4,
+            "batch_size": 20,
+            "n_iter": 1,
+            "pretrain_learning_rate": 0.05,
+            "pretrain_batch_size": 20,
+        }
         # the setting wins over the arm's and the study's values; the arm keeps the rest
         assert p["solver"] == next(g for g in KNOWN if setting_label(cfg._effective(g)) == spec.setting)["solver"]
         assert p.get("dropout", 0.0) == ARMS[spec.arm].get("dropout", 0.0)
@@ -177,17 +208,35 @@ def test_resume_mid_tuning_makes_the_same_choice_and_results(tmp_path, monkeypat
 #: Rows of the old single-protocol harness (SGD, momentum 0.9, learning rate 0.1, early stopping
 #: on the validation loss) for this study, recorded before the tuned protocol existed.
 OLD_SHARED = {
-    "relu-he": ([0.8690807799442897, 0.7994428969359332, 0.7270194986072424, 0.5069637883008357],
-                [2.37734137641059, 2.252264404296875, 2.0960261027018228, 1.827852545844184], 3),
-    "dbn": ([0.8997214484679665, 0.9025069637883009, 0.8997214484679665, 0.8997214484679665],
-            [2.302746073404948, 2.303214518229167, 2.304822964138455, 2.30479736328125], 1),
+    "relu-he": (
+        [0.8690807799442897, 0.7994428969359332, 0.7270194986072424, 0.5069637883008357],
+        [2.37734137641059, 2.252264404296875, 2.0960261027018228, 1.827852545844184],
+        3,
+    ),
+    "dbn": (
+        [0.8997214484679665, 0.9025069637883009, 0.8997214484679665, 0.8997214484679665],
+        [2.302746073404948, 2.303214518229167, 2.304822964138455, 2.30479736328125],
+        1,
+    ),
 }
 
 
 def test_shared_protocol_gives_the_single_protocol_results(tmp_path):
-    cfg = StudyConfig(dataset="digits", arms=("relu-he", "dbn"), depths=(1,), widths=(16,), sizes=(80,), seeds=(0,),
-                      epochs=3, pretrain_epochs=1, batch_size=20, probe_size=50, unlabelled=False,
-                      protocol="shared", monitor="valid_loss")
+    cfg = StudyConfig(
+        dataset="digits",
+        arms=("relu-he", "dbn"),
+        depths=(1,),
+        widths=(16,),
+        sizes=(80,),
+        seeds=(0,),
+        epochs=3,
+        pretrain_epochs=1,
+        batch_size=20,
+        probe_size=50,
+        unlabelled=False,
+        protocol="shared",
+        monitor="valid_loss",
+    )
     assert list(cfg.settings()) == ["sgd lr=0.1 m=0.9"] and cfg.n_runs() == 2
     res = run_study(cfg, tmp_path, progress=False)
     for arm, (test_errors, valid_losses, selected) in OLD_SHARED.items():
@@ -229,14 +278,20 @@ def test_early_stopping_on_the_error_breaks_ties_with_the_loss():
     # one of lowest loss among those of best error
     records = [(0.9, 2.3), (0.9, 2.2), (0.9, 2.1), (0.5, 1.5), (0.5, 1.4), (0.5, 1.6), (0.6, 1.3), (0.5, 1.7)]
     es = EarlyStopping("valid_score", minimize=False, patience=2, tie_break="valid_loss")
-    out = fit_loop(torch.nn.Linear(1, 1), range(1, 9),
-                   lambda e: {"epoch": e, "valid_score": 1 - records[e - 1][0], "valid_loss": records[e - 1][1]},
-                   pieces=[es])
+    out = fit_loop(
+        torch.nn.Linear(1, 1),
+        range(1, 9),
+        lambda e: {"epoch": e, "valid_score": 1 - records[e - 1][0], "valid_loss": records[e - 1][1]},
+        pieces=[es],
+    )
     assert es.best_epoch == 5 and out[-1]["epoch"] == 7
     plain = EarlyStopping("valid_score", minimize=False, patience=2)
-    fit_loop(torch.nn.Linear(1, 1), range(1, 9),
-             lambda e: {"epoch": e, "valid_score": 1 - records[e - 1][0], "valid_loss": records[e - 1][1]},
-             pieces=[plain])
+    fit_loop(
+        torch.nn.Linear(1, 1),
+        range(1, 9),
+        lambda e: {"epoch": e, "valid_score": 1 - records[e - 1][0], "valid_loss": records[e - 1][1]},
+        pieces=[plain],
+    )
     assert plain.best_epoch == 1  # without the tie-break, the plateau stops training at epoch 3
     assert math.isinf(EarlyStopping("x").best_tie)
 
@@ -264,8 +319,18 @@ def digits_small():
 def test_min_updates_gives_small_labelled_sets_more_epochs():
     from dbn.datasets import load_dataset
 
-    cfg = StudyConfig(arms=("relu-he",), depths=(1,), widths=(8,), sizes=(60,), seeds=(0,), epochs=1, patience=None,
-                      batch_size=20, min_updates=12, protocol="shared")
+    cfg = StudyConfig(
+        arms=("relu-he",),
+        depths=(1,),
+        widths=(8,),
+        sizes=(60,),
+        seeds=(0,),
+        epochs=1,
+        patience=None,
+        batch_size=20,
+        min_updates=12,
+        protocol="shared",
+    )
     assert cfg.epoch_budget(60) == 4 and cfg.epoch_budget(1000) == 1
     rows = runner.run_one(cfg, cfg.run_specs()[0], runner.prepare_data(load_dataset("digits"), size=60, seed=0))
     assert rows[-1]["epoch"] == 4 and rows[0]["n_epochs"] == 4

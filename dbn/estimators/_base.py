@@ -27,6 +27,7 @@ from ..stack import LayerStack
 #: loaded estimator gets their defaults.
 _NOT_PERSISTED = ("callbacks",)
 
+
 # -- the numpy <-> torch boundary --------------------------------------------------------------
 def _to_tensor(X, *, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Validated numpy/scipy array -> tensor on ``device`` (no copy for dense CPU input).
@@ -54,8 +55,11 @@ def _to_sparse_tensor(X, *, device: torch.device, dtype: torch.dtype | None = No
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         t = torch.sparse_csr_tensor(
-            torch.as_tensor(X.indptr, dtype=torch.int64), torch.as_tensor(X.indices, dtype=torch.int64),
-            values, size=X.shape, check_invariants=True,
+            torch.as_tensor(X.indptr, dtype=torch.int64),
+            torch.as_tensor(X.indices, dtype=torch.int64),
+            values,
+            size=X.shape,
+            check_invariants=True,
         )
         return t.to(device=device, dtype=dtype or values.dtype)
 
@@ -123,6 +127,7 @@ class _PersistenceMixin:
     n_features_in_: int
 
     if TYPE_CHECKING:  # every estimator using the mixin also inherits sklearn's BaseEstimator
+
         def get_params(self, deep: bool = True) -> dict[str, Any]: ...
 
     def _fitted_state(self) -> tuple[dict, dict]:  # pragma: no cover - abstract
@@ -149,10 +154,13 @@ class _PersistenceMixin:
         check_is_fitted(self)
         fitted, tensors = self._fitted_state()
         params = {k: (None if k in _NOT_PERSISTED else v) for k, v in self.get_params(deep=False).items()}
-        config = {"class": type(self).__name__, "params": _json_safe(params),
-                  "n_features_in_": int(self.n_features_in_),
-                  "feature_names_in_": _json_safe(list(getattr(self, "feature_names_in_", []))) or None,
-                  "fitted": fitted}
+        config = {
+            "class": type(self).__name__,
+            "params": _json_safe(params),
+            "n_features_in_": int(self.n_features_in_),
+            "feature_names_in_": _json_safe(list(getattr(self, "feature_names_in_", []))) or None,
+            "fitted": fitted,
+        }
         return write_archive(path, type(self).__name__, config, tensors)
 
     @classmethod
@@ -201,8 +209,12 @@ def _stack_state(stack) -> tuple[list, dict]:
 
 
 def _restore_stack(layer_configs: list, histories, tensors: dict, device):
-    stack = LayerStack([layer_from_config(c, device, stored_weight=tensors.get(f"stack.layers.{i}.weight"))
-                        for i, c in enumerate(layer_configs)])
+    stack = LayerStack(
+        [
+            layer_from_config(c, device, stored_weight=tensors.get(f"stack.layers.{i}.weight"))
+            for i, c in enumerate(layer_configs)
+        ]
+    )
     _load_state(stack, {k: v.to(device) for k, v in tensors.items()}, "stack.")
     stack.histories = histories
     return stack

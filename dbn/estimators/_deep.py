@@ -67,8 +67,16 @@ from ._base import (
 __all__ = ["DBNTransformer", "DBNClassifier", "DBNRegressor"]
 
 
-def _checked_sizes(owner: str, params: dict, *, n_features: int, n_samples: int, n_pretrain: int,
-                   device: torch.device, itemsize: int = 4) -> dict:
+def _checked_sizes(
+    owner: str,
+    params: dict,
+    *,
+    n_features: int,
+    n_samples: int,
+    n_pretrain: int,
+    device: torch.device,
+    itemsize: int = 4,
+) -> dict:
     """``params`` with the batch sizes clipped to the data (warning as scikit-learn's MLP
     does) after refusing layer sizes whose weights would not fit in the machine's memory.
 
@@ -78,9 +86,11 @@ def _checked_sizes(owner: str, params: dict, *, n_features: int, n_samples: int,
     params = dict(params)
     sizes = [n_features, *parse_layer_sizes(params["hidden_layer_sizes"])]
     n_weights = sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
-    check_memory({"hidden_layer_sizes": (4 * n_weights * itemsize,
-                                         f"the weights of layers {sizes} and their training buffers")},
-                 device=device, owner=owner)
+    check_memory(
+        {"hidden_layer_sizes": (4 * n_weights * itemsize, f"the weights of layers {sizes} and their training buffers")},
+        device=device,
+        owner=owner,
+    )
     if params.get("batch_size") is not None:
         params["batch_size"] = clip_batch_size(params["batch_size"], n_samples)
     if params.get("pretrain_batch_size") is not None:
@@ -151,9 +161,11 @@ class _InputScaling:
         return _to_tensor(X, device=device, dtype=dtype)
 
     def _scaling_state(self) -> dict:
-        return {"visible": getattr(self, "visible_", None),
-                "input_mean": _json_safe(None if self.input_mean_ is None else self.input_mean_.tolist()),
-                "input_scale": _json_safe(None if self.input_scale_ is None else self.input_scale_.tolist())}
+        return {
+            "visible": getattr(self, "visible_", None),
+            "input_mean": _json_safe(None if self.input_mean_ is None else self.input_mean_.tolist()),
+            "input_scale": _json_safe(None if self.input_scale_ is None else self.input_scale_.tolist()),
+        }
 
     def _restore_scaling(self, fitted: dict) -> None:
         self.visible_ = fitted.get("visible", self.visible)
@@ -165,8 +177,10 @@ class _InputScaling:
         """``net`` taking raw inputs (and giving raw targets): :func:`dbn.export.fold_scaling`."""
         inputs = {}
         if self.input_mean_ is not None:
-            inputs = {"input_mean": torch.as_tensor(self.input_mean_),
-                      "input_scale": torch.as_tensor(self.input_scale_)}
+            inputs = {
+                "input_mean": torch.as_tensor(self.input_mean_),
+                "input_scale": torch.as_tensor(self.input_scale_),
+            }
         return fold_scaling(net, **inputs, **output) if inputs or output else net
 
 
@@ -333,10 +347,21 @@ class DBNTransformer(
         X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=(np.float64, np.float32))
         _check_unit_interval(X, self.visible, type(self).__name__)
         device = resolve_device(self.device)
-        params = {**self.get_params(deep=False), "pretrain_learning_rate": self.learning_rate,
-                  "pretrain_batch_size": self.batch_size, "pretrain_momentum": self.momentum}
-        params = _checked_sizes(type(self).__name__, params, n_features=X.shape[1], n_samples=X.shape[0],
-                                n_pretrain=X.shape[0], device=device, itemsize=X.dtype.itemsize)
+        params = {
+            **self.get_params(deep=False),
+            "pretrain_learning_rate": self.learning_rate,
+            "pretrain_batch_size": self.batch_size,
+            "pretrain_momentum": self.momentum,
+        }
+        params = _checked_sizes(
+            type(self).__name__,
+            params,
+            n_features=X.shape[1],
+            n_samples=X.shape[0],
+            n_pretrain=X.shape[0],
+            device=device,
+            itemsize=X.dtype.itemsize,
+        )
         Xt = _to_tensor(X, device=device)
         self._fit_input_scaling(X, Xt)
         if self.input_mean_ is not None:
@@ -567,9 +592,7 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
         else:
             stack = LayerStack(list(source))
         if stack.sizes[0] != n_features:
-            raise ValueError(
-                f"The 'pretrained' stack expects {stack.sizes[0]} input features but X has {n_features}."
-            )
+            raise ValueError(f"The 'pretrained' stack expects {stack.sizes[0]} input features but X has {n_features}.")
         return stack
 
     def _fit(self, X, y, *, X_pretrain=None):
@@ -590,8 +613,14 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
 
     def _validate_Xy(self, X, y, *, reset: bool):
         return validate_data(
-            self, X, y, accept_sparse=("csr", "csc", "coo"), dtype=(np.float32, np.float64),
-            multi_output=self._loss == "mse", y_numeric=self._loss == "mse", reset=reset,
+            self,
+            X,
+            y,
+            accept_sparse=("csr", "csc", "coo"),
+            dtype=(np.float32, np.float64),
+            multi_output=self._loss == "mse",
+            y_numeric=self._loss == "mse",
+            reset=reset,
         )
 
     def _fit_new(self, X, y, *, X_pretrain=None, classes=None, overrides=None):
@@ -601,9 +630,14 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
             _check_unit_interval(X, self.visible, type(self).__name__)
         device = resolve_device(self.device)
         Xp_np = None if X_pretrain is None else self._validate_X(X_pretrain, reset=False)
-        params = _checked_sizes(type(self).__name__, {**self.get_params(deep=False), **(overrides or {})},
-                                n_features=X.shape[1], n_samples=X.shape[0], device=device,
-                                n_pretrain=X.shape[0] if Xp_np is None else Xp_np.shape[0])
+        params = _checked_sizes(
+            type(self).__name__,
+            {**self.get_params(deep=False), **(overrides or {})},
+            n_features=X.shape[1],
+            n_samples=X.shape[0],
+            device=device,
+            n_pretrain=X.shape[0] if Xp_np is None else Xp_np.shape[0],
+        )
         source = X if Xp_np is None else Xp_np
         self._fit_input_scaling(source, _to_tensor(source, device=device, dtype=torch.float32))
         Xt = self._input_tensor(X, device=device, dtype=torch.float32)
@@ -612,9 +646,16 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
         stack = None if self.pretrained is None else self._pretrained_stack(Xt.shape[1])
         generator = make_generator(self.random_state, device)
         result = recipe.fit(
-            {**params, "visible": self.visible_}, Xt, yt,
-            n_outputs=n_outputs, generator=generator, loss=self._loss, X_pretrain=Xp, stack=stack,
-            callbacks=self.callbacks or (), checkpoint_dir=self.checkpoint_dir,
+            {**params, "visible": self.visible_},
+            Xt,
+            yt,
+            n_outputs=n_outputs,
+            generator=generator,
+            loss=self._loss,
+            X_pretrain=Xp,
+            stack=stack,
+            callbacks=self.callbacks or (),
+            checkpoint_dir=self.checkpoint_dir,
         )
         self._rng_state = generator.get_state()
         self.network_, self.stack_, self.history_ = result.network, result.stack, result.history
@@ -633,9 +674,16 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
             generator.set_state(self._rng_state)  # successive calls visit new mini-batch orders
         params = {**self.get_params(deep=False), "visible": self.visible_, "freeze_epochs": 0, **overrides}
         Xt = self._input_tensor(X, device=device, dtype=torch.float32)
-        history = recipe.finetune(self.network_, params, Xt, torch.as_tensor(yt_np, device=device),
-                                  generator=generator, pretrained=False, loss=self._loss,
-                                  callbacks=self.callbacks or ())
+        history = recipe.finetune(
+            self.network_,
+            params,
+            Xt,
+            torch.as_tensor(yt_np, device=device),
+            generator=generator,
+            pretrained=False,
+            loss=self._loss,
+            callbacks=self.callbacks or (),
+        )
         self._rng_state = generator.get_state()
         offset = len(self.history_)
         for record in history:
@@ -672,13 +720,17 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
         fitted = {
             "n_outputs": linear_layers(self.network_)[-1].out_features,
             "history": _json_safe(list(self.history_)),
-            "history_attrs": _json_safe({k: getattr(self.history_, k) for k in
-                                         ("best_epoch", "score_name", "monitor", "stopped_early")}),
+            "history_attrs": _json_safe(
+                {k: getattr(self.history_, k) for k in ("best_epoch", "score_name", "monitor", "stopped_early")}
+            ),
             "pretrain_history": _json_safe(self.pretrain_history_),
-            "pretrain_time": self.pretrain_time_, "finetune_time": self.finetune_time_, "n_iter": self.n_iter_,
+            "pretrain_time": self.pretrain_time_,
+            "finetune_time": self.finetune_time_,
+            "n_iter": self.n_iter_,
             "classes": _json_safe(self.classes_.tolist()) if hasattr(self, "classes_") else None,
             "y_1d": getattr(self, "_y_1d", None),
-            "loss": self._loss, "label_dtype": getattr(self, "_label_dtype", None),
+            "loss": self._loss,
+            "label_dtype": getattr(self, "_label_dtype", None),
             "target_mean": _json_safe(getattr(self, "target_mean_", np.zeros(0)).tolist()),
             "target_scale": _json_safe(getattr(self, "target_scale_", np.zeros(0)).tolist()),
             "layers": None,
@@ -697,24 +749,38 @@ class _DeepNetwork(_InputScaling, _PersistenceMixin, BaseEstimator):
             self._loss, self._label_dtype = fitted["loss"], np.dtype(fitted["label_dtype"]).str
         if fitted["layers"] is not None:
             self.stack_ = _restore_stack(fitted["layers"], fitted["pretrain_history"], tensors, device)
-            net = to_torch(self.stack_, head="softmax" if self._loss == "cross_entropy" else "linear",
-                           n_outputs=n_outputs, dropout=self.dropout, input_dropout=self.input_dropout)
+            net = to_torch(
+                self.stack_,
+                head="softmax" if self._loss == "cross_entropy" else "linear",
+                n_outputs=n_outputs,
+                dropout=self.dropout,
+                input_dropout=self.input_dropout,
+            )
         else:
             self.stack_ = None
             # check the described sizes against the stored weights before allocating anything
             sizes = [self.n_features_in_, *parse_layer_sizes(self.hidden_layer_sizes), n_outputs]
             pieces = self.maxout_pieces if self.activation == "maxout" else 1
-            expected = sum(a * b * (pieces if i < len(sizes) - 2 else 1)
-                           for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)))
+            expected = sum(
+                a * b * (pieces if i < len(sizes) - 2 else 1)
+                for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False))
+            )
             stored = sum(t.numel() for k, t in tensors.items() if k.startswith("network.") and t.dim() == 2)
             if expected != stored:
                 raise ValueError(
                     f"Damaged model file: the settings describe {expected} weights but the file holds {stored}."
                 )
             net = build_mlp(
-                self.n_features_in_, parse_layer_sizes(self.hidden_layer_sizes), n_outputs, activation=self.activation,
-                init=self.init, dropout=self.dropout, input_dropout=self.input_dropout, batch_norm=self.batch_norm,
-                maxout_pieces=self.maxout_pieces, device=device,
+                self.n_features_in_,
+                parse_layer_sizes(self.hidden_layer_sizes),
+                n_outputs,
+                activation=self.activation,
+                init=self.init,
+                dropout=self.dropout,
+                input_dropout=self.input_dropout,
+                batch_norm=self.batch_norm,
+                maxout_pieces=self.maxout_pieces,
+                device=device,
             )
         _load_state(net, {k: v.to(device) for k, v in tensors.items()}, "network.")
         self.network_ = net.to(device)
@@ -931,13 +997,22 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
         multilabel = _is_label_matrix(y)
         if not reset and multilabel != self._multilabel:
             fitted, given = ("single-label", "multi-label") if multilabel else ("multi-label", "single-label")
-            raise ValueError(f"{type(self).__name__} was fitted on {fitted} y but this y is {given}; "
-                             "fit a new model (warm_start=False) to change the kind of target.")
+            raise ValueError(
+                f"{type(self).__name__} was fitted on {fitted} y but this y is {given}; "
+                "fit a new model (warm_start=False) to change the kind of target."
+            )
         if not multilabel:
             X, y = super()._validate_Xy(X, y, reset=reset)
         else:
-            X, y = validate_data(self, X, y, accept_sparse=("csr", "csc", "coo"), dtype=(np.float32, np.float64),
-                                 multi_output=True, reset=reset)
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                accept_sparse=("csr", "csc", "coo"),
+                dtype=(np.float32, np.float64),
+                multi_output=True,
+                reset=reset,
+            )
             y = self._check_indicator(y.toarray() if sp.issparse(y) else y)
         return X, y
 
@@ -966,8 +1041,10 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
         n_labels = y.shape[1]
         if reset:
             if classes is not None and not np.array_equal(np.asarray(classes), np.arange(n_labels)):
-                raise ValueError(f"{type(self).__name__}: with multi-label y, 'classes' must be None or "
-                                 f"range({n_labels}) (the label columns). Got {np.asarray(classes).tolist()}.")
+                raise ValueError(
+                    f"{type(self).__name__}: with multi-label y, 'classes' must be None or "
+                    f"range({n_labels}) (the label columns). Got {np.asarray(classes).tolist()}."
+                )
             self.classes_ = np.arange(n_labels)  # as MLPClassifier's (its LabelBinarizer's)
             self._label_dtype, self._loss = y.dtype.str, "binary_cross_entropy"
         elif n_labels != len(self.classes_):
@@ -985,8 +1062,10 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
             self._loss = "cross_entropy"  # once y is accepted (a refused y leaves a fitted model as it was)
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
-            raise ValueError(f"{type(self).__name__}: y has labels {unknown.tolist()} not in classes_ "
-                             f"{self.classes_.tolist()}; pass every class in 'classes' on the first partial_fit call.")
+            raise ValueError(
+                f"{type(self).__name__}: y has labels {unknown.tolist()} not in classes_ "
+                f"{self.classes_.tolist()}; pass every class in 'classes' on the first partial_fit call."
+            )
         return np.searchsorted(self.classes_, y).astype(np.int64), len(self.classes_)
 
     def fit(self, X, y, *, X_pretrain=None):
@@ -1145,8 +1224,9 @@ class DBNRegressor(RegressorMixin, _DeepNetwork):
             self._y_1d = y2.shape[1] == 1  # like MLPRegressor: one target -> predictions of shape (n,)
             self.target_mean_, self.target_scale_ = _standardisation(y2)
         elif y2.shape[1] != self.target_mean_.shape[0]:
-            raise ValueError(f"{type(self).__name__} was fitted on {self.target_mean_.shape[0]} targets; "
-                             f"y has {y2.shape[1]}.")
+            raise ValueError(
+                f"{type(self).__name__} was fitted on {self.target_mean_.shape[0]} targets; y has {y2.shape[1]}."
+            )
         return ((y2 - self.target_mean_) / self.target_scale_).astype(np.float32), y2.shape[1]
 
     def _output_scaling(self) -> dict:

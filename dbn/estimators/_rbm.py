@@ -212,9 +212,7 @@ class RBMTransformer(
 
     # -- fitting -------------------------------------------------------------------------------
     def _validate(self, X, *, reset: bool):
-        X = validate_data(
-            self, X, accept_sparse=("csr", "csc", "coo"), dtype=(np.float64, np.float32), reset=reset
-        )
+        X = validate_data(self, X, accept_sparse=("csr", "csc", "coo"), dtype=(np.float64, np.float32), reset=reset)
         _check_unit_interval(X, self.visible, type(self).__name__)
         return X
 
@@ -222,16 +220,28 @@ class RBMTransformer(
         device = resolve_device(self.device)
         batch_size = clip_batch_size(self.batch_size, X.shape[0])
         itemsize = Xt.dtype.itemsize
-        check_memory({
-            "n_components": (2 * self.n_components * X.shape[1] * itemsize,
-                             f"the weights and their momentum ({self.n_components} x {X.shape[1]} {Xt.dtype})"),
-            "batch_size": (batch_size * (self.n_components + X.shape[1]) * itemsize,
-                           "a mini-batch and the persistent chains"),
-        }, device=device, owner=type(self).__name__)
+        check_memory(
+            {
+                "n_components": (
+                    2 * self.n_components * X.shape[1] * itemsize,
+                    f"the weights and their momentum ({self.n_components} x {X.shape[1]} {Xt.dtype})",
+                ),
+                "batch_size": (
+                    batch_size * (self.n_components + X.shape[1]) * itemsize,
+                    "a mini-batch and the persistent chains",
+                ),
+            },
+            device=device,
+            owner=type(self).__name__,
+        )
         self._generator = make_generator(self.random_state, device)
         self.rbm_ = RBM(
-            X.shape[1], self.n_components, visible=self.visible, generator=self._generator,
-            device=device, dtype=Xt.dtype,
+            X.shape[1],
+            self.n_components,
+            visible=self.visible,
+            generator=self._generator,
+            device=device,
+            dtype=Xt.dtype,
         )
         self.rbm_.init_visible_bias_(Xt)
         self._initialise_trainer(device, batch_size)
@@ -322,7 +332,7 @@ class RBMTransformer(
         self.rbm_ = rbm
         # the trainer resumes where it stopped: momentum, persistent chains, sparsity estimate, RNG
         self._initialise_trainer(device)
-        state = {k[len("trainer."):]: v for k, v in tensors.items() if k.startswith("trainer.")}
+        state = {k[len("trainer.") :]: v for k, v in tensors.items() if k.startswith("trainer.")}
         state.update(epoch=fitted["epoch"], history=fitted["history"])
         if device.type != "cpu":
             state["generator"] = None  # a CPU generator state does not transfer to another device
@@ -397,8 +407,16 @@ class RBMTransformer(
         return _to_numpy(self.rbm_.pseudo_likelihood(Xt, exact=exact, per_unit=per_unit, generator=g))
 
     @torch.no_grad()
-    def score(self, X, y=None, *, method: str = "pseudo_likelihood", log_z: float | None = None,
-              n_chains: int = 100, n_betas: int | None = None):
+    def score(
+        self,
+        X,
+        y=None,
+        *,
+        method: str = "pseudo_likelihood",
+        log_z: float | None = None,
+        n_chains: int = 100,
+        n_betas: int | None = None,
+    ):
         """Mean score of the samples in ``X``.
 
         Parameters
@@ -434,8 +452,13 @@ class RBMTransformer(
             ):
                 log_z = exact_log_partition(self.rbm_)
             else:
-                result = ais_log_partition(self.rbm_, n_chains=n_chains, n_betas=n_betas, base_rate=Xt,
-                                           generator=make_generator(self.random_state, Xt.device))
+                result = ais_log_partition(
+                    self.rbm_,
+                    n_chains=n_chains,
+                    n_betas=n_betas,
+                    base_rate=Xt,
+                    generator=make_generator(self.random_state, Xt.device),
+                )
                 self.log_z_ = result
                 log_z = result.log_z
         return float(self.rbm_.log_likelihood(Xt, log_z).mean())
@@ -461,4 +484,3 @@ class RBMTransformer(
         check_is_fitted(self)
         g = self._generator if random_state is None else make_generator(random_state, self.rbm_.weight.device)
         return _to_numpy(sample_rbm(self.rbm_, n_samples, n_steps=n_steps, generator=g))
-

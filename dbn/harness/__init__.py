@@ -22,10 +22,21 @@ import importlib as _importlib
 #: ``import dbn.harness.config`` (which ``dbn --help`` needs) does not import the runner and with it
 #: scikit-learn.
 _LAZY = {
-    "ARMS": "config", "DIGITS_DEFAULTS": "config", "RunSpec": "config", "StudyConfig": "config",
-    "arm_params": "config", "layer_statistics": "metrics", "paired_differences": "metrics",
-    "t_interval": "metrics", "findings": "report", "summarise_runs": "report", "write_report": "report",
-    "StudyResults": "runner", "fit_arm": "runner", "run_study": "runner", "load_rows": "store",
+    "ARMS": "config",
+    "DIGITS_DEFAULTS": "config",
+    "RunSpec": "config",
+    "StudyConfig": "config",
+    "arm_params": "config",
+    "layer_statistics": "metrics",
+    "paired_differences": "metrics",
+    "t_interval": "metrics",
+    "findings": "report",
+    "summarise_runs": "report",
+    "write_report": "report",
+    "StudyResults": "runner",
+    "fit_arm": "runner",
+    "run_study": "runner",
+    "load_rows": "store",
 }
 
 __all__ = [

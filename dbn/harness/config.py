@@ -58,7 +58,11 @@ ARMS: dict[str, dict[str, Any]] = {
     "relu-he-dropout": {"pretrain": None, "activation": "relu", "init": "he", "dropout": 0.5},
     "relu-he-batchnorm": {"pretrain": None, "activation": "relu", "init": "he", "batch_norm": True},
     "maxout-dropout": {
-        "pretrain": None, "activation": "maxout", "init": "he", "maxout_pieces": 2, "dropout": 0.5,
+        "pretrain": None,
+        "activation": "maxout",
+        "init": "he",
+        "maxout_pieces": 2,
+        "dropout": 0.5,
     },
     # sigmoid layers pretrained as RBMs (CD-1, Hinton's momentum and weight cost)
     "dbn": {"pretrain": "rbm", "activation": "sigmoid"},
@@ -68,23 +72,54 @@ ARMS: dict[str, dict[str, Any]] = {
     "dbn-dropout": {"pretrain": "rbm", "activation": "sigmoid", "dropout": 0.5},
     # the SdA fine-tuned with dropout: same stack as "sda"
     "sda-dropout": {
-        "pretrain": "dae", "activation": "sigmoid", "corruption": "mask", "corruption_level": 0.2, "dropout": 0.5,
+        "pretrain": "dae",
+        "activation": "sigmoid",
+        "corruption": "mask",
+        "corruption_level": 0.2,
+        "dropout": 0.5,
     },
 }
 
 #: DBNClassifier parameters a tuning grid may set: fine-tuning settings only, so that one
 #: pretrained stack serves every setting of an arm.
 TUNABLE_KEYS: tuple[str, ...] = (
-    "solver", "learning_rate_init", "momentum", "nesterovs_momentum", "alpha", "l1", "dropout", "input_dropout",
-    "batch_size", "lr_schedule", "clip_grad_norm", "max_norm", "freeze_epochs",
+    "solver",
+    "learning_rate_init",
+    "momentum",
+    "nesterovs_momentum",
+    "alpha",
+    "l1",
+    "dropout",
+    "input_dropout",
+    "batch_size",
+    "lr_schedule",
+    "clip_grad_norm",
+    "max_norm",
+    "freeze_epochs",
 )
 
 #: DBNClassifier parameters that pretraining reads (a stack is shared by the runs that agree on
 #: these, the seed and the pretraining data): :func:`dbn.recipe.pretrain`'s.
 PRETRAIN_KEYS: tuple[str, ...] = (
-    "hidden_layer_sizes", "pretrain", "visible", "n_iter", "propagate", "pretrain_learning_rate",
-    "pretrain_batch_size", "weight_decay", "pretrain_momentum", "k", "persistent", "sparsity_target",
-    "sparsity_cost", "corruption", "corruption_level", "centered", "sampler", "n_temperatures", "device",
+    "hidden_layer_sizes",
+    "pretrain",
+    "visible",
+    "n_iter",
+    "propagate",
+    "pretrain_learning_rate",
+    "pretrain_batch_size",
+    "weight_decay",
+    "pretrain_momentum",
+    "k",
+    "persistent",
+    "sparsity_target",
+    "sparsity_cost",
+    "corruption",
+    "corruption_level",
+    "centered",
+    "sampler",
+    "n_temperatures",
+    "device",
 )
 
 #: The default tuning grid: SGD with momentum 0.9 and Adam, three learning rates each.
@@ -129,9 +164,13 @@ def setting_label(setting: Mapping[str, Any]) -> str:
     for key in sorted(setting, key=lambda k: (k != "learning_rate_init", k != "momentum", k)):
         if key == "solver" or (key == "momentum" and solver not in ("sgd", "rmsprop")):
             continue
-        parts.append(f"{_SHORT.get(key, key)}={setting[key]:g}" if isinstance(setting[key], float)
-                     else f"{_SHORT.get(key, key)}={setting[key]}")
+        parts.append(
+            f"{_SHORT.get(key, key)}={setting[key]:g}"
+            if isinstance(setting[key], float)
+            else f"{_SHORT.get(key, key)}={setting[key]}"
+        )
     return " ".join(parts)
+
 
 #: DBNClassifier parameters set by the protocol, the same for every arm.
 PROTOCOL_KEYS: tuple[str, ...] = (
@@ -307,9 +346,7 @@ class StudyConfig:
     def validate(self) -> None:
         """Check every field; raise ``ValueError`` naming the field and the fix."""
         if not isinstance(self.dataset, str) or not self.dataset:
-            raise ValueError(
-                f"The 'dataset' parameter must be 'digits', 'mnist' or a path. Got {self.dataset!r}."
-            )
+            raise ValueError(f"The 'dataset' parameter must be 'digits', 'mnist' or a path. Got {self.dataset!r}.")
         known = {**ARMS, **dict(self.extra_arms)}
         if not self.arms:
             raise ValueError("The 'arms' parameter must name at least one arm.")
@@ -379,8 +416,9 @@ class StudyConfig:
         labels = []
         for setting in self.grid:
             if not isinstance(setting, dict) or not setting:
-                raise ValueError(f"Each 'grid' setting must be a non-empty dict of DBNClassifier parameters. "
-                                 f"Got {setting!r}.")
+                raise ValueError(
+                    f"Each 'grid' setting must be a non-empty dict of DBNClassifier parameters. Got {setting!r}."
+                )
             unknown = sorted(set(setting) - set(TUNABLE_KEYS))
             if unknown:
                 raise ValueError(
@@ -405,8 +443,12 @@ class StudyConfig:
 
     def _effective(self, setting: Mapping[str, Any]) -> dict[str, Any]:
         """A grid setting completed with the study's solver, learning rate and momentum."""
-        return {"solver": self.solver, "learning_rate_init": self.learning_rate, "momentum": self.momentum,
-                **dict(setting)}
+        return {
+            "solver": self.solver,
+            "learning_rate_init": self.learning_rate,
+            "momentum": self.momentum,
+            **dict(setting),
+        }
 
     def settings(self) -> dict[str, dict[str, Any]]:
         """The fine-tuning settings the arms run, by label: the grid's (``protocol="tuned"``) or the
@@ -424,9 +466,19 @@ class StudyConfig:
         """The settings shared by every arm and every setting (what the run hash covers, with
         the arm and the setting)."""
         keys = (
-            "folds", "unlabelled", "batch_size", "epochs", "min_updates", "patience", "tol", "monitor",
+            "folds",
+            "unlabelled",
+            "batch_size",
+            "epochs",
+            "min_updates",
+            "patience",
+            "tol",
+            "monitor",
             "pretrain_epochs",
-            "pretrain_learning_rate", "pretrain_batch_size", "probe_size", "monitor_size",
+            "pretrain_learning_rate",
+            "pretrain_batch_size",
+            "probe_size",
+            "monitor_size",
         )
         return {k: getattr(self, k) for k in keys}
 
@@ -437,7 +489,8 @@ class StudyConfig:
         effective = settings[setting if setting is not None else next(iter(settings))]
         payload = json.dumps(
             {"protocol": self.shared_settings(), "arm": self.all_arms[arm], "setting": effective},
-            sort_keys=True, default=repr,
+            sort_keys=True,
+            default=repr,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
@@ -456,13 +509,28 @@ class StudyConfig:
     def cells(self) -> list[tuple[int | str, int, int, int]]:
         """The (labelled size, depth, width, fold) cells, in the order the study runs them."""
         folds = range(self.folds) if self.folds else (0,)
-        return [(_size_label(size), int(depth), int(width), int(fold))
-                for size in self.sizes for depth in self.depths for width in self.widths for fold in folds]
+        return [
+            (_size_label(size), int(depth), int(width), int(fold))
+            for size in self.sizes
+            for depth in self.depths
+            for width in self.widths
+            for fold in folds
+        ]
 
     def _spec(self, cell: tuple, arm: str, seed: int, stage: str, setting: str) -> RunSpec:
         size, depth, width, fold = cell
-        return RunSpec(dataset=self.dataset, arm=arm, depth=depth, width=width, size=size, seed=int(seed),
-                       fold=fold, protocol=self.protocol_hash(arm, setting), stage=stage, setting=setting)
+        return RunSpec(
+            dataset=self.dataset,
+            arm=arm,
+            depth=depth,
+            width=width,
+            size=size,
+            seed=int(seed),
+            fold=fold,
+            protocol=self.protocol_hash(arm, setting),
+            stage=stage,
+            setting=setting,
+        )
 
     def tuning_specs(self, cell: tuple) -> list[RunSpec]:
         """The tuning runs of a cell: every arm with every grid setting on the first seed
@@ -474,8 +542,12 @@ class StudyConfig:
     def final_specs(self, cell: tuple, chosen: Mapping[str, str]) -> list[RunSpec]:
         """The runs that the report analyses: every seed of every arm in ``chosen`` (arm ->
         setting label), seeds outermost so that paired runs finish close together."""
-        return [self._spec(cell, arm, seed, "final", chosen[arm])
-                for seed in self.seeds for arm in self.arms if arm in chosen]
+        return [
+            self._spec(cell, arm, seed, "final", chosen[arm])
+            for seed in self.seeds
+            for arm in self.arms
+            if arm in chosen
+        ]
 
     def n_runs(self) -> int:
         """How many runs the whole study makes (tuning runs included)."""
@@ -547,10 +619,20 @@ class RunSpec:
     @property
     def key(self) -> str:
         """Identity of the run in the results (resume skips a key already there)."""
-        return "|".join((
-            self.dataset, self.arm, f"d{self.depth}", f"w{self.width}", f"n{self.size}",
-            f"s{self.seed}", f"f{self.fold}", self.stage, self.setting, self.protocol,
-        ))
+        return "|".join(
+            (
+                self.dataset,
+                self.arm,
+                f"d{self.depth}",
+                f"w{self.width}",
+                f"n{self.size}",
+                f"s{self.seed}",
+                f"f{self.fold}",
+                self.stage,
+                self.setting,
+                self.protocol,
+            )
+        )
 
     @property
     def cell(self) -> tuple[int | str, int, int, int]:

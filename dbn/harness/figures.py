@@ -80,13 +80,15 @@ def _learning_curves(rows, runs, path: Path, colors) -> str:
     width = min(int(r["width"]) for r in runs)
     curves = {}
     for arm in _arms(runs):
-        sel = [r for r in rows if r["arm"] == arm and int(r["depth"]) == dmax and r["size"] == size
-               and int(r["width"]) == width]
+        sel = [
+            r
+            for r in rows
+            if r["arm"] == arm and int(r["depth"]) == dmax and r["size"] == size and int(r["width"]) == width
+        ]
         curves[arm] = {key: _mean_curve(sel, key) for key in ("train_error", "valid_error", "test_error")}
     shown = [a for a in curves if any(e.size > 1 for e, _ in curves[a].values())]  # a line needs two epochs
     left_out = [a for a in curves if a not in shown]
-    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(3.2 * max(len(shown), 1), 3), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(3.2 * max(len(shown), 1), 3), sharey=True, squeeze=False)
     for ax, arm in zip(axes[0], shown, strict=False):
         for (key, (e, m)), style in zip(curves[arm].items(), ("--", ":", "-"), strict=True):
             if e.size:
@@ -98,9 +100,11 @@ def _learning_curves(rows, runs, path: Path, colors) -> str:
     if shown:
         axes[0][0].legend(fontsize=7)
     _save(fig, path, f"Learning curves (mean over seeds), depth {dmax}, width {width}, {size} labels")
-    note = (f" Left out, no finite error after initialisation (diverged): {', '.join(left_out)}." if left_out else "")
-    return ("Learning curves per arm: training (dashed), validation (dotted) and test (solid) error, "
-            f"depth {dmax}, {size} labels.{note}")
+    note = f" Left out, no finite error after initialisation (diverged): {', '.join(left_out)}." if left_out else ""
+    return (
+        "Learning curves per arm: training (dashed), validation (dotted) and test (solid) error, "
+        f"depth {dmax}, {size} labels.{note}"
+    )
 
 
 def _gradient_norms(rows, runs, path: Path, colors) -> str:
@@ -109,10 +113,15 @@ def _gradient_norms(rows, runs, path: Path, colors) -> str:
     size = max((r["size"] for r in runs), key=_size_key)
     names = [f"L{i}" for i in range(1, dmax + 1)] + ["out"]
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharex=True)
-    for col, (label, pick) in enumerate((("at initialisation", lambda r: r["epoch"] == 0),
-                                         ("after training (selected epoch)", lambda r: bool(r.get("selected"))))):
-        for row_i, (prefix, title) in enumerate((("grad_s", "||dL/ds|| (back-propagated)"),
-                                                 ("grad_w", "||dL/dW|| (weight gradient)"))):
+    for col, (label, pick) in enumerate(
+        (
+            ("at initialisation", lambda r: r["epoch"] == 0),
+            ("after training (selected epoch)", lambda r: bool(r.get("selected"))),
+        )
+    ):
+        for row_i, (prefix, title) in enumerate(
+            (("grad_s", "||dL/ds|| (back-propagated)"), ("grad_w", "||dL/dW|| (weight gradient)"))
+        ):
             ax = axes[row_i][col]
             for arm in _arms(runs):
                 sel = [r for r in rows if r["arm"] == arm and int(r["depth"]) == dmax and r["size"] == size and pick(r)]
@@ -131,8 +140,10 @@ def _gradient_norms(rows, runs, path: Path, colors) -> str:
     axes[1][1].set_xlabel("layer (input side -> output)")
     axes[0][0].legend(fontsize=7)
     _save(fig, path, f"Gradient norms by layer, depth {dmax}, {size} labels (geometric mean over seeds)")
-    return (f"Back-propagated and weight gradient norms by layer (log scale), depth {dmax}, "
-            "at initialisation and after training.")
+    return (
+        f"Back-propagated and weight gradient norms by layer (log scale), depth {dmax}, "
+        "at initialisation and after training."
+    )
 
 
 def _ci_plot(ax, xs, groups, color, label):
@@ -154,8 +165,9 @@ def _error_vs_depth(runs, path: Path, colors) -> str:
         for arm in _arms(runs):
             sel = [r for r in runs if r["arm"] == arm and r["size"] == size and int(r["width"]) == width]
             depths = sorted({int(r["depth"]) for r in sel})
-            _ci_plot(ax, depths, [[r["test_error"] for r in sel if int(r["depth"]) == d] for d in depths],
-                     colors[arm], arm)
+            _ci_plot(
+                ax, depths, [[r["test_error"] for r in sel if int(r["depth"]) == d] for d in depths], colors[arm], arm
+            )
         ax.set_title(f"{size} labels", fontsize=9)
         ax.set_xlabel("hidden layers")
         ax.grid(alpha=0.3)
@@ -203,8 +215,11 @@ def _train_vs_test(rows, runs, path: Path, colors) -> str:
             if int(g[0]["depth"]) != depth or g[0]["size"] != size:
                 continue
             arm = g[0]["arm"]
-            pairs = [(float(r["train_loss"]), float(r["test_loss"])) for r in g if r["epoch"] > 0
-                     and r.get("train_loss") is not None and r.get("test_loss") is not None]
+            pairs = [
+                (float(r["train_loss"]), float(r["test_loss"]))
+                for r in g
+                if r["epoch"] > 0 and r.get("train_loss") is not None and r.get("test_loss") is not None
+            ]
             pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0]
             if not pairs:
                 continue
@@ -213,8 +228,14 @@ def _train_vs_test(rows, runs, path: Path, colors) -> str:
             ys += te
             ax.plot(tr, te, "-", color=colors[arm], alpha=0.35, lw=0.8)
             sel = next((r for r in g if r.get("selected")), g[-1])
-            ax.plot([sel["train_loss"]], [sel["test_loss"]], "o", color=colors[arm],
-                    label=None if arm in labelled else arm, ms=5)
+            ax.plot(
+                [sel["train_loss"]],
+                [sel["test_loss"]],
+                "o",
+                color=colors[arm],
+                label=None if arm in labelled else arm,
+                ms=5,
+            )
             labelled.add(arm)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -226,10 +247,16 @@ def _train_vs_test(rows, runs, path: Path, colors) -> str:
     axes[0][0].set_ylabel("test loss (nats)")
     axes[0][0].legend(fontsize=7)
     _save(fig, path, "Training vs test loss of every run through training (dot: selected epoch)")
-    return ("Training vs test loss per run as training proceeds (Erhan et al.'s picture): a regulariser "
-            "moves runs down (lower test loss) without moving them left (lower training loss)."
-            + (" Axes end at 3 times the 95th percentile of the losses: the epochs of diverging runs beyond it "
-               "are not shown." if clipped else ""))
+    return (
+        "Training vs test loss per run as training proceeds (Erhan et al.'s picture): a regulariser "
+        "moves runs down (lower test loss) without moving them left (lower training loss)."
+        + (
+            " Axes end at 3 times the 95th percentile of the losses: the epochs of diverging runs beyond it "
+            "are not shown."
+            if clipped
+            else ""
+        )
+    )
 
 
 def _robust_limits(set_limits, values: Sequence[float]) -> bool:
@@ -243,9 +270,7 @@ def _robust_limits(set_limits, values: Sequence[float]) -> bool:
     return bool(v.max() > high)
 
 
-def make_figures(
-    rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]], out_dir: str | Path
-) -> dict[str, str]:
+def make_figures(rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]], out_dir: str | Path) -> dict[str, str]:
     """Draw the study's PNG figures into ``out_dir``; returns ``{file name: caption}``.
 
     Figures: ``learning_curves.png``, ``gradient_norms.png``, ``error_vs_depth.png``,

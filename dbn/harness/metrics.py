@@ -70,9 +70,7 @@ def _upper_quantile(h: torch.Tensor, q: float) -> torch.Tensor:
     return torch.lerp(low, high, rank - below)
 
 
-def layer_statistics(
-    net: nn.Sequential, X: torch.Tensor, y: torch.Tensor
-) -> list[dict[str, float]]:
+def layer_statistics(net: nn.Sequential, X: torch.Tensor, y: torch.Tensor) -> list[dict[str, float]]:
     """Per-layer gradient, activation and scale statistics of ``net`` on a probe batch.
 
     The network runs in eval mode (dropout off, batch norm on its running statistics; the
@@ -112,10 +110,7 @@ def layer_statistics(
     if not linears or n_hidden == len(linears):
         raise ValueError("The network must end in an output nn.Linear producing class logits.")
     pre: dict[int, torch.Tensor] = {}
-    handles = [
-        lin.register_forward_hook(lambda m, i, o, k=k: pre.__setitem__(k, o))
-        for k, lin in enumerate(linears)
-    ]
+    handles = [lin.register_forward_hook(lambda m, i, o, k=k: pre.__setitem__(k, o)) for k, lin in enumerate(linears)]
     # walk the Sequential to find each hidden layer's output (after its activation)
     starts = {id(m) for m in linears} | {id(m) for m in net if isinstance(m, Maxout)}
     acts: list[torch.Tensor] = []
@@ -153,7 +148,7 @@ def layer_statistics(
         net.train(was_training)
     n = X.shape[0]
     g_s = [float(g.norm()) * math.sqrt(n) for g in grads[: len(linears)]]
-    g_w = [float(g.norm()) for g in grads[len(linears):]]
+    g_w = [float(g.norm()) for g in grads[len(linears) :]]
     top = g_s[-1]
     out: list[dict[str, float]] = []
     for k, lin in enumerate(linears):
@@ -229,9 +224,7 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -
     return {"mean": mean, "low": mean - half, "high": mean + half, "half_width": half, "std": std, "n": n}
 
 
-def paired_differences(
-    a: dict[Any, float], b: dict[Any, float], confidence: float = 0.95
-) -> dict[str, float]:
+def paired_differences(a: dict[Any, float], b: dict[Any, float], confidence: float = 0.95) -> dict[str, float]:
     """Mean and t-interval of ``a[k] - b[k]`` over the keys (e.g. seeds) present in both.
 
     Examples

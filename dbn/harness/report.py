@@ -28,12 +28,45 @@ __all__ = ["summarise_runs", "cell_statistics", "findings", "summary", "write_re
 
 #: Per-run summary columns written to ``runs.csv``.
 RUN_COLUMNS: tuple[str, ...] = (
-    "run_key", "dataset", "dataset_hash", "arm", "depth", "width", "size", "seed", "fold", "protocol", "stage",
-    "setting", "pretrained", "unlabelled", "n_train", "n_pretrain", "n_epochs", "selected_epoch", "diverged",
-    "test_error", "valid_error", "train_error",
-    "test_loss", "train_loss", "gap", "min_train_loss", "min_train_loss_epoch", "min_train_error", "pretrain_time",
-    "pretrain_cached", "finetune_time", "init_grad_ratio_bottom", "final_grad_ratio_bottom", "init_grad_shrink",
-    "final_grad_shrink", "init_wgrad_shrink", "init_saturated_top", "final_saturated_top", "init_train_error",
+    "run_key",
+    "dataset",
+    "dataset_hash",
+    "arm",
+    "depth",
+    "width",
+    "size",
+    "seed",
+    "fold",
+    "protocol",
+    "stage",
+    "setting",
+    "pretrained",
+    "unlabelled",
+    "n_train",
+    "n_pretrain",
+    "n_epochs",
+    "selected_epoch",
+    "diverged",
+    "test_error",
+    "valid_error",
+    "train_error",
+    "test_loss",
+    "train_loss",
+    "gap",
+    "min_train_loss",
+    "min_train_loss_epoch",
+    "min_train_error",
+    "pretrain_time",
+    "pretrain_cached",
+    "finetune_time",
+    "init_grad_ratio_bottom",
+    "final_grad_ratio_bottom",
+    "init_grad_shrink",
+    "final_grad_shrink",
+    "init_wgrad_shrink",
+    "init_saturated_top",
+    "final_saturated_top",
+    "init_train_error",
 )
 
 
@@ -241,8 +274,10 @@ def _untrained(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, Cell], str]:
         if all(math.isfinite(v) for v in init):
             lowest = float(np.nanmean([_num(r.get("min_train_error")) for r in group]))
             if lowest >= CHANCE_FRACTION_OF_INIT * float(np.mean(init)):
-                out[key] = (f"lowest training error {100 * lowest:.2f}%, no better than at initialisation "
-                            f"({100 * float(np.mean(init)):.2f}%)")
+                out[key] = (
+                    f"lowest training error {100 * lowest:.2f}%, no better than at initialisation "
+                    f"({100 * float(np.mean(init)):.2f}%)"
+                )
         elif math.isfinite(train) and train >= CHANCE_TRAIN_ERROR:
             out[key] = f"training error {100 * train:.2f}%"
     return out
@@ -266,10 +301,14 @@ class _Evidence:
     def of(cls, runs: Sequence[dict[str, Any]], baseline: str | None) -> _Evidence:
         test = _by_arm_cell(runs, "test_error")
         return cls(
-            runs=runs, base=_pick_baseline(runs, baseline),
+            runs=runs,
+            base=_pick_baseline(runs, baseline),
             pretrained=[a for a in _arms(runs) if any(r["arm"] == a and r.get("pretrained") for r in runs)],
-            test=test, train=_by_arm_cell(runs, "train_error"), mintl=_by_arm_cell(runs, "min_train_loss"),
-            gap=_by_arm_cell(runs, "gap"), cells=sorted({c for _, c in test}, key=lambda c: (c[:3], _size_order(c[3]))),
+            test=test,
+            train=_by_arm_cell(runs, "train_error"),
+            mintl=_by_arm_cell(runs, "min_train_loss"),
+            gap=_by_arm_cell(runs, "gap"),
+            cells=sorted({c for _, c in test}, key=lambda c: (c[:3], _size_order(c[3]))),
             untrained=_untrained(runs),
         )
 
@@ -289,16 +328,16 @@ def _baseline_cell(ev: _Evidence, p: str, cell: Cell) -> tuple[str, str]:
     s_test, s_train = _sign(d_test, NEGLIGIBLE_ERROR), _sign(d_train, NEGLIGIBLE_ERROR)
     s_loss = _sign(d_loss, NEGLIGIBLE_LOSS)
     if s_test < 0 and s_train >= 0:
-        verdict = ("**supports the regulariser reading**: better test error without a better "
-                   "training error")
+        verdict = "**supports the regulariser reading**: better test error without a better training error"
     elif s_test < 0 and s_train < 0:
-        verdict = ("better test *and* training error: consistent with better optimisation as "
-                   "much as with regularisation")
+        verdict = "better test *and* training error: consistent with better optimisation as much as with regularisation"
     elif s_test > 0:
         verdict = "pretraining **hurt** test error here"
     else:
-        verdict = ("**inconclusive** (the test-error interval contains 0, or the difference is below "
-                   f"{100 * NEGLIGIBLE_ERROR:g} pp)")
+        verdict = (
+            "**inconclusive** (the test-error interval contains 0, or the difference is below "
+            f"{100 * NEGLIGIBLE_ERROR:g} pp)"
+        )
     regularisation = (
         f"**{p} vs {base}, {_cell_name(cell)}**: test error {_ci_pp(d_test)}; training error "
         f"{_ci_pp(d_train)}; generalisation gap (test - train) {_ci_pp(d_gap)} -> {verdict} "
@@ -307,11 +346,11 @@ def _baseline_cell(ev: _Evidence, p: str, cell: Cell) -> tuple[str, str]:
     if s_loss < 0:
         v = "**supports the optimisation reading** (pretraining reached a lower training loss)"
     elif s_loss > 0:
-        v = ("pretraining reached a *higher* training loss: it did not help optimisation"
-             + (", yet test error was better (Erhan et al.'s regulariser picture)" if s_test < 0 else ""))
+        v = "pretraining reached a *higher* training loss: it did not help optimisation" + (
+            ", yet test error was better (Erhan et al.'s regulariser picture)" if s_test < 0 else ""
+        )
     else:
-        v = ("**inconclusive** (the interval contains 0, or the difference is below "
-             f"{NEGLIGIBLE_LOSS} nats)")
+        v = f"**inconclusive** (the interval contains 0, or the difference is below {NEGLIGIBLE_LOSS} nats)"
     optimisation = (
         f"**{p} vs {base}, {_cell_name(cell)}**: lowest training loss {_ci_num(d_loss)} "
         f"(nats, {p} minus {base}) -> {v} (figure `learning_curves.png`)."
@@ -333,9 +372,13 @@ def _label_trend(p: str, base: str, advantages: dict[Any, dict[tuple, float]]) -
         small, large = cs[0], cs[-1]
         d = paired_differences(advantages[small], advantages[large])
         s = _sign(d, NEGLIGIBLE_ERROR)
-        what = ("the benefit of pretraining is **larger with fewer labels**" if s < 0 else
-                "the benefit of pretraining is **smaller with fewer labels**" if s > 0 else
-                "**inconclusive** whether the benefit depends on the number of labels")
+        what = (
+            "the benefit of pretraining is **larger with fewer labels**"
+            if s < 0
+            else "the benefit of pretraining is **smaller with fewer labels**"
+            if s > 0
+            else "**inconclusive** whether the benefit depends on the number of labels"
+        )
         lines.append(
             f"**{p} vs {base}, depth {arch[1]}, width {arch[2]}**: (difference at {small[3]} labels) minus "
             f"(difference at {large[3]} labels) = {_ci_pp(d)} -> {what} (figure `error_vs_size.png`)."
@@ -344,15 +387,19 @@ def _label_trend(p: str, base: str, advantages: dict[Any, dict[tuple, float]]) -
 
 
 def _untrained_note(ev: _Evidence, arm: str, cell: Cell) -> str:
-    return (f"**{arm} did not train at {_cell_name(cell)}** ({ev.untrained[(arm, cell)]}: at chance): "
-            "nothing is compared with it there.")
+    return (
+        f"**{arm} did not train at {_cell_name(cell)}** ({ev.untrained[(arm, cell)]}: at chance): "
+        "nothing is compared with it there."
+    )
 
 
 def _against_baseline(ev: _Evidence, out: dict[str, list[str]]) -> None:
     """Regularisation and optimisation: each pretrained arm against the random-init baseline."""
     if ev.base is None or not ev.pretrained:
-        msg = ("No pretrained arm and random-init baseline pair in the results: add e.g. `dbn` and "
-               "`sigmoid-normal` to test this hypothesis.")
+        msg = (
+            "No pretrained arm and random-init baseline pair in the results: add e.g. `dbn` and "
+            "`sigmoid-normal` to test this hypothesis."
+        )
         out["regularisation"].append(msg)
         out["optimisation"].append(msg)
     if ev.base is None:
@@ -371,24 +418,26 @@ def _against_baseline(ev: _Evidence, out: dict[str, list[str]]) -> None:
             regularisation, optimisation = _baseline_cell(ev, p, cell)
             out["regularisation"].append(regularisation)
             out["optimisation"].append(optimisation)
-            advantages[cell] = {k: test[(p, cell)][k] - test[(base, cell)].get(k, math.nan)
-                                for k in test[(p, cell)]}
+            advantages[cell] = {k: test[(p, cell)][k] - test[(base, cell)].get(k, math.nan) for k in test[(p, cell)]}
         out["regularisation"].extend(_label_trend(p, base, advantages))
 
 
 def _modern_verdict(s_test: int, s_loss: int, m: str) -> str:
     if s_test < 0 and s_loss > 0:
-        return (f"pretraining **still helps, as a regulariser**: better test error although {m} "
-                "reached a lower training loss")
+        return (
+            f"pretraining **still helps, as a regulariser**: better test error although {m} "
+            "reached a lower training loss"
+        )
     if s_test < 0 and s_loss == 0:
-        return ("pretraining **still helps, as a regulariser**: better test error without a lower "
-                "training loss")
+        return "pretraining **still helps, as a regulariser**: better test error without a lower training loss"
     if s_test < 0:
         return "pretraining **still helps**, with a lower training loss as well"
     if s_test > 0:
         return f"**{m} is better** here: pretraining does not help against it"
-    return ("**inconclusive** (the test-error interval contains 0, or the difference is below "
-            f"{100 * NEGLIGIBLE_ERROR:g} pp)")
+    return (
+        "**inconclusive** (the test-error interval contains 0, or the difference is below "
+        f"{100 * NEGLIGIBLE_ERROR:g} pp)"
+    )
 
 
 def _against_modern(ev: _Evidence) -> list[str]:
@@ -398,8 +447,11 @@ def _against_modern(ev: _Evidence) -> list[str]:
     test, mintl = ev.test, ev.mintl
     test_loss = _by_arm_cell(ev.runs, "test_loss")
     for m in modern:
-        lines += [_untrained_note(ev, m, cell) for cell in ev.cells if (m, cell) in ev.untrained
-                  and any((p, cell) in test for p in ev.pretrained)]
+        lines += [
+            _untrained_note(ev, m, cell)
+            for cell in ev.cells
+            if (m, cell) in ev.untrained and any((p, cell) in test for p in ev.pretrained)
+        ]
     for p in ev.pretrained:
         for m in modern:
             for cell in ev.cells:
@@ -426,18 +478,26 @@ def _gradient_cell(ev: _Evidence, tables: dict[str, dict], arm: str, cell: Cell,
     d_r = t_interval(list(tables["ratio"][(arm, cell)].values()))
     d_sat = t_interval(list(tables["sat"][(arm, cell)].values()))
     s = _sign(d_s)
-    what = ("the back-propagated gradient **shrinks toward the input**" if s < 0 else
-            "the back-propagated gradient **grows toward the input**" if s > 0 else
-            "no consistent shrinkage of the back-propagated gradient (**inconclusive**)")
+    what = (
+        "the back-propagated gradient **shrinks toward the input**"
+        if s < 0
+        else "the back-propagated gradient **grows toward the input**"
+        if s > 0
+        else "no consistent shrinkage of the back-propagated gradient (**inconclusive**)"
+    )
     shallow = cell[:1] + (dmin,) + cell[2:]
     depth_eff = ""
     if (arm, shallow) in ev.test and dmin != dmax:
         dd = paired_differences(ev.test[(arm, cell)], ev.test[(arm, shallow)])
         sd = _sign(dd)
-        eff = ("depth **hurt**" if sd > 0 else "depth **helped**" if sd < 0 else
-               "the effect of depth is **inconclusive**")
-        depth_eff = (f" Test error at depth {dmax} minus depth {dmin}: {_ci_pp(dd)} -> {eff}"
-                     + (" (consistent with vanishing gradients)" if sd > 0 and s < 0 else "") + ".")
+        eff = (
+            "depth **hurt**" if sd > 0 else "depth **helped**" if sd < 0 else "the effect of depth is **inconclusive**"
+        )
+        depth_eff = (
+            f" Test error at depth {dmax} minus depth {dmin}: {_ci_pp(dd)} -> {eff}"
+            + (" (consistent with vanishing gradients)" if sd > 0 and s < 0 else "")
+            + "."
+        )
     return (
         f"**{arm}, {_cell_name(cell)}, at initialisation**: log10(||dL/ds|| bottom / top hidden "
         f"layer) = {_ci_num(d_s, '{:+.2f}')} -> {what}; the same ratio for weight gradients "
@@ -453,13 +513,21 @@ def _vanishing_gradients(ev: _Evidence) -> list[str]:
     depths = sorted({c[1] for c in ev.cells if c[1] is not None})
     deep = [d for d in depths if d >= 2]
     if not deep:
-        return ["All networks have one hidden layer: the gradient cannot vanish across hidden layers. "
-                "Add depths >= 2 to test this hypothesis."]
+        return [
+            "All networks have one hidden layer: the gradient cannot vanish across hidden layers. "
+            "Add depths >= 2 to test this hypothesis."
+        ]
     lines = []
     dmax, dmin = max(deep), min(depths)
-    tables = {name: _by_arm_cell(ev.runs, metric) for name, metric in (
-        ("shrink", "init_grad_shrink"), ("wshrink", "init_wgrad_shrink"), ("ratio", "init_grad_ratio_bottom"),
-        ("sat", "init_saturated_top"))}
+    tables = {
+        name: _by_arm_cell(ev.runs, metric)
+        for name, metric in (
+            ("shrink", "init_grad_shrink"),
+            ("wshrink", "init_wgrad_shrink"),
+            ("ratio", "init_grad_ratio_bottom"),
+            ("sat", "init_saturated_top"),
+        )
+    }
     top = [c for c in ev.cells if c[1] == dmax]
     for arm in _arms(ev.runs):
         for cell in top:
@@ -473,9 +541,13 @@ def _vanishing_gradients(ev: _Evidence) -> list[str]:
                 continue
             d = _paired(ratio, p, base, cell)
             s = _sign(d)
-            what = ("pretraining starts with a **larger** bottom-layer gradient" if s > 0 else
-                    "pretraining starts with a **smaller** bottom-layer gradient" if s < 0 else
-                    "**inconclusive**")
+            what = (
+                "pretraining starts with a **larger** bottom-layer gradient"
+                if s > 0
+                else "pretraining starts with a **smaller** bottom-layer gradient"
+                if s < 0
+                else "**inconclusive**"
+            )
             lines.append(
                 f"**{p} vs {base}, {_cell_name(cell)}**: log10 bottom/output gradient ratio at "
                 f"initialisation differs by {_ci_num(d, '{:+.2f}')} -> {what}."
@@ -519,11 +591,16 @@ def _comparisons(ev: _Evidence) -> dict[str, list[tuple[int, int, int]]]:
     refs = [a for a in _arms(ev.runs) if a not in ev.pretrained]
     out: dict[str, list[tuple[int, int, int]]] = {}
     for ref in refs:
-        signs = [(_sign(_paired(ev.test, p, ref, cell), NEGLIGIBLE_ERROR),
-                  _sign(_paired(ev.train, p, ref, cell), NEGLIGIBLE_ERROR),
-                  _sign(_paired(ev.mintl, p, ref, cell), NEGLIGIBLE_LOSS))
-                 for p in ev.pretrained for cell in ev.cells
-                 if (p, cell) in ev.test and (ref, cell) in ev.test and ev.trained(ref, cell)]
+        signs = [
+            (
+                _sign(_paired(ev.test, p, ref, cell), NEGLIGIBLE_ERROR),
+                _sign(_paired(ev.train, p, ref, cell), NEGLIGIBLE_ERROR),
+                _sign(_paired(ev.mintl, p, ref, cell), NEGLIGIBLE_LOSS),
+            )
+            for p in ev.pretrained
+            for cell in ev.cells
+            if (p, cell) in ev.test and (ref, cell) in ev.test and ev.trained(ref, cell)
+        ]
         if signs:
             out[ref] = signs
     return out
@@ -539,8 +616,10 @@ def _summary_regulariser(comps: dict[str, list[tuple[int, int, int]]]) -> str:
         any_better |= bool(better)
         if better and 2 * reg >= len(better):
             signature_refs.append(ref)
-        parts.append(f"against {ref}, better test error in {len(better)} of {len(signs)} comparisons, {reg} of them "
-                     f"without a better fit of the training set{f', worse in {worse}' if worse else ''}")
+        parts.append(
+            f"against {ref}, better test error in {len(better)} of {len(signs)} comparisons, {reg} of them "
+            f"without a better fit of the training set{f', worse in {worse}' if worse else ''}"
+        )
     if not comps:
         verdict = "no evidence"
     elif signature_refs and len(signature_refs) == len(comps):
@@ -549,8 +628,10 @@ def _summary_regulariser(comps: dict[str, list[tuple[int, int, int]]]) -> str:
         verdict = f"supported against {', '.join(signature_refs)} only"
     else:
         verdict = "not supported" if any_better else "not supported (pretraining never lowered test error)"
-    return (f"**Overfitting / regulariser: {verdict}.** Pretraining acts as a regulariser where it lowers test "
-            f"error without lowering training error or loss: {'; '.join(parts)} (figure `train_vs_test.png`).")
+    return (
+        f"**Overfitting / regulariser: {verdict}.** Pretraining acts as a regulariser where it lowers test "
+        f"error without lowering training error or loss: {'; '.join(parts)} (figure `train_vs_test.png`)."
+    )
 
 
 def _summary_optimisation(comps: dict[str, list[tuple[int, int, int]]]) -> str:
@@ -560,8 +641,9 @@ def _summary_optimisation(comps: dict[str, list[tuple[int, int, int]]]) -> str:
         higher = sum(1 for sg in signs if sg[2] > 0)
         if lower > higher and 2 * lower >= len(signs):
             lower_refs.append(ref)
-        parts.append(f"lower than {ref} in {lower} of {len(signs)} comparisons"
-                     + (f" (higher in {higher})" if higher else ""))
+        parts.append(
+            f"lower than {ref} in {lower} of {len(signs)} comparisons" + (f" (higher in {higher})" if higher else "")
+        )
     if not comps:
         verdict = "no evidence"
     elif len(lower_refs) == len(comps):
@@ -570,8 +652,10 @@ def _summary_optimisation(comps: dict[str, list[tuple[int, int, int]]]) -> str:
         verdict = f"supported against {', '.join(lower_refs)} only"
     else:
         verdict = "not supported"
-    return (f"**Optimisation: {verdict}.** The lowest training loss reached with pretraining was "
-            f"{'; '.join(parts) or 'never compared'} (figure `learning_curves.png`).")
+    return (
+        f"**Optimisation: {verdict}.** The lowest training loss reached with pretraining was "
+        f"{'; '.join(parts) or 'never compared'} (figure `learning_curves.png`)."
+    )
 
 
 def _summary_gradients(ev: _Evidence) -> str:
@@ -587,21 +671,32 @@ def _summary_gradients(ev: _Evidence) -> str:
         if not values:
             continue
         s = _sign(t_interval(values), NEGLIGIBLE_LOG_SHRINK)
-        effects = [_sign(paired_differences(ev.test[(arm, c)], ev.test[(arm, c[:1] + (dmin,) + c[2:])]))
-                   for c in cells if (arm, c[:1] + (dmin,) + c[2:]) in ev.test and dmin != dmax]
+        effects = [
+            _sign(paired_differences(ev.test[(arm, c)], ev.test[(arm, c[:1] + (dmin,) + c[2:])]))
+            for c in cells
+            if (arm, c[:1] + (dmin,) + c[2:]) in ev.test and dmin != dmax
+        ]
         n_hurt = sum(1 for e in effects if e > 0)
         if s < 0:
             shrinking.append(arm)
             if 2 * n_hurt > len(effects):
                 hurt.append(arm)
-        parts.append(f"{arm} {float(np.mean(values)):+.2f}" + (f" (depth hurt in {n_hurt} of {len(effects)})"
-                                                              if effects else ""))
-    verdict = (f"supported for {', '.join(hurt)}" if hurt else
-               "not supported" if shrinking else "no vanishing gradients measured")
-    return (f"**Vanishing gradients: {verdict}.** The back-propagated gradient at initialisation "
-            f"shrinks toward the input (log10 bottom / top hidden layer at depth {dmax} below -0.3) in "
-            f"{', '.join(shrinking) or 'no arm'}: {'; '.join(parts)}; where it shrinks and depth {dmin} -> {dmax} "
-            "hurts test error, the gradient is the likely culprit (figure `gradient_norms.png`).")
+        parts.append(
+            f"{arm} {float(np.mean(values)):+.2f}" + (f" (depth hurt in {n_hurt} of {len(effects)})" if effects else "")
+        )
+    verdict = (
+        f"supported for {', '.join(hurt)}"
+        if hurt
+        else "not supported"
+        if shrinking
+        else "no vanishing gradients measured"
+    )
+    return (
+        f"**Vanishing gradients: {verdict}.** The back-propagated gradient at initialisation "
+        f"shrinks toward the input (log10 bottom / top hidden layer at depth {dmax} below -0.3) in "
+        f"{', '.join(shrinking) or 'no arm'}: {'; '.join(parts)}; where it shrinks and depth {dmin} -> {dmax} "
+        "hurts test error, the gradient is the likely culprit (figure `gradient_norms.png`)."
+    )
 
 
 def summary(runs: Sequence[dict[str, Any]], *, baseline: str | None = "sigmoid-normal") -> list[str]:
@@ -621,14 +716,15 @@ def summary(runs: Sequence[dict[str, Any]], *, baseline: str | None = "sigmoid-n
     comps = _comparisons(ev)
     lines = [_summary_regulariser(comps), _summary_gradients(ev), _summary_optimisation(comps)]
     if ev.untrained:
-        lines.append("**Did not train** (at chance; never used as a baseline): "
-                     + "; ".join(f"{arm} at {_cell_name(cell)}" for arm, cell in ev.untrained) + ".")
+        lines.append(
+            "**Did not train** (at chance; never used as a baseline): "
+            + "; ".join(f"{arm} at {_cell_name(cell)}" for arm, cell in ev.untrained)
+            + "."
+        )
     return lines
 
 
-def findings(
-    runs: Sequence[dict[str, Any]], *, baseline: str | None = "sigmoid-normal"
-) -> dict[str, list[str]]:
+def findings(runs: Sequence[dict[str, Any]], *, baseline: str | None = "sigmoid-normal") -> dict[str, list[str]]:
     """Evidence for each hypothesis, computed from per-run summaries.
 
     Three hypotheses about why greedy pretraining helped (Erhan et al., 2010; Glorot & Bengio,
@@ -665,8 +761,13 @@ def findings(
     >>> print(findings(runs)["regularisation"][0][:60])
     **dbn vs sigmoid-normal, depth 1, width 8, 100 labels**: tes
     """
-    out: dict[str, list[str]] = {"regularisation": [], "vanishing_gradients": [], "optimisation": [], "modern": [],
-                                 "arms": []}
+    out: dict[str, list[str]] = {
+        "regularisation": [],
+        "vanishing_gradients": [],
+        "optimisation": [],
+        "modern": [],
+        "arms": [],
+    }
     ev = _Evidence.of(runs, baseline)
     _against_baseline(ev, out)
     out["modern"] = _against_modern(ev)
@@ -698,8 +799,9 @@ def _metric_table(runs: Sequence[dict[str, Any]], metric: str, arms: Sequence[st
     stats = cell_statistics(runs, metric)
     by = {(s["arm"], (s["dataset"], s["depth"], s["width"], s["size"])): s for s in stats}
     cells = sorted({c for _, c in by}, key=lambda c: (c[:3], _size_order(c[3])))
-    lines = [[c[1], c[2], c[3]] + [_fmt_ci_pct(by[(a, c)], scale) if (a, c) in by else "-" for a in arms]
-             for c in cells]
+    lines = [
+        [c[1], c[2], c[3]] + [_fmt_ci_pct(by[(a, c)], scale) if (a, c) in by else "-" for a in arms] for c in cells
+    ]
     return _table(["depth", "width", "labels", *arms], lines)
 
 
@@ -754,9 +856,19 @@ def _write_runs_csv(runs: Sequence[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
-_PROTOCOL_SHOWN = ("solver", "learning_rate", "momentum", "batch_size", "epochs", "min_updates", "patience",
-                   "pretrain_epochs",
-                   "pretrain_learning_rate", "probe_size", "monitor_size")
+_PROTOCOL_SHOWN = (
+    "solver",
+    "learning_rate",
+    "momentum",
+    "batch_size",
+    "epochs",
+    "min_updates",
+    "patience",
+    "pretrain_epochs",
+    "pretrain_learning_rate",
+    "probe_size",
+    "monitor_size",
+)
 
 
 def _selection_text(cfg: dict[str, Any]) -> str:
@@ -771,11 +883,17 @@ def _protocol_line(cfg: dict[str, Any]) -> str:
         grid = cfg.get("grid") or []
         labels = []
         for g in grid:
-            full = {"solver": cfg.get("solver"), "learning_rate_init": cfg.get("learning_rate"),
-                    "momentum": cfg.get("momentum"), **g}
+            full = {
+                "solver": cfg.get("solver"),
+                "learning_rate_init": cfg.get("learning_rate"),
+                "momentum": cfg.get("momentum"),
+                **g,
+            }
             labels.append(setting_label(full))
-        return (f"- protocol: tuned per arm on validation data, settings {labels}; budget shared by all arms: "
-                f"{json.dumps(budget)}.")
+        return (
+            f"- protocol: tuned per arm on validation data, settings {labels}; budget shared by all arms: "
+            f"{json.dumps(budget)}."
+        )
     shared = {k: cfg[k] for k in ("solver", "learning_rate", "momentum") if k in cfg}
     return f"- protocol (shared by all arms): {json.dumps({**shared, **budget})}."
 
@@ -789,20 +907,29 @@ def _setup_section(runs: Sequence[dict[str, Any]], arms: Sequence[str], cfg: dic
     if pre:
         semi = sorted({bool(r.get("unlabelled")) for r in pre})
         n_pre = sorted({int(r["n_pretrain"]) for r in pre})
-        pre_text = ("the whole training set (semi-supervised: more unlabelled than labelled data), "
-                    if semi == [True] else "the labelled subset only, " if semi == [False] else
-                    "a mix of labelled-only and whole-training-set runs, ") + f"{n_pre} samples"
+        pre_text = (
+            "the whole training set (semi-supervised: more unlabelled than labelled data), "
+            if semi == [True]
+            else "the labelled subset only, "
+            if semi == [False]
+            else "a mix of labelled-only and whole-training-set runs, "
+        ) + f"{n_pre} samples"
     else:
         pre_text = "no pretrained arm"
     computed = [r for r in runs if not r.get("pretrain_cached")]  # a shared stack counts once
     total_pre = sum(_num(r.get("pretrain_time")) for r in computed)
     n_stacks = sum(1 for r in computed if r.get("pretrained"))
     n_shared = len(runs) - len(computed)
-    shared_text = (f", reused by {n_shared} further run{'s' * (n_shared != 1)}: other labelled sizes, tuning settings "
-                   "or arms that pretrain alike" if n_shared else "")
+    shared_text = (
+        f", reused by {n_shared} further run{'s' * (n_shared != 1)}: other labelled sizes, tuning settings "
+        "or arms that pretrain alike"
+        if n_shared
+        else ""
+    )
     total_ft = sum(_num(r.get("finetune_time")) for r in runs)
     return [
-        "## Setup", "",
+        "## Setup",
+        "",
         f"- data: {', '.join(datasets)}; {len(runs)} runs; arms {', '.join(arms)}; seeds {seeds}; "
         f"{'folds ' + str(folds) if len(folds) > 1 else 'fixed train/validation/test split'}.",
         f"- pretraining data: {pre_text}.",
@@ -825,19 +952,32 @@ def _training_sections(
     for r in runs:
         if r.get("min_train_loss_epoch") is not None:
             epochs[r["arm"]].append(r["min_train_loss_epoch"])
-    lines += ["Mean epoch of the lowest training loss: "
-              + ", ".join(f"{a} {np.mean(v):.1f}" for a, v in epochs.items()) + ".", ""]
-    lines += ["## Back-propagated gradient norm per layer (geometric mean over runs, deepest networks)", "",
-              _gradient_table(rows, arms), ""]
+    lines += [
+        "Mean epoch of the lowest training loss: "
+        + ", ".join(f"{a} {np.mean(v):.1f}" for a, v in epochs.items())
+        + ".",
+        "",
+    ]
+    lines += [
+        "## Back-propagated gradient norm per layer (geometric mean over runs, deepest networks)",
+        "",
+        _gradient_table(rows, arms),
+        "",
+    ]
     times: defaultdict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for r in runs:
         if not r.get("pretrain_cached"):
             times[r["arm"]][0].append(_num(r.get("pretrain_time")))
         times[r["arm"]][1].append(_num(r.get("finetune_time")))
-    lines += ["## Wall time per run (s, mean; pretraining per stack computed, not per run that reused it)", "",
-              _table(["arm", "pretraining", "fine-tuning"],
-                     [[a, f"{np.mean(p):.2f}" if p else "reused", f"{np.mean(f):.2f}"]
-                      for a, (p, f) in times.items()]), ""]
+    lines += [
+        "## Wall time per run (s, mean; pretraining per stack computed, not per run that reused it)",
+        "",
+        _table(
+            ["arm", "pretraining", "fine-tuning"],
+            [[a, f"{np.mean(p):.2f}" if p else "reused", f"{np.mean(f):.2f}"] for a, (p, f) in times.items()],
+        ),
+        "",
+    ]
     diverged = [r["run_key"] for r in runs if r.get("diverged")]
     if diverged:
         lines += [f"Diverged runs (stopped at a NaN loss, their best epoch kept): {', '.join(diverged)}.", ""]
@@ -863,8 +1003,9 @@ def _findings_section(runs: Sequence[dict[str, Any]], baseline: str | None) -> l
     return lines
 
 
-def _figures_section(rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]], out: Path,
-                     figures: bool) -> list[str]:
+def _figures_section(
+    rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]], out: Path, figures: bool
+) -> list[str]:
     """Draw the figures (when asked and matplotlib is there) and return the lines that show them."""
     from . import figures as figs
 
@@ -925,8 +1066,10 @@ def _tuning_summary(rows: Sequence[dict[str, Any]]) -> list[str]:
         return []
     n = max(len(g["results"]) for g in table.values())
     failed = [f"{arm} at {_cell_name(cell)}" for (arm, cell), g in table.items() if g["choice"].status != "ok"]
-    text = (f"- **Tuned comparison**: every arm's fine-tuning setting was chosen per cell on validation data among "
-            f"{n} settings (section *Tuning*).")
+    text = (
+        f"- **Tuned comparison**: every arm's fine-tuning setting was chosen per cell on validation data among "
+        f"{n} settings (section *Tuning*)."
+    )
     if failed:
         text += " Failed under every setting (at chance or diverged): " + "; ".join(failed) + "."
     return [text]
@@ -950,30 +1093,50 @@ def _tuning_section(rows: Sequence[dict[str, Any]], final_runs: Sequence[dict[st
                 continue
             valid = [r.valid_error for r in g["results"].values() if not r.diverged and math.isfinite(r.valid_error)]
             spread = f"{100 * (max(valid) - min(valid)):.2f}" if len(valid) > 1 else "-"
-            lines.append([cell[1], cell[2], cell[3], arm, g["choice"].setting]
-                         + [_fmt_valid(g["results"][s], s == g["choice"].setting) if s in g["results"] else "-"
-                            for s in settings] + [spread, f"{g['time']:.1f}"])
+            lines.append(
+                [cell[1], cell[2], cell[3], arm, g["choice"].setting]
+                + [
+                    _fmt_valid(g["results"][s], s == g["choice"].setting) if s in g["results"] else "-"
+                    for s in settings
+                ]
+                + [spread, f"{g['time']:.1f}"]
+            )
     tune_time = sum(g["time"] for g in table.values())
     final_time = sum(_num(r.get("finetune_time")) for r in final_runs)
     failed = [(arm, cell, g["choice"]) for (arm, cell), g in table.items() if g["choice"].status != "ok"]
-    out = ["## Tuning: each arm's setting, chosen on validation data", "",
-           f"Every arm fine-tuned the first seed of each cell with each of the {len(settings)} settings below (same "
-           "epochs, same early stopping, same validation split), kept the one of lowest validation error at its "
-           "selected epoch (ties: lower validation loss), and ran every seed with it. Validation error (%) of each "
-           "setting, the chosen one in bold; *spread*: worst minus best setting (pp), how sensitive the arm is "
-           "to its setting. Tuning took "
-           f"{tune_time:.1f} s of fine-tuning ({100 * tune_time / max(tune_time + final_time, 1e-9):.0f}% of the "
-           "study's fine-tuning time); the pretrained stacks are shared by the settings.", "",
-           _table(["depth", "width", "labels", "arm", "chosen", *settings, "spread (pp)", "tuning (s)"], lines), ""]
+    out = [
+        "## Tuning: each arm's setting, chosen on validation data",
+        "",
+        f"Every arm fine-tuned the first seed of each cell with each of the {len(settings)} settings below (same "
+        "epochs, same early stopping, same validation split), kept the one of lowest validation error at its "
+        "selected epoch (ties: lower validation loss), and ran every seed with it. Validation error (%) of each "
+        "setting, the chosen one in bold; *spread*: worst minus best setting (pp), how sensitive the arm is "
+        "to its setting. Tuning took "
+        f"{tune_time:.1f} s of fine-tuning ({100 * tune_time / max(tune_time + final_time, 1e-9):.0f}% of the "
+        "study's fine-tuning time); the pretrained stacks are shared by the settings.",
+        "",
+        _table(["depth", "width", "labels", "arm", "chosen", *settings, "spread (pp)", "tuning (s)"], lines),
+        "",
+    ]
     if failed:
-        out += ["**Failed under every setting of the grid** (reported, not tuned away): "
-                + "; ".join(f"{arm} at {_cell_name(cell)}: {choice.reason}" for arm, cell, choice in failed) + ".", ""]
+        out += [
+            "**Failed under every setting of the grid** (reported, not tuned away): "
+            + "; ".join(f"{arm} at {_cell_name(cell)}: {choice.reason}" for arm, cell, choice in failed)
+            + ".",
+            "",
+        ]
     chosen: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
     for (arm, _), g in table.items():
         chosen[arm][g["choice"].setting] += 1
-    out += ["Settings chosen per arm (cells): " + "; ".join(
-        f"{arm}: " + ", ".join(f"{s} x{n}" for s, n in sorted(c.items(), key=lambda kv: -kv[1]))
-        for arm, c in chosen.items()) + ".", ""]
+    out += [
+        "Settings chosen per arm (cells): "
+        + "; ".join(
+            f"{arm}: " + ", ".join(f"{s} x{n}" for s, n in sorted(c.items(), key=lambda kv: -kv[1]))
+            for arm, c in chosen.items()
+        )
+        + ".",
+        "",
+    ]
     return out
 
 
@@ -994,8 +1157,11 @@ def _trend(first: dict[str, float], last: dict[str, float], up: str, down: str) 
     """How an effect moves from ``first`` to ``last`` (paired intervals), and whether the move is
     beyond both intervals."""
     word = up if last["mean"] > first["mean"] else down if last["mean"] < first["mean"] else "unchanged"
-    apart = (math.isfinite(first.get("low", math.nan)) and math.isfinite(last.get("low", math.nan))
-             and (last["low"] > first["high"] or last["high"] < first["low"]))
+    apart = (
+        math.isfinite(first.get("low", math.nan))
+        and math.isfinite(last.get("low", math.nan))
+        and (last["low"] > first["high"] or last["high"] < first["low"])
+    )
     return word + ("" if apart else ", within the intervals")
 
 
@@ -1006,11 +1172,15 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
     if not ev.pretrained or not ev.cells:
         return []
     head = "dbn" if "dbn" in ev.pretrained else ev.pretrained[0]
-    lines = ["## Against the literature", "",
-             f"Effect of pretraining = test error of a random-init arm minus `{head}`'s (percentage points, paired "
-             "95% CI; positive: pretraining helps). *Best random-init*: the random-init arm of lowest validation "
-             f"error in the cell (chosen without the test set); *baseline*: `{ev.base}`, the same sigmoid network "
-             "without pretraining.", ""]
+    lines = [
+        "## Against the literature",
+        "",
+        f"Effect of pretraining = test error of a random-init arm minus `{head}`'s (percentage points, paired "
+        "95% CI; positive: pretraining helps). *Best random-init*: the random-init arm of lowest validation "
+        f"error in the cell (chosen without the test set); *baseline*: `{ev.base}`, the same sigmoid network "
+        "without pretraining.",
+        "",
+    ]
     table = []
     mnist = all(str(c[0]) == "mnist" or str(c[0]).endswith("mnist.pkl.gz") for c in ev.cells)
     effects: dict[tuple[int, Any], dict[str, float]] = {}
@@ -1040,20 +1210,30 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
         for n in sizes:
             seq = [effects[(d, n)] for d in depths if (d, n) in effects]
             if len(seq) > 1:
-                parts.append(f"{n} labels: {', '.join(_pp(v['mean']) for v in seq)} pp at depths {depths} "
-                             f"({_trend(seq[0], seq[-1], 'grows', 'shrinks')})")
-        lines += ["- Erhan et al. (2010): pretraining's advantage grows with depth. Here, against the best random-init "
-                  "arm: " + "; ".join(parts) + ".", ""]
+                parts.append(
+                    f"{n} labels: {', '.join(_pp(v['mean']) for v in seq)} pp at depths {depths} "
+                    f"({_trend(seq[0], seq[-1], 'grows', 'shrinks')})"
+                )
+        lines += [
+            "- Erhan et al. (2010): pretraining's advantage grows with depth. Here, against the best random-init "
+            "arm: " + "; ".join(parts) + ".",
+            "",
+        ]
     if len(sizes) > 1:
         parts = []
         for d in depths:
             seq = [effects[(d, n)] for n in sizes if (d, n) in effects]
             if len(seq) > 1:
-                parts.append(f"depth {d}: {', '.join(_pp(v['mean']) for v in seq)} pp at {sizes} labels "
-                             f"({_trend(seq[0], seq[-1], 'grows', 'shrinks')})")
-        lines += ["- Erhan et al. (2010) and the yell/boltzmann-machines table (+5.68 pp at 100 labels, "
-                  "+4.94 at 1,000, +2.54 at 10,000, +0.53 at 60,000, against the same net randomly "
-                  "initialised): the advantage shrinks as labels grow. Here: " + "; ".join(parts) + ".", ""]
+                parts.append(
+                    f"depth {d}: {', '.join(_pp(v['mean']) for v in seq)} pp at {sizes} labels "
+                    f"({_trend(seq[0], seq[-1], 'grows', 'shrinks')})"
+                )
+        lines += [
+            "- Erhan et al. (2010) and the yell/boltzmann-machines table (+5.68 pp at 100 labels, "
+            "+4.94 at 1,000, +2.54 at 10,000, +0.53 at 60,000, against the same net randomly "
+            "initialised): the advantage shrinks as labels grow. Here: " + "; ".join(parts) + ".",
+            "",
+        ]
     dmax = max(c[1] for c in ev.cells)
     deep = [c for c in ev.cells if c[1] == dmax]
     parts = []
@@ -1068,9 +1248,12 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
                 errs.append(f"{arm} {100 * err:.2f}%{grad}")
         if errs:
             parts.append(f"{cell[3]} labels: " + "; ".join(errs))
-    lines += ["- Glorot & Bengio (2010), 5 sigmoid layers on MNIST: standard init 2.21% against 1.64% with the "
-              "normalised init (tanh), the back-propagated gradient shrinking toward the input with the standard "
-              f"init. Here at depth {dmax}: " + (" | ".join(parts) or "no sigmoid random-init arm") + ".", ""]
+    lines += [
+        "- Glorot & Bengio (2010), 5 sigmoid layers on MNIST: standard init 2.21% against 1.64% with the "
+        "normalised init (tanh), the back-propagated gradient shrinking toward the input with the standard "
+        f"init. Here at depth {dmax}: " + (" | ".join(parts) or "no sigmoid random-init arm") + ".",
+        "",
+    ]
     return lines
 
 
@@ -1128,21 +1311,38 @@ def write_report(
     if reference not in arms:
         reference = arms[0]
     figure_lines = _figures_section(rows, runs, out, figures)
-    lines += ["## Summary", "", *[f"- {s}" for s in summary(runs, baseline=baseline)], *_tuning_summary(all_rows), "",
-              "The sections below give the numbers behind each verdict; the findings quote them cell by cell.", ""]
+    lines += [
+        "## Summary",
+        "",
+        *[f"- {s}" for s in summary(runs, baseline=baseline)],
+        *_tuning_summary(all_rows),
+        "",
+        "The sections below give the numbers behind each verdict; the findings quote them cell by cell.",
+        "",
+    ]
     lines += _setup_section(runs, arms, cfg)
     lines += _tuning_section(all_rows, runs)
     lines += [
-        "## Test error (%), mean [95% CI]", "",
-        _metric_table(runs, "test_error", arms), "",
-        f"## Paired differences in test error against `{reference}` (percentage points; * = interval excludes 0)", "",
-        _diff_table(runs, "test_error", arms, reference), "",
-        "## Training error at the selected epoch (%)", "",
-        _metric_table(runs, "train_error", arms), "",
-        "## Generalisation gap: test minus training error (percentage points)", "",
-        _metric_table(runs, "gap", arms), "",
-        "## Lowest training loss reached (nats, eval mode on the training set)", "",
-        _metric_table(runs, "min_train_loss", arms, scale=1.0), "",
+        "## Test error (%), mean [95% CI]",
+        "",
+        _metric_table(runs, "test_error", arms),
+        "",
+        f"## Paired differences in test error against `{reference}` (percentage points; * = interval excludes 0)",
+        "",
+        _diff_table(runs, "test_error", arms, reference),
+        "",
+        "## Training error at the selected epoch (%)",
+        "",
+        _metric_table(runs, "train_error", arms),
+        "",
+        "## Generalisation gap: test minus training error (percentage points)",
+        "",
+        _metric_table(runs, "gap", arms),
+        "",
+        "## Lowest training loss reached (nats, eval mode on the training set)",
+        "",
+        _metric_table(runs, "min_train_loss", arms, scale=1.0),
+        "",
     ]
     lines += _training_sections(rows, runs, arms)
     lines += _findings_section(runs, baseline)
@@ -1150,9 +1350,13 @@ def write_report(
     lines += figure_lines
     if not any("](" in line for line in figure_lines):  # no figure drawn: no sentence points to one
         lines = [_FIGURE_REFERENCE.sub("", line) for line in lines]
-    lines += ["## Files", "",
-              f"`{ROWS_JSON}` and `{ROWS_CSV}`: one row per run and epoch (epoch 0 = at initialisation); "
-              "`runs.csv`: one row per run (tuning runs: `stage` = tune; they hold validation numbers only).", ""]
+    lines += [
+        "## Files",
+        "",
+        f"`{ROWS_JSON}` and `{ROWS_CSV}`: one row per run and epoch (epoch 0 = at initialisation); "
+        "`runs.csv`: one row per run (tuning runs: `stage` = tune; they hold validation numbers only).",
+        "",
+    ]
     path = out / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

@@ -139,8 +139,16 @@ def finetune(
     >>> len(h)
     3
     """
-    return recipe.finetune(net, _check_params(params), X, y, generator=generator, pretrained=pretrained,
-                           validation_data=validation_data, callbacks=callbacks)
+    return recipe.finetune(
+        net,
+        _check_params(params),
+        X,
+        y,
+        generator=generator,
+        pretrained=pretrained,
+        validation_data=validation_data,
+        callbacks=callbacks,
+    )
 
 
 #: What :func:`fit_arm` returns: the fitted network and its records (:class:`dbn.recipe.RecipeFit`).
@@ -177,9 +185,18 @@ def fit_arm(
     >>> fit.stack.sizes, len(fit.history)
     ((3, 4), 2)
     """
-    return recipe.fit(_check_params(params), X, y, n_outputs=n_classes, generator=generator, X_pretrain=X_pretrain,
-                      fit_generator=fit_generator, validation_data=validation_data, callbacks=callbacks,
-                      checkpoint_dir=checkpoint_dir)
+    return recipe.fit(
+        _check_params(params),
+        X,
+        y,
+        n_outputs=n_classes,
+        generator=generator,
+        X_pretrain=X_pretrain,
+        fit_generator=fit_generator,
+        validation_data=validation_data,
+        callbacks=callbacks,
+        checkpoint_dir=checkpoint_dir,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,8 +299,7 @@ def prepare_data(
     n = y_train.size if size == "all" else int(size)
     if n > y_train.size:
         raise ValueError(
-            f"The labelled size {n} exceeds the {y_train.size} training samples available; "
-            "use a smaller size or 'all'."
+            f"The labelled size {n} exceeds the {y_train.size} training samples available; use a smaller size or 'all'."
         )
     pool = _tensor(X_train, dev, torch.float32)
     pool_y = _tensor(y_train, dev)
@@ -295,11 +311,20 @@ def prepare_data(
     probe = _tensor(order[: min(probe_size, n)], dev)
     mon = _tensor(order[: n if monitor_size is None else min(monitor_size, n)], dev)
     return StudyData(
-        X=X, y=y, X_pretrain=pool if unlabelled else X,
-        X_valid=_tensor(X_valid, dev, torch.float32), y_valid=_tensor(y_valid, dev),
-        X_test=_tensor(split.X_test, dev, torch.float32), y_test=_tensor(enc(split.y_test), dev),
-        X_probe=pool[probe], y_probe=pool_y[probe], X_monitor=pool[mon], y_monitor=pool_y[mon],
-        n_classes=int(classes.size), init_seed=init_seed, fit_seed=fit_seed,
+        X=X,
+        y=y,
+        X_pretrain=pool if unlabelled else X,
+        X_valid=_tensor(X_valid, dev, torch.float32),
+        y_valid=_tensor(y_valid, dev),
+        X_test=_tensor(split.X_test, dev, torch.float32),
+        y_test=_tensor(enc(split.y_test), dev),
+        X_probe=pool[probe],
+        y_probe=pool_y[probe],
+        X_monitor=pool[mon],
+        y_monitor=pool_y[mon],
+        n_classes=int(classes.size),
+        init_seed=init_seed,
+        fit_seed=fit_seed,
     )
 
 
@@ -317,7 +342,10 @@ def _measure(net: nn.Sequential, data: StudyData, initial: list[torch.Tensor]) -
     train_loss, train_acc = evaluate(net, data.X_monitor, data.y_monitor)
     test_loss, test_acc = evaluate(net, data.X_test, data.y_test)
     row: dict[str, Any] = {
-        "train_loss": train_loss, "train_error": 1.0 - train_acc, "test_loss": test_loss, "test_error": 1.0 - test_acc,
+        "train_loss": train_loss,
+        "train_error": 1.0 - train_acc,
+        "test_loss": test_loss,
+        "test_error": 1.0 - test_acc,
     }
     stats = layer_statistics(net, data.X_probe, data.y_probe)
     changes = weight_change(net, initial)
@@ -333,8 +361,9 @@ def _stack_key(params: Mapping[str, Any], spec: RunSpec, data: StudyData, unlabe
     """What a pretrained stack depends on: the pretraining settings, the replicate's seed and
     the pretraining data (the whole training set, or the labelled subset of this size)."""
     settings = {k: params.get(k) for k in PRETRAIN_KEYS}
-    return json.dumps([settings, data.init_seed, spec.fold, None if unlabelled else spec.size],
-                      sort_keys=True, default=repr)
+    return json.dumps(
+        [settings, data.init_seed, spec.fold, None if unlabelled else spec.size], sort_keys=True, default=repr
+    )
 
 
 def _initial_network(
@@ -406,9 +435,12 @@ def run_one(
 
     def on_epoch(net: nn.Module, record: dict) -> None:
         row = {
-            "epoch": len(rows), "train_loss_batches": record["train_loss"], "valid_loss": record["valid_loss"],
+            "epoch": len(rows),
+            "train_loss_batches": record["train_loss"],
+            "valid_loss": record["valid_loss"],
             "valid_error": None if record["valid_score"] is None else 1.0 - record["valid_score"],
-            "learning_rate": record["learning_rate"], "epoch_time": record["time"],
+            "learning_rate": record["learning_rate"],
+            "epoch_time": record["time"],
         }
         if final:
             row.update(_measure(net, data, state["initial"]))  # type: ignore[arg-type]
@@ -417,8 +449,14 @@ def run_one(
     net, pretrain_time, pretrain_cached = _initial_network(params, spec, data, config.unlabelled, stack_cache)
     state["initial"] = [lin.weight.detach().clone() for lin in linear_layers(net)]
     valid_loss, valid_acc = evaluate(net, data.X_valid, data.y_valid)
-    row0 = {"epoch": 0, "train_loss_batches": None, "valid_loss": valid_loss, "valid_error": 1.0 - valid_acc,
-            "learning_rate": None, "epoch_time": 0.0}
+    row0 = {
+        "epoch": 0,
+        "train_loss_batches": None,
+        "valid_loss": valid_loss,
+        "valid_error": 1.0 - valid_acc,
+        "learning_rate": None,
+        "epoch_time": 0.0,
+    }
     if final:
         row0.update(_measure(net, data, state["initial"]))
     rows.append(row0)
@@ -434,8 +472,16 @@ def run_one(
     stopped_early = False
     start = time.perf_counter()
     try:
-        history = finetune(net, params, data.X, data.y, generator=g_fit, pretrained=is_pretrained(params),
-                           validation_data=(data.X_valid, data.y_valid), callbacks=[timed])
+        history = finetune(
+            net,
+            params,
+            data.X,
+            data.y,
+            generator=g_fit,
+            pretrained=is_pretrained(params),
+            validation_data=(data.X_valid, data.y_valid),
+            callbacks=[timed],
+        )
         best_epoch, stopped_early = history.best_epoch, history.stopped_early
     except DivergenceError:
         diverged = True
@@ -450,16 +496,32 @@ def run_one(
     else:
         selected = best_epoch if best_epoch is not None else n_epochs
     base = {
-        "run_key": spec.key, "dataset": spec.dataset, "arm": spec.arm, "depth": spec.depth, "width": spec.width,
-        "size": spec.size, "seed": spec.seed, "fold": spec.fold, "protocol": spec.protocol, "stage": spec.stage,
-        "setting": spec.setting, "pretrained": is_pretrained(params),
-        "unlabelled": bool(config.unlabelled and is_pretrained(params)), "n_train": int(data.X.shape[0]),
+        "run_key": spec.key,
+        "dataset": spec.dataset,
+        "arm": spec.arm,
+        "depth": spec.depth,
+        "width": spec.width,
+        "size": spec.size,
+        "seed": spec.seed,
+        "fold": spec.fold,
+        "protocol": spec.protocol,
+        "stage": spec.stage,
+        "setting": spec.setting,
+        "pretrained": is_pretrained(params),
+        "unlabelled": bool(config.unlabelled and is_pretrained(params)),
+        "n_train": int(data.X.shape[0]),
         "n_pretrain": int(data.X_pretrain.shape[0]) if is_pretrained(params) else 0,
     }
-    tail = {"n_epochs": n_epochs, "best_epoch": best_epoch, "selected_epoch": selected,
-            "stopped_early": stopped_early, "diverged": diverged, "pretrain_time": pretrain_time,
-            "pretrain_cached": pretrain_cached,
-            "finetune_time": finetune_time}
+    tail = {
+        "n_epochs": n_epochs,
+        "best_epoch": best_epoch,
+        "selected_epoch": selected,
+        "stopped_early": stopped_early,
+        "diverged": diverged,
+        "pretrain_time": pretrain_time,
+        "pretrain_cached": pretrain_cached,
+        "finetune_time": finetune_time,
+    }
     return [{**base, **row, "selected": row["epoch"] == selected, **tail} for row in rows]
 
 
@@ -610,13 +672,20 @@ def run_study(
     stored = load_rows(out_dir)
     done = {r["run_key"] for r in stored}
     known = config.run_specs()
-    split = digest = None
+    source: dict[str, Any] = {}
+
+    def data_split() -> Split:
+        """The data set, loaded once (and its hash checked against the stored runs')."""
+        if "split" not in source:
+            source["split"] = load_dataset(given.dataset)
+            source["digest"] = dataset_hash(source["split"])
+            _check_same_data(stored, label, source["digest"])
+        return source["split"]
+
     # load the data before anything is written (a data set that fails to load leaves no
     # directory), unless every run is stored already
     if any(s.key not in done for s in known) or config.protocol == "tuned" and len(done) < config.n_runs():
-        split = load_dataset(given.dataset)
-        digest = dataset_hash(split)
-        _check_same_data(stored, label, digest)
+        data_split()
     store = ResultStore(out_dir)
     with open(store.out_dir / CONFIG_JSON, "w", encoding="utf-8") as f:
         json.dump(stored_config, f, indent=2, default=_json_default)
@@ -632,18 +701,27 @@ def run_study(
                 counts["skipped"] += 1
                 bar.update(1)
                 continue
-            bar.set_postfix_str(f"{spec.arm} d{spec.depth} w{spec.width} n{spec.size} s{spec.seed}"
-                                + (f" [{spec.setting}]" if spec.stage == "tune" else ""), refresh=False)
+            bar.set_postfix_str(
+                f"{spec.arm} d{spec.depth} w{spec.width} n{spec.size} s{spec.seed}"
+                + (f" [{spec.setting}]" if spec.stage == "tune" else ""),
+                refresh=False,
+            )
             data_key = (spec.size, spec.seed, spec.fold)
             if data_key not in data_cache:
                 data_cache.clear()  # one replicate's tensors at a time
                 data_cache[data_key] = prepare_data(
-                    split, size=spec.size, seed=spec.seed, fold=spec.fold, folds=config.folds,  # type: ignore[arg-type]
-                    unlabelled=config.unlabelled, probe_size=config.probe_size, monitor_size=config.monitor_size,
+                    data_split(),
+                    size=spec.size,
+                    seed=spec.seed,
+                    fold=spec.fold,
+                    folds=config.folds,
+                    unlabelled=config.unlabelled,
+                    probe_size=config.probe_size,
+                    monitor_size=config.monitor_size,
                     device=config.device,
                 )
             rows = run_one(config, spec, data_cache[data_key], stack_cache)
-            store.append([{**row, "dataset_hash": digest} for row in rows], csv=False)
+            store.append([{**row, "dataset_hash": source["digest"]} for row in rows], csv=False)
             done.add(spec.key)
             counts["run"] += 1
             bar.update(1)
@@ -660,8 +738,9 @@ def run_study(
     finally:
         bar.close()
         store.write_csv()  # rows.jsonl holds every finished run already; the CSV follows it
-    results = StudyResults(rows=store.rows, out_dir=store.out_dir, config=given, n_run=counts["run"],
-                           n_skipped=counts["skipped"])
+    results = StudyResults(
+        rows=store.rows, out_dir=store.out_dir, config=given, n_run=counts["run"], n_skipped=counts["skipped"]
+    )
     if report:
         from .report import write_report
 

@@ -18,8 +18,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ROWS_JSON", "ROWS_CSV", "CONFIG_JSON", "BASE_COLUMNS", "DATASET_NAMES", "ResultStore", "load_rows",
-           "dataset_label", "dataset_hash", "check_study_dir", "migrate_study"]
+__all__ = [
+    "ROWS_JSON",
+    "ROWS_CSV",
+    "CONFIG_JSON",
+    "BASE_COLUMNS",
+    "DATASET_NAMES",
+    "ResultStore",
+    "load_rows",
+    "dataset_label",
+    "dataset_hash",
+    "check_study_dir",
+    "migrate_study",
+]
 
 #: Data sets known by name: rows record these names, not where the files lie.
 DATASET_NAMES = ("digits", "mnist")
@@ -30,10 +41,38 @@ CONFIG_JSON = "config.json"
 
 #: Leading CSV columns, in this order; per-layer columns follow.
 BASE_COLUMNS: tuple[str, ...] = (
-    "run_key", "dataset", "dataset_hash", "arm", "depth", "width", "size", "seed", "fold", "protocol", "pretrained",
-    "unlabelled", "n_train", "n_pretrain", "epoch", "train_loss", "train_error", "train_loss_batches",
-    "valid_loss", "valid_error", "test_loss", "test_error", "learning_rate", "epoch_time", "selected",
-    "n_epochs", "best_epoch", "selected_epoch", "stopped_early", "diverged", "pretrain_time", "pretrain_cached",
+    "run_key",
+    "dataset",
+    "dataset_hash",
+    "arm",
+    "depth",
+    "width",
+    "size",
+    "seed",
+    "fold",
+    "protocol",
+    "pretrained",
+    "unlabelled",
+    "n_train",
+    "n_pretrain",
+    "epoch",
+    "train_loss",
+    "train_error",
+    "train_loss_batches",
+    "valid_loss",
+    "valid_error",
+    "test_loss",
+    "test_error",
+    "learning_rate",
+    "epoch_time",
+    "selected",
+    "n_epochs",
+    "best_epoch",
+    "selected_epoch",
+    "stopped_early",
+    "diverged",
+    "pretrain_time",
+    "pretrain_cached",
     "finetune_time",
 )
 

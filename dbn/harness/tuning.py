@@ -50,8 +50,11 @@ class TuningResult:
     @property
     def trained(self) -> bool:
         """Whether the run got clearly below its error at initialisation (and did not diverge)."""
-        return (not self.diverged and math.isfinite(self.valid_error)
-                and not self.valid_error >= CHANCE_FRACTION_OF_INIT * self.init_valid_error)
+        return (
+            not self.diverged
+            and math.isfinite(self.valid_error)
+            and not self.valid_error >= CHANCE_FRACTION_OF_INIT * self.init_valid_error
+        )
 
 
 @dataclass(frozen=True)
@@ -99,10 +102,12 @@ def tuning_results(rows: Iterable[Mapping[str, Any]]) -> dict[str, TuningResult]
         group = sorted(group, key=lambda r: r["epoch"])
         sel = next((r for r in group if r.get("selected")), group[-1])
         out[key] = TuningResult(
-            setting=str(sel["setting"]), valid_error=_num(sel.get("valid_error")),
+            setting=str(sel["setting"]),
+            valid_error=_num(sel.get("valid_error")),
             valid_loss=_num(sel.get("valid_loss")),
             init_valid_error=_num(group[0].get("valid_error")) if group[0]["epoch"] == 0 else math.nan,
-            diverged=bool(sel.get("diverged")), time=_num(sel.get("finetune_time")),
+            diverged=bool(sel.get("diverged")),
+            time=_num(sel.get("finetune_time")),
         )
     return out
 
@@ -135,7 +140,10 @@ def choose_setting(results: Sequence[TuningResult]) -> Choice:
     if not finite:
         return Choice(best.setting, "diverged", f"diverged (NaN loss) under all {len(results)} settings")
     if not best.trained:
-        return Choice(best.setting, "chance",
-                      f"best validation error {100 * best.valid_error:.2f}% under all {len(results)} settings, "
-                      f"no better than at initialisation ({100 * best.init_valid_error:.2f}%)")
+        return Choice(
+            best.setting,
+            "chance",
+            f"best validation error {100 * best.valid_error:.2f}% under all {len(results)} settings, "
+            f"no better than at initialisation ({100 * best.init_valid_error:.2f}%)",
+        )
     return Choice(best.setting, "ok", "")

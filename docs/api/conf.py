@@ -48,7 +48,6 @@ numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 
 
-
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
