@@ -1211,7 +1211,8 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
             seq = [effects[(d, n)] for d in depths if (d, n) in effects]
             if len(seq) > 1:
                 parts.append(
-                    f"{n} labels: {', '.join(_pp(v['mean']) for v in seq)} pp at depths {depths} "
+                    f"{n} labels: {', '.join(_pp(v['mean']) for v in seq)} pp at depths "
+                    f"{[d for d in depths if (d, n) in effects]} "
                     f"({_trend(seq[0], seq[-1], 'grows', 'shrinks')})"
                 )
         lines += [
@@ -1225,7 +1226,8 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
             seq = [effects[(d, n)] for n in sizes if (d, n) in effects]
             if len(seq) > 1:
                 parts.append(
-                    f"depth {d}: {', '.join(_pp(v['mean']) for v in seq)} pp at {sizes} labels "
+                    f"depth {d}: {', '.join(_pp(v['mean']) for v in seq)} pp at "
+                    f"{[n for n in sizes if (d, n) in effects]} labels "
                     f"({_trend(seq[0], seq[-1], 'grows', 'shrinks')})"
                 )
         lines += [
