@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import functional as Fn
-from ._linalg import bernoulli_sample, linear, linear_t, outer_accumulate_
+from ._linalg import _product, bernoulli_sample, outer_accumulate_
 from ._options import RBM_LR_SCHEDULES, RBM_SAMPLERS, RBMLRSchedule, RBMSampler, VisibleType
 from ._random import make_generator, resolve_device
 from ._shard import Shard
@@ -33,6 +33,7 @@ from ._validation import (
 from .engine import (
     DivergenceCheck,
     ProgressBar,
+    batch_rows,
     block_rows,
     column_mean,
     fit_loop,
@@ -562,6 +563,7 @@ class CDTrainer:
         self._pt_chain: torch.Tensor | None = None  # (n_temperatures, n_chains, n_hidden), beta = 1 first
         self._pt_steps = 0  # parity of the next swap
         self._offsets: tuple[torch.Tensor, torch.Tensor] | None = None  # (mu, lambda) of centred training
+        self._ones_cache: dict[int, torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -625,8 +627,8 @@ class CDTrainer:
     def _visible_mean(self, h: torch.Tensor, act) -> torch.Tensor:
         rbm = self.rbm
         if act is None:
-            return self.units.mean(linear_t(h, rbm.weight, rbm.visible_bias))
-        return linear_t(h, rbm.weight, rbm.visible_bias, activation=act)
+            return self.units.mean(_product(h, rbm.weight, rbm.visible_bias, "none"))
+        return _product(h, rbm.weight, rbm.visible_bias, act)
 
     def _draw(self, own: torch.Tensor | None, total: int) -> Callable[[torch.Tensor, Callable], torch.Tensor]:
         """The sampling rule of the negative phase: ``draw(local, sample)``.
@@ -680,7 +682,7 @@ class CDTrainer:
         """
         if self.sampler == "pt":
             return self._tempered_phase(h0_probs)
-        W, c = self.rbm.weight, self.rbm.hidden_bias
+        Wt, c = self.rbm.weight.t(), self.rbm.hidden_bias
         units, act = self.units, self._visible_act()
         n = h0_probs.shape[0] if n is None else n
         if self.persistent:
@@ -690,7 +692,7 @@ class CDTrainer:
             h = self._chain
             for _ in range(self.k):
                 v = draw(self._visible_mean(h, act), units.sample)
-                h_probs = linear(v, W, c, activation="sigmoid")
+                h_probs = _product(v, Wt, c, "sigmoid")
                 h = draw(h_probs, bernoulli_sample)
             self._chain = h
             return v, h_probs, self.n_chains
@@ -700,9 +702,9 @@ class CDTrainer:
             v = self._visible_mean(h, act)
             if step < self.k - 1:
                 v = draw(v, units.sample)
-                h = draw(linear(v, W, c, activation="sigmoid"), bernoulli_sample)
+                h = draw(_product(v, Wt, c, "sigmoid"), bernoulli_sample)
         # last visible update uses means, the last hidden one probabilities (Hinton's guide)
-        return v, linear(v, W, c, activation="sigmoid"), n
+        return v, _product(v, Wt, c, "sigmoid"), n
 
     def step(
         self,
@@ -735,7 +737,7 @@ class CDTrainer:
         if rows is None and self.world_size > 1:
             rows = torch.arange(v0.shape[0], device=W.device)
         n = v0.shape[0] if n_rows is None else int(n_rows)
-        h0 = linear(v0, W, c, activation="sigmoid")
+        h0 = _product(v0, W.t(), c, "sigmoid")
         vk, hk, n_model = self._negative_phase(h0, rows, n)
         reduced = rows is not None or self.all_reduce is not None
         accumulate = self._reduce_statistics if reduced else self._accumulate_velocity
@@ -743,6 +745,7 @@ class CDTrainer:
             accumulate = self._centered_velocity
         v0_mean, batch_q = accumulate(v0, h0, vk, hk, n, n_model, learning_rate, momentum)
         if self._sparse and self.sparsity_target is not None:
+            assert v0_mean is not None and batch_q is not None  # every rule returns them when sparse
             self._q = (
                 batch_q if self._q is None else self.sparsity_decay * self._q + (1 - self.sparsity_decay) * batch_q
             )
@@ -752,6 +755,7 @@ class CDTrainer:
         if self.weight_decay:
             self._vel_w.add_(W, alpha=-learning_rate * self.weight_decay)
         if self.centered:
+            assert batch_q is not None  # the centred rule always returns it
             self._centered_update(batch_q)
             return
         W.add_(self._vel_w)
@@ -851,16 +855,29 @@ class CDTrainer:
 
     def _accumulate_velocity(
         self, v0, h0, vk, hk, n: int, n_model: int, lr: float, momentum: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One process: ``u <- momentum * u + lr * (data - model statistics)`` in place, the
-        weight statistics accumulated by GEMM straight into the velocity. Returns the batch
-        means ``(v0_mean, h0_mean)``."""
-        v0_mean, h0_mean = _mean0(v0), _mean0(h0)
-        _scale_(self._vel_vb, momentum).add_(v0_mean - _mean0(vk), alpha=lr)
-        _scale_(self._vel_hb, momentum).add_(h0_mean - _mean0(hk), alpha=lr)
-        outer_accumulate_(self._vel_w, h0, v0, alpha=lr / n, beta=momentum)
-        outer_accumulate_(self._vel_w, hk, vk, alpha=-lr / n_model)
-        return v0_mean, h0_mean
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """One process: ``u <- momentum * u + lr * (data - model statistics)`` in place, every
+        statistic accumulated straight into its velocity by one BLAS call per term (GEMM for the
+        weights, GEMV against a vector of ones for the biases): ten operators in all, which is
+        what a digits-sized mini-batch costs. Returns the batch means ``(v0_mean, h0_mean)``
+        when the sparsity term needs them, else ``(None, None)``."""
+        ones_n, ones_m = self._ones(n, v0), self._ones(n_model, v0)
+        a, b = lr / n, -lr / n_model
+        self._vel_vb.addmv_(v0.t(), ones_n, beta=momentum, alpha=a).addmv_(vk.t(), ones_m, alpha=b)
+        h0t, hkt = h0.t(), hk.t()
+        self._vel_hb.addmv_(h0t, ones_n, beta=momentum, alpha=a).addmv_(hkt, ones_m, alpha=b)
+        self._vel_w.addmm_(h0t, v0, beta=momentum, alpha=a).addmm_(hkt, vk, alpha=b)
+        if not self._sparse:
+            return None, None
+        return _mean0(v0), _mean0(h0)
+
+    def _ones(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        """A cached vector of ``n`` ones (the batch sums as matrix-vector products)."""
+        cache = self.__dict__.setdefault("_ones_cache", {})  # trainers pickled before it existed
+        ones = cache.get(n)
+        if ones is None or ones.device != like.device or ones.dtype != like.dtype:
+            ones = cache[n] = torch.ones(n, device=like.device, dtype=like.dtype)
+        return ones
 
     def _reduce_statistics(
         self, v0, h0, vk, hk, n: int, n_model: int, lr: float, momentum: float
@@ -910,11 +927,8 @@ class CDTrainer:
             shard=shard,
             n_local=X.shape[0],
         )
-        buffer = None
-        if self.shuffle:  # gathered batches land in one reused buffer
-            buffer = torch.empty(min(self.batch_size, X.shape[0]), X.shape[1], device=X.device, dtype=X.dtype)
-        for rows, positions, size in zip(batches.rows, batches.positions, batches.sizes, strict=False):
-            self.step(take_rows(X, rows, buffer), lr, mom, rows=positions, n_rows=size)
+        for v0, positions, size in zip(batch_rows(X, batches.rows), batches.positions, batches.sizes, strict=False):
+            self.step(v0, lr, mom, rows=positions, n_rows=size)
         record = {
             "epoch": self.epoch + 1,
             "learning_rate": lr,

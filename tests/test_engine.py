@@ -464,3 +464,32 @@ def test_train_autoencoder_adadelta_and_callable(binary):
     assert made == [1]
     with pytest.raises(ValueError, match="momentum"):
         train_autoencoder(dae, binary, n_epochs=1, optimizer="adadelta", momentum=0.5, generator=gen())
+
+
+def test_batch_rows_gathers_groups_of_batches_in_order(monkeypatch):
+    from dbn import engine
+
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(103, 5, generator=gen)
+    order = torch.randperm(103, generator=gen)
+    rows = list(order.split(10))  # the last batch has 3 rows
+    calls = []
+    real = torch.index_select
+
+    def counting(*args, **kwargs):
+        calls.append(args[2].shape[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "GATHER_BYTES", 25 * 5 * 4)  # two or three batches per gather
+    monkeypatch.setattr(torch, "index_select", counting)
+    got = [b.clone() for b in engine.batch_rows(X, rows)]
+    assert [b.shape[0] for b in got] == [10] * 10 + [3]
+    for b, r in zip(got, rows, strict=True):
+        assert torch.equal(b, X[r])
+    assert sum(calls) == 103 and max(calls) <= 25 and len(calls) < len(rows)
+    # slices stay views, empty epochs yield nothing, variable lengths (shards) are kept
+    views = list(engine.batch_rows(X, [slice(0, 4), slice(4, 8)]))
+    assert views[0].data_ptr() == X.data_ptr() and torch.equal(views[1], X[4:8])
+    assert list(engine.batch_rows(X, [])) == []
+    ragged = [torch.tensor([5]), torch.tensor([], dtype=torch.long), torch.tensor([1, 2, 0])]
+    assert [b.tolist() for b in engine.batch_rows(X, ragged)] == [X[r].tolist() for r in ragged]

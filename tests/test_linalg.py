@@ -171,3 +171,24 @@ def test_bernoulli_sample_reproducible_and_calibrated():
 def test_bernoulli_sample_bad_out():
     with pytest.raises(ValueError, match="out must match probs"):
         bernoulli_sample(torch.rand(3, 4), out=torch.empty(4, 3))
+
+
+def test_small_products_skip_onednn(monkeypatch):
+    # oneDNN's per-call cost only pays from ONEDNN_MIN_WORK (batch * n_in * n_out) up.
+    if not (torch.backends.mkldnn.is_available() and _linalg._LINEAR_POINTWISE is not None):
+        pytest.skip("oneDNN is not built in")
+    calls = []
+    real = _linalg._LINEAR_POINTWISE
+
+    def counting(*args):
+        calls.append(args[0].shape)
+        return real(*args)
+
+    monkeypatch.setattr(_linalg, "_LINEAR_POINTWISE", counting)
+    small = linear(torch.rand(10, 64), torch.rand(100, 64), torch.rand(100), activation="sigmoid")
+    assert calls == [] and small.shape == (10, 100)
+    n_out = _linalg.ONEDNN_MIN_WORK // (100 * 64) + 1
+    x, w, b = torch.rand(100, 64), torch.rand(n_out, 64), torch.rand(n_out)
+    large = linear(x, w, b, activation="sigmoid")
+    assert calls == [(100, 64)]
+    torch.testing.assert_close(large, torch.sigmoid(torch.addmm(b, x, w.t())))
