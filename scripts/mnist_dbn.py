@@ -10,8 +10,8 @@ conjugate gradients; dropout fine-tuning after Srivastava et al. 2014):
   probabilities feed the next layer (Hinton's settings);
 * selection: every arm is fine-tuned on the 50,000 training images for at most ``--epochs``
   epochs with the validation error monitored after each (early stopping with patience
-  ``--patience``); the best validation epoch ``E`` is the selected fine-tuning length, and its
-  weights give the "validation-selected" test error;
+  ``--patience``, ``--dropout-patience`` for the dropout arm); the best validation epoch ``E``
+  is the selected fine-tuning length, and its weights give the "validation-selected" test error;
 * 60k: the same arm is fine-tuned again from the same starting point on all 60,000 training +
   validation images for exactly ``E`` epochs, and its test error is reported as well;
 * arms: ``dbn`` (pretrained, sigmoid, plain backprop: SGD, momentum 0.9), ``dbn-dropout`` (the
@@ -67,6 +67,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=60, help="maximum fine-tuning epochs of the selection run")
     p.add_argument("--dropout-epochs", type=int, default=None, help="maximum epochs of the dropout arm (2x)")
     p.add_argument("--patience", type=int, default=10)
+    p.add_argument(
+        "--dropout-patience",
+        type=int,
+        default=25,
+        help="patience of the dropout arm, whose validation error improves slowly (with 10 it stopped at epoch 48)",
+    )
     p.add_argument("--lr", type=float, default=0.1, help="fine-tuning learning rate (sigmoid arms)")
     p.add_argument("--dropout-lr", type=float, default=0.1, help="learning rate of the dbn-dropout arm")
     p.add_argument(
@@ -138,7 +144,14 @@ class RisingMomentum:
 def build(arm: str, stack, args: argparse.Namespace, g: torch.Generator) -> tuple[torch.nn.Module, dict]:
     """The arm's network and its fine-tuning settings."""
     settings = dict(
-        lr=args.lr, dropout=0.0, input_dropout=0.0, l2=0.0, max_norm=None, rising_momentum=False, max_iter=args.epochs
+        lr=args.lr,
+        dropout=0.0,
+        input_dropout=0.0,
+        l2=0.0,
+        max_norm=None,
+        rising_momentum=False,
+        max_iter=args.epochs,
+        patience=args.patience,
     )
     if arm == "dbn":
         net = to_torch(stack, head="softmax", n_outputs=10, generator=g)
@@ -153,6 +166,7 @@ def build(arm: str, stack, args: argparse.Namespace, g: torch.Generator) -> tupl
             max_norm=args.max_norm,
             rising_momentum=True,
             max_iter=args.dropout_epochs or 2 * args.epochs,
+            patience=args.dropout_patience,
         )
         net = to_torch(stack, head="softmax", n_outputs=10, dropout=0.5, input_dropout=0.2, generator=g)
     elif arm == "sigmoid":
@@ -168,7 +182,12 @@ def finetune(net, X, y, settings: dict, args, g: torch.Generator, *, max_iter: i
     best epoch's weights, without it exactly ``max_iter`` epochs run."""
     momentum = RisingMomentum(0.5, 0.95, args.momentum_epochs) if settings["rising_momentum"] else None
     early = (
-        dict(early_stopping=True, validation_data=validation, n_iter_no_change=args.patience, monitor="valid_score")
+        dict(
+            early_stopping=True,
+            validation_data=validation,
+            n_iter_no_change=settings["patience"],
+            monitor="valid_score",
+        )
         if validation is not None
         else {}
     )

@@ -31,6 +31,7 @@ Outputs ``results.json`` and ``results.md`` under ``--out``. Examples::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -87,6 +88,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pcd-learning-rate", type=float, default=0.01, help="learning rate of the PCD arms")
     p.add_argument("--pcd-momentum", type=float, default=0.0)
     p.add_argument("--pcd-weight-decay", type=float, default=0.0)
+    p.add_argument(
+        "--lr-schedule",
+        choices=["constant", "linear"],
+        default="constant",
+        help="learning rate of every arm: constant, or decaying linearly to 0 over the epochs (Tieleman 2008)",
+    )
     p.add_argument("--chains", type=int, default=None, help="persistent chains (default: the batch size)")
     p.add_argument("--offset-rate", type=float, default=0.01, help="sliding factor of the hidden offset")
     p.add_argument("--temperatures", type=int, default=10, help="inverse temperatures of the PT arms")
@@ -110,9 +117,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _linear_decay(epoch: int, n_epochs: int) -> float:
+    return 1.0 - epoch / n_epochs
+
+
 def arm_options(arm: str, args: argparse.Namespace, g: torch.Generator) -> dict:
     """The :func:`dbn.rbm.train_rbm` options of one arm."""
-    common = dict(n_epochs=args.epochs, batch_size=args.batch_size, generator=g)
+    common: dict = dict(n_epochs=args.epochs, batch_size=args.batch_size, generator=g)
+    if args.lr_schedule == "linear":  # factor 1 - epoch / epochs: the last epoch runs at 1/epochs
+        common["lr_schedule"] = functools.partial(_linear_decay, n_epochs=args.epochs)
     if arm in ("cd1", "cdk"):
         return dict(
             common,
@@ -201,7 +214,8 @@ def markdown(results: dict) -> str:
     lines += [
         "",
         f"Settings: {s['hidden']} hidden, {s['epochs']} epochs, batch {s['batch_size']}, train set "
-        f"{s['train_set']}{'' if not s['train_size'] else ' first ' + str(s['train_size'])}; AIS "
+        f"{s['train_set']}{'' if not s['train_size'] else ' first ' + str(s['train_size'])}; learning rate "
+        f"{s.get('lr_schedule', 'constant')}; AIS "
         f"{s['ais_chains']} chains; reverse AIS {s['raise_betas']} temperatures. Machine: {results['machine']}.",
     ]
     return "\n".join(lines) + "\n"
