@@ -668,6 +668,7 @@ def arm_params(config: StudyConfig, spec: RunSpec) -> dict[str, Any]:
         pretrain_batch_size=config.pretrain_batch_size or config.batch_size,
         random_state=spec.seed,
         device=config.device,
+        alpha=0.0,  # no L2 unless the grid sets it, whatever the estimator's default
     )
     params.update(settings[spec.setting])
     return params
