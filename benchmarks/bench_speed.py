@@ -27,9 +27,13 @@ Parts (``--parts``, default ``gallery mnist finetune``):
     wall time of the default digits study, ``python -m dbn compare --dataset digits`` (minutes;
     only when asked).
 ``crossover``
-    seconds per CD-1 step on one and on two threads over a range of
-    ``batch * n_visible * n_hidden``: where a second thread starts to pay (the measurement
-    behind ``dbn._threads.MIN_PARALLEL_WORK``).
+    two threads' speed-up over one per CD-1 step over a range of ``batch * n_visible *
+    n_hidden``, and per epoch of ``fit_network`` and ``train_autoencoder`` over a range of
+    ``batch * weight sizes``: where a second thread starts to pay (the measurements behind
+    ``dbn._threads.MIN_PARALLEL_WORK`` and ``MIN_PARALLEL_WORK_BACKPROP``).
+
+With ``--auto`` a third half runs beside the competing process inside ``dbn.threads("auto")``
+(the study with ``--threads auto``): the automatic policy capped by the idle cores.
 
 Examples
 --------
@@ -38,6 +42,7 @@ Examples
     PYTHONPATH=. python benchmarks/bench_speed.py --quick
     PYTHONPATH=. python benchmarks/bench_speed.py --parts gallery mnist --repeats 3
     PYTHONPATH=. python benchmarks/bench_speed.py --parts study --no-loaded
+    PYTHONPATH=. python benchmarks/bench_speed.py --parts gallery mnist finetune study --auto
 """
 
 from __future__ import annotations
@@ -217,6 +222,8 @@ def part_study(args) -> dict[str, float]:
             "--no-progress",
             "--no-figures",
         ]
+        if args.study_threads:
+            cmd += ["--threads", str(args.study_threads)]
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -224,6 +231,7 @@ def part_study(args) -> dict[str, float]:
 
 
 def part_crossover(args) -> dict[str, float]:
+    """Two threads' speed-up per CD-1 step, and per epoch of the back-propagation trainers."""
     shapes = [(10, 64, 100), (100, 64, 100), (20, 256, 256), (100, 256, 256), (100, 784, 200), (100, 784, 500)]
     if args.quick:
         shapes = shapes[::2]
@@ -245,7 +253,40 @@ def part_crossover(args) -> dict[str, float]:
             return run
 
         best = interleaved({"1": steps(1), "2": steps(2)}, args.repeats)
-        out[f"work {bs * nv * nh:.2e} ({bs}x{nv}x{nh}): 2 threads speed-up"] = best["1"] / best["2"]
+        out[f"CD work {bs * nv * nh:.2e} ({bs}x{nv}x{nh}): 2 threads speed-up"] = best["1"] / best["2"]
+    # fine-tuning (fit_network) and the denoising autoencoder: one epoch of ~2e9 flops or 200 batches
+    nets = [(20, 64, (128,)), (20, 64, (128, 128, 128)), (100, 64, (100, 100)), (20, 784, (128, 128))]
+    nets += [(100, 784, (256, 256)), (100, 784, (500, 500)), (100, 784, (500, 500, 2000))]
+    if args.quick:
+        nets = nets[::2]
+    for bs, n_in, hidden in nets:
+        g = torch.Generator().manual_seed(0)
+        net = dbn.build_mlp(n_in, hidden, 10, generator=g)
+        work = batch_work(bs, net)
+        rows = int(min(20_000, max(200 * bs, 2e9 / (6 * work / bs))))
+        X, y = torch.rand(rows, n_in, generator=g), torch.randint(0, 10, (rows,), generator=g)
+        dae = dbn.DenoisingAutoencoder(n_in, hidden[0], generator=g)
+
+        def fine_tune(n_threads, net=net, X=X, y=y, bs=bs):
+            def run():
+                with threads(n_threads):
+                    dbn.fit_network(net, X, y, max_iter=1, batch_size=bs, generator=torch.Generator().manual_seed(0))
+
+            return run
+
+        def autoencoder(n_threads, dae=dae, X=X, bs=bs):
+            def run():
+                with threads(n_threads):
+                    dbn.train_autoencoder(dae, X, n_epochs=1, batch_size=bs, generator=0)
+
+            return run
+
+        best = interleaved({"1": fine_tune(1), "2": fine_tune(2)}, args.repeats)
+        name = f"{n_in}-{'-'.join(map(str, hidden))}-10 b{bs}"
+        out[f"fine-tuning work {work:.2e} ({name}): 2 threads speed-up"] = best["1"] / best["2"]
+        best = interleaved({"1": autoencoder(1), "2": autoencoder(2)}, args.repeats)
+        key = f"DAE work {batch_work(bs, dae):.2e} ({n_in}-{hidden[0]} b{bs}): 2 threads speed-up"
+        out[key] = best["1"] / best["2"]
     return out
 
 
@@ -262,6 +303,10 @@ def _show(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _count(text: str) -> int | str:
+    return text if text == "auto" else int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", nargs="+", choices=tuple(PARTS), default=["gallery", "mnist", "finetune"])
@@ -271,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist", type=Path, default=DEFAULT_MNIST)
     parser.add_argument("--mnist-samples", type=int, default=50_000)
     parser.add_argument("--finetune-samples", type=int, default=10_000)
-    parser.add_argument("--threads", type=int, default=None, help="dbn.threads(N) for the package's fits")
+    parser.add_argument(
+        "--threads", type=_count, default=None, help="dbn.threads(N) for the package's fits (N or 'auto')"
+    )
+    parser.add_argument("--auto", action="store_true", help="add a loaded half inside dbn.threads('auto')")
     parser.add_argument("--no-loaded", action="store_true", help="skip the half beside a competing process")
     parser.add_argument("--no-quiet", action="store_true", help="skip the quiet half")
     args = parser.parse_args(argv)
@@ -281,31 +329,37 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats, args.mnist_samples, args.finetune_samples = 1, 10_000, 2_000
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads by default, "
-        f"{f'dbn.threads({args.threads:d})' if args.threads else 'automatic thread policy'}; {load()}"
+        f"{f'dbn.threads({args.threads!r})' if args.threads else 'automatic thread policy'}; {load()}"
     )
     halves = [h for h, skip in (("quiet", args.no_quiet), ("loaded", args.no_loaded)) if not skip]
+    if args.auto:
+        halves.append("loaded-auto")
     results: dict[str, dict[str, dict]] = {}
-    override = threads(args.threads) if args.threads else contextlib.nullcontext()
-    with override:
-        for half in halves:
-            with competing_process(half == "loaded"):
-                print(f"\n== {half} ({'one competing CPU-bound process, ' if half == 'loaded' else ''}{load()})")
-                for part in args.parts:
-                    t0 = time.perf_counter()
-                    res = PARTS[part](args)
-                    if res is None:
-                        continue
-                    results.setdefault(part, {})[half] = res
-                    print(f"  {part} ({time.perf_counter() - t0:.0f} s, {load()})")
-                    for key, value in res.items():
-                        print(f"    {key:55s} {_show(value)}")
-    if len(halves) == 2:
-        print("\n== slow-down beside one competing process (loaded / quiet time; a fair share of 2 cores is 2x)")
+    for half in halves:
+        choice = "auto" if half == "loaded-auto" else args.threads
+        args.study_threads = choice
+        with threads(choice) if choice else contextlib.nullcontext(), competing_process(half != "quiet"):
+            what = "one competing CPU-bound process, " if half != "quiet" else ""
+            what += 'dbn.threads("auto"), ' if half == "loaded-auto" else ""
+            print(f"\n== {half} ({what}{load()})")
+            for part in args.parts:
+                t0 = time.perf_counter()
+                res = PARTS[part](args)
+                if res is None:
+                    continue
+                results.setdefault(part, {})[half] = res
+                print(f"  {part} ({time.perf_counter() - t0:.0f} s, {load()})")
+                for key, value in res.items():
+                    print(f"    {key:55s} {_show(value)}")
+    for loaded_half in ("loaded", "loaded-auto"):
+        if "quiet" not in halves or loaded_half not in halves:
+            continue
+        print(f"\n== slow-down, {loaded_half} / quiet time (a fair share of 2 cores is 2x)")
         for part, by_half in results.items():
-            if part == "crossover" or len(by_half) < 2:
+            if part == "crossover" or "quiet" not in by_half or loaded_half not in by_half:
                 continue
             for key, quiet in by_half["quiet"].items():
-                loaded = by_half["loaded"][key]
+                loaded = by_half[loaded_half][key]
                 if (
                     isinstance(quiet, float)
                     and ("fit" in key or "epoch" in key or "wall" in key)

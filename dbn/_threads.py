@@ -46,35 +46,92 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 from collections.abc import Iterable, Iterator
+from typing import Literal
 
 import torch
 from torch import nn
 
 from ._validation import check_int
 
-__all__ = ["threads", "policy_threads", "fit_threads", "batch_work", "MIN_PARALLEL_WORK"]
+__all__ = [
+    "threads",
+    "policy_threads",
+    "fit_threads",
+    "refresh_threads",
+    "idle_cores",
+    "batch_work",
+    "MIN_PARALLEL_WORK",
+    "MIN_PARALLEL_WORK_BACKPROP",
+]
 
-#: ``batch_size * (weight sizes)`` below which a mini-batch runs on one thread (see the
+#: ``batch_size * (weight sizes)`` below which a CD/PCD mini-batch runs on one thread (see the
 #: module docstring for the measurement).
 MIN_PARALLEL_WORK = 500_000
 
-_OVERRIDE: contextvars.ContextVar[int | None] = contextvars.ContextVar("dbn_threads", default=None)
+#: The same for the back-propagation trainers (fine-tuning and the denoising autoencoder),
+#: whose steps run several times as many small operators per product.
+MIN_PARALLEL_WORK_BACKPROP = 500_000
+
+#: The user's choice: None (the automatic size rule), a count, or "auto" (the size rule capped
+#: by the idle cores).
+_Choice = int | Literal["auto"] | None
+_OVERRIDE: contextvars.ContextVar[tuple[_Choice]] = contextvars.ContextVar("dbn_threads", default=(None,))
+_PROC_LOADAVG = "/proc/loadavg"
+_PROC_SELF_TASKS = "/proc/self/task"
+
+
+def idle_cores() -> int:
+    """Cores this process may use minus the tasks of *other* processes running right now.
+
+    Reads the count of runnable tasks from ``/proc/loadavg`` and subtracts this process's own
+    running threads (``/proc/self/task/*/stat``, so that our own worker threads, which may
+    still be spinning after a parallel region, do not count as a competing job). Where those
+    files do not exist, all the usable cores. At least 1.
+
+    Examples
+    --------
+    >>> 1 <= idle_cores() <= (os.cpu_count() or 1)
+    True
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    try:
+        with open(_PROC_LOADAVG) as f:
+            running = int(f.read().split()[3].split("/")[0])
+        own = 0
+        for task in os.listdir(_PROC_SELF_TASKS):
+            try:
+                with open(os.path.join(_PROC_SELF_TASKS, task, "stat")) as f:
+                    own += f.read().rsplit(")", 1)[1].split()[0] == "R"
+            except (OSError, IndexError):  # the thread ended meanwhile
+                continue
+    except (OSError, ValueError, IndexError):
+        return cores
+    return max(1, min(cores, cores - (running - max(own, 1))))
 
 
 class threads(contextlib.ContextDecorator):
     """Run the enclosed fits on exactly ``n`` threads, as ``threadpoolctl.threadpool_limits``.
 
     Inside the block torch uses ``n`` intra-op threads and the package's automatic policy
-    (one thread for small products) is off: the count is what you
-    asked for. The previous ``torch.get_num_threads()`` is restored on exit, also after an
-    exception. ``n=None`` keeps torch's current count but still turns the automatic policy off.
-    Works as a decorator too.
+    (one thread for small products) is off: the count is what you asked for. The previous
+    ``torch.get_num_threads()`` is restored on exit, also after an exception. ``n=None`` keeps
+    torch's current count but still turns the automatic policy off. Works as a decorator too.
+
+    ``n="auto"`` keeps the automatic size rule and caps each fit's count, at every epoch, by
+    the cores no other job is running on (:func:`idle_cores`): the choice for a busy machine,
+    where threads that wait for each other on cores another job holds make a fit several times
+    slower. The price is reproducibility: some torch operators round differently on one thread
+    than on two, so a fit's result may then depend on what else the machine was doing.
 
     Parameters
     ----------
-    n : int or None
-        Number of threads (>= 1).
+    n : int, "auto" or None
+        Number of threads (>= 1), "auto", or None.
 
     Examples
     --------
@@ -85,18 +142,29 @@ class threads(contextlib.ContextDecorator):
     1
     >>> torch.get_num_threads() == before
     True
+    >>> with dbn.threads("auto"):
+    ...     policy_threads(10**9) <= before
+    True
     """
 
-    def __init__(self, n: int | None) -> None:
-        self.n = None if n is None else check_int("n", n, low=1)
+    def __init__(self, n: int | Literal["auto"] | None) -> None:
+        if isinstance(n, str):
+            if n != "auto":
+                raise ValueError(f"The 'n' parameter must be an int >= 1, 'auto' or None. Got {n!r}.")
+            self.n: _Choice = "auto"
+        else:
+            self.n = None if n is None else check_int("n", n, low=1)
         self._saved: list[tuple[int, contextvars.Token]] = []
 
     def __enter__(self) -> threads:
         previous = torch.get_num_threads()
-        n = previous if self.n is None else self.n
-        if n != previous:
-            torch.set_num_threads(n)
-        self._saved.append((previous, _OVERRIDE.set(n)))
+        if self.n == "auto":
+            choice: _Choice = "auto"
+        else:
+            choice = previous if self.n is None else self.n
+            if choice != previous:
+                torch.set_num_threads(choice)
+        self._saved.append((previous, _OVERRIDE.set((choice,))))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -118,7 +186,13 @@ def batch_work(batch_size: int, modules: nn.Module | Iterable[torch.Tensor]) -> 
     return int(batch_size) * sum(p.numel() for p in params if p.dim() == 2)
 
 
-def policy_threads(work: int | None, device: torch.device | str | None = None) -> int:
+def _size_rule(work: int | None, min_work: int, ceiling: int) -> int:
+    return 1 if ceiling == 1 or (work is not None and work < min_work) else ceiling
+
+
+def policy_threads(
+    work: int | None, device: torch.device | str | None = None, min_work: int = MIN_PARALLEL_WORK
+) -> int:
     """Number of threads for products of ``work`` per mini-batch (see the module docstring).
 
     Parameters
@@ -128,6 +202,10 @@ def policy_threads(work: int | None, device: torch.device | str | None = None) -
         size rule (torch's count, or the override).
     device : torch.device, optional
         Non-CPU devices keep torch's count (their host threads only launch kernels).
+    min_work : int, default=MIN_PARALLEL_WORK
+        The trainer's crossover: less work per mini-batch runs on one thread
+        (:data:`MIN_PARALLEL_WORK` for CD, :data:`MIN_PARALLEL_WORK_BACKPROP` for the
+        back-propagation trainers).
 
     Examples
     --------
@@ -137,19 +215,55 @@ def policy_threads(work: int | None, device: torch.device | str | None = None) -
     ...     policy_threads(1000)
     2
     """
-    override = _OVERRIDE.get()
+    (override,) = _OVERRIDE.get()
     current = torch.get_num_threads()
-    if override is not None:
+    if isinstance(override, int):
         return override
     if device is not None and torch.device(device).type != "cpu":
         return current
-    if current == 1 or (work is not None and work < MIN_PARALLEL_WORK):
-        return 1
-    return current
+    n = _size_rule(work, min_work, current)
+    if override == "auto" and n > 1:
+        n = min(n, idle_cores())
+    return n
+
+
+def refresh_threads(
+    work: int | None, device: torch.device | str | None = None, min_work: int = MIN_PARALLEL_WORK
+) -> None:
+    """Inside ``dbn.threads("auto")`` and a :func:`fit_threads` block, follow the load.
+
+    Sets the count to the size rule capped by :func:`idle_cores` again, below the count torch
+    had when the fit started. The epoch loop calls it before every epoch so that a long fit
+    follows the machine's load; outside ``threads("auto")`` it does nothing (a fit's count then
+    depends on its size alone).
+
+    Examples
+    --------
+    >>> with threads("auto"), fit_threads(10**9) as n:
+    ...     refresh_threads(10**9)
+    ...     1 <= torch.get_num_threads() <= max(n, 1)
+    True
+    """
+    (override,) = _OVERRIDE.get()
+    ceiling = _FIT_CEILING.get()
+    if override != "auto" or ceiling is None:
+        return
+    if device is not None and torch.device(device).type != "cpu":
+        return
+    n = _size_rule(work, min_work, ceiling)
+    if n > 1:
+        n = min(n, idle_cores())
+    if n != torch.get_num_threads():
+        torch.set_num_threads(n)
+
+
+_FIT_CEILING: contextvars.ContextVar[int | None] = contextvars.ContextVar("dbn_fit_ceiling", default=None)
 
 
 @contextlib.contextmanager
-def fit_threads(work: int | None, device: torch.device | str | None = None) -> Iterator[int]:
+def fit_threads(
+    work: int | None, device: torch.device | str | None = None, min_work: int = MIN_PARALLEL_WORK
+) -> Iterator[int]:
     """Run the block on :func:`policy_threads` threads and restore torch's count afterwards.
 
     Examples
@@ -162,11 +276,13 @@ def fit_threads(work: int | None, device: torch.device | str | None = None) -> I
     True
     """
     previous = torch.get_num_threads()
-    n = policy_threads(work, device)
+    n = policy_threads(work, device, min_work)
     if n != previous:
         torch.set_num_threads(n)
+    token = _FIT_CEILING.set(previous)
     try:
         yield n
     finally:
+        _FIT_CEILING.reset(token)
         if torch.get_num_threads() != previous:
             torch.set_num_threads(previous)

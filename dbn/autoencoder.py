@@ -22,7 +22,7 @@ from torch import nn
 from ._options import CORRUPTIONS, OPTIMIZERS, VISIBLE_TYPES, CorruptionName, OptimizerName
 from ._options import VisibleType as AEVisibleName
 from ._random import make_generator, resolve_device
-from ._threads import batch_work
+from ._threads import MIN_PARALLEL_WORK_BACKPROP, batch_work
 from ._validation import check_choice, check_data_tensor, check_int, check_scalar
 from .engine import (
     CheckpointEvery,
@@ -540,6 +540,7 @@ def train_autoencoder(
         records=history,
         work=batch_work(batch_size, dae),
         device=X.device,
+        min_work=MIN_PARALLEL_WORK_BACKPROP,
     )
 
 

@@ -91,6 +91,11 @@ def _positive(text: str) -> int:
     return value
 
 
+def _thread_count(text: str) -> int | str:
+    """``--threads``: a positive int or ``auto``."""
+    return "auto" if text == "auto" else _positive(text)
+
+
 def _shown(value: object) -> str:
     """A default as the user types it: lists space-separated, ``None`` in a list as ``all``."""
     if isinstance(value, (list, tuple)):
@@ -225,10 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default=D.device, help="cpu, cuda, cuda:N or auto")
     c.add_argument(
         "--threads",
-        type=_positive,
+        type=_thread_count,
         default=None,
-        help="exactly N threads for every fit (default: the automatic policy of dbn.threads: "
-        "one thread for small products, torch's count otherwise; use --threads 1 on a busy machine)",
+        help="exactly N threads for every fit, or 'auto': the automatic policy capped by the cores "
+        "other jobs leave idle, for a busy machine (results may then depend on the load). "
+        "Default: the automatic policy of dbn.threads, one thread for small products, torch's count otherwise",
     )
     c.add_argument("--out", required=True, help="output directory (resumes a study already there)")
     c.add_argument(

@@ -43,6 +43,7 @@ Mini-batches
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,7 +54,7 @@ import torch
 from torch import nn
 
 from ._shard import Shard, owned_batches
-from ._threads import fit_threads
+from ._threads import MIN_PARALLEL_WORK, fit_threads, refresh_threads
 from ._validation import DivergenceError, check_finite_parameters
 
 __all__ = [
@@ -156,6 +157,7 @@ def fit_loop(
     records: list | None = None,
     work: int | None = None,
     device: torch.device | str | None = None,
+    min_work: int = MIN_PARALLEL_WORK,
 ) -> list:
     """Run ``run_epoch(epoch)`` for each epoch; the one epoch loop of the package.
 
@@ -166,8 +168,9 @@ def fit_loop(
 
     The whole loop (epochs, callbacks and pieces) runs under the package's thread policy
     (:func:`dbn._threads.fit_threads`): one thread when ``work`` is small, torch's count
-    otherwise, exactly ``n`` inside ``dbn.threads(n)``; torch's thread count is restored
-    afterwards, also when an epoch raises.
+    otherwise, exactly ``n`` inside ``dbn.threads(n)``, and inside ``dbn.threads("auto")``
+    capped before every epoch by the cores other jobs leave idle; torch's thread count is
+    restored afterwards, also when an epoch raises.
 
     Parameters
     ----------
@@ -188,6 +191,8 @@ def fit_loop(
         (:func:`dbn._threads.batch_work`), for the thread policy; None: no size rule.
     device : torch.device, optional
         The model's device (the policy leaves the thread count alone off the CPU).
+    min_work : int, default=MIN_PARALLEL_WORK
+        The trainer's crossover for the thread policy (less ``work`` runs on one thread).
 
     Returns
     -------
@@ -200,8 +205,9 @@ def fit_loop(
     [{'epoch': 1}, {'epoch': 2}]
     """
     records = [] if records is None else records
-    with fit_threads(work, device):
-        _run_epochs(model, epochs, run_epoch, callbacks, pieces, records)
+    with fit_threads(work, device, min_work):
+        refresh = functools.partial(refresh_threads, work, device, min_work)
+        _run_epochs(model, epochs, run_epoch, callbacks, pieces, records, refresh)
     return records
 
 
@@ -212,11 +218,13 @@ def _run_epochs(
     callbacks: Sequence[Callback],
     pieces: Sequence[Piece],
     records: list,
+    before_epoch: Callable[[], None],
 ) -> None:
     try:
         for piece in pieces:
             piece.start(model)
         for epoch in epochs:
+            before_epoch()
             record = run_epoch(epoch)
             records.append(record)
             for piece in pieces:

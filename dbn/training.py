@@ -53,7 +53,7 @@ from ._options import (
 from ._options import FitLRSchedule as LRSchedule
 from ._random import check_generator_device as _check_generator_device
 from ._shard import Shard
-from ._threads import batch_work
+from ._threads import MIN_PARALLEL_WORK_BACKPROP, batch_work
 from ._validation import (
     DivergenceError,
     check_choice,
@@ -770,6 +770,7 @@ def fit_network(
                 records=history,
                 work=batch_work(batch_size, net),
                 device=X.device,
+                min_work=MIN_PARALLEL_WORK_BACKPROP,
             )
     finally:
         for p in net.parameters():

@@ -109,6 +109,7 @@ def test_arms_subcommand(capsys):
         ["compare", "--out", "x", "--sizes", "ten"],
         ["compare", "--out", "x", "--sizes", "1"],
         ["compare", "--out", "x", "--seeds", "-1"],
+        ["compare", "--out", "x", "--threads", "many"],
         ["compare", "--arms", "dbn"],  # --out is required
         [],
         ["frobnicate"],
@@ -298,3 +299,10 @@ def test_pretrain_command_saves_a_stack(tmp_path):
         == 0
     )
     assert load(out).sizes == (64, 16, 8)
+
+
+def test_threads_option_accepts_a_count_or_auto():
+    parser = cli.build_parser()
+    assert parser.parse_args(["compare", "--out", "x", "--threads", "auto"]).threads == "auto"
+    assert parser.parse_args(["compare", "--out", "x", "--threads", "3"]).threads == 3
+    assert parser.parse_args(["compare", "--out", "x"]).threads is None

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import dbn
+from dbn import _threads
 from dbn._threads import MIN_PARALLEL_WORK, batch_work, fit_threads, policy_threads
 from dbn.engine import fit_loop
 
@@ -138,3 +139,53 @@ def test_estimators_restore_threads(two_threads):
     clf = dbn.DBNClassifier((4,), n_iter=1, max_iter=2, random_state=0).fit(X, (X[:, 0] > 0).astype(int))
     clf.predict(X)
     assert torch.get_num_threads() == 2
+
+
+def test_default_policy_never_reads_the_load(two_threads, monkeypatch):
+    def boom():
+        raise AssertionError("the load was read outside threads('auto')")
+
+    monkeypatch.setattr(_threads, "idle_cores", boom)
+    assert policy_threads(10**9) == 2
+    dbn.train_rbm(dbn.RBM(8, 4), _data(), n_epochs=2, batch_size=10, generator=torch.Generator().manual_seed(0))
+
+
+def test_auto_caps_by_idle_cores_and_follows_the_load_per_epoch(two_threads, monkeypatch):
+    idle = iter([1, 2, 1, 2])  # fit start, then before each of the 3 epochs
+    monkeypatch.setattr(_threads, "idle_cores", lambda: next(idle))
+    seen = []
+    with dbn.threads("auto"):
+        assert torch.get_num_threads() == 2  # "auto" leaves torch's count alone
+        fit_loop(None, range(1, 4), lambda e: seen.append(torch.get_num_threads()) or {}, work=10**9)
+        assert torch.get_num_threads() == 2
+    assert seen == [2, 1, 2]
+    assert torch.get_num_threads() == 2
+    # small products stay on one thread without reading the load; so do explicit counts
+    monkeypatch.setattr(_threads, "idle_cores", lambda: 2)
+    with dbn.threads("auto"):
+        assert policy_threads(10) == 1
+        assert policy_threads(10**9) == 2
+        with dbn.threads(1):
+            assert policy_threads(10**9) == 1
+    with pytest.raises(ValueError, match="'n'.*'auto'"):
+        dbn.threads("fast")
+
+
+def test_auto_counts_only_other_processes(monkeypatch, tmp_path):
+    """idle_cores: runnable tasks of /proc/loadavg minus this process's running threads."""
+    tasks = tmp_path / "task"
+    for tid, state in ((1, "R"), (2, "R"), (3, "S")):
+        (tasks / str(tid)).mkdir(parents=True)
+        (tasks / str(tid) / "stat").write_text(f"{tid} (py thon) {state} 1 2 3\n")
+    loadavg = tmp_path / "loadavg"
+    monkeypatch.setattr(_threads, "_PROC_SELF_TASKS", str(tasks))
+    monkeypatch.setattr(_threads, "_PROC_LOADAVG", str(loadavg))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    loadavg.write_text("0.50 0.40 0.30 2/180 4242\n")  # our two running threads only
+    assert _threads.idle_cores() == 4
+    loadavg.write_text("3.00 2.00 1.00 5/180 4242\n")  # three other jobs
+    assert _threads.idle_cores() == 1
+    loadavg.write_text("9.00 9.00 9.00 12/180 4242\n")
+    assert _threads.idle_cores() == 1  # never below one
+    loadavg.unlink()
+    assert _threads.idle_cores() == 4  # no /proc: all the usable cores
