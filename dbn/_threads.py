@@ -1,5 +1,6 @@
 """The thread policy of every fit and transform: small products on one thread (no collapse on
-a busy machine), an explicit override, and torch's global setting restored afterwards.
+a busy machine), an explicit override, an opt-in cap by the idle cores, and torch's global
+setting restored afterwards.
 
 Why
     PyTorch runs each operator on ``torch.get_num_threads()`` OpenMP threads, which meet at a
@@ -10,36 +11,41 @@ Why
     than on one. And products too small to split gain nothing from a second thread anyway.
 
 The policy (:func:`policy_threads`)
-    * inside :class:`threads` (the user's explicit choice) the given count, as it is;
-    * a mini-batch whose products are smaller than :data:`MIN_PARALLEL_WORK`
+    * inside :class:`threads` with a count (the user's explicit choice) that count, as it is;
+    * a mini-batch whose products are smaller than the trainer's crossover
       (``batch_size * sum of the weight matrices' sizes``, about half the flops of one
-      forward-and-backward pass) runs on one thread;
-    * otherwise torch's current count.
+      forward-and-backward pass, below :data:`MIN_PARALLEL_WORK` for CD/PCD and
+      :data:`MIN_PARALLEL_WORK_BACKPROP` for fine-tuning and the denoising autoencoder) runs
+      on one thread;
+    * otherwise torch's current count, and inside ``threads("auto")`` that count capped,
+      before every epoch, by the cores no other process is running on (:func:`idle_cores`).
 
-    The count depends on the problem's size only, never on the machine's load: some torch
-    operators (the reductions of back-propagation, for instance) round differently on one
-    thread than on two, so a load-dependent count would make a fit's result depend on what else
-    the machine was doing. On a busy machine use ``dbn.threads(1)`` for large problems too.
+    By default the count depends on the problem's size only, never on the machine's load: some
+    torch operators round differently on one thread than on two (the weight gradient of a
+    10-unit output layer, whose small products MKL splits along the batch; CD steps of
+    784 x 10 RBMs and of odd batch sizes: measured on this project's machine), so a
+    load-dependent count would make a fit's result depend on what else the machine was doing.
+    ``threads("auto")`` makes that trade for users on a busy machine who prefer speed.
 
-    Measured on the project's machine (2-core AMD EPYC under KVM, torch 2.13, one CD-1 step of
-    :class:`dbn.rbm.CDTrainer`, best of 2-3, ``benchmarks/bench_speed.py --parts crossover``),
-    on 30 Nov 2026 while other jobs kept the load average at 6-15: two threads were *slower*
-    than one at every size, 0.05x at ``batch * n_visible * n_hidden`` = 6.4e4 (digits), 0.74x
-    at 6.4e5, 0.05-0.25x from 6.6e6 to 1e8 (MNIST-sized); which is why the cap by idle cores
-    exists. A quiet machine could not be had for the crossover itself, so 5e5 is a choice, not
-    a measurement: it keeps digits-sized steps (6.4e4) on one thread and leaves MNIST-sized
-    ones (3.9e7, whose quiet-machine figures in the README were measured on two threads) on
-    torch's count. Re-run the crossover part on a quiet machine to refine it.
-
-    An earlier version also capped the count by the idle cores read from ``/proc/loadavg``;
-    it was dropped because it made results depend on the machine's load (see above).
+    The crossovers, measured on the project's machine (2-core AMD EPYC with AVX-512 under KVM,
+    torch 2.13, quiet, best of 3, ``benchmarks/bench_speed.py --parts crossover``, 30 Nov
+    2026): two threads' speed-up per CD-1 step was 0.83x at ``batch * n_visible * n_hidden`` =
+    6.4e4 (scikit-learn's gallery protocol), 0.99-1.01x at 6.4e5, 1.12-1.14x at 1.3e6, 1.44x at
+    6.6e6, 1.50x at 1.6e7 and 1.78-1.81x at MNIST's 3.9e7: :data:`MIN_PARALLEL_WORK` = 1e6.
+    Per epoch of ``fit_network`` it was 0.89x at 1.9e5, 0.91x at 8.5e5, 1.02-1.06x at 1.7e6,
+    0.97-0.99x at 2.4e6, 1.37-1.39x at 2.7e7 and 1.65x at 1.7e8 (784-500-500-2000-10), with the
+    denoising autoencoder alike (1.03-1.04x at 2e6, 1.45-1.49x at 2e7): a back-propagation step
+    runs several small operators per product, so :data:`MIN_PARALLEL_WORK_BACKPROP` = 5e6. Every
+    net of the README's digits study (64-128-...-10, batch 20) lies below it. Beside one busy
+    process two threads lost to one at every size (0.42-0.78x per CD step).
 
 Where
-    :func:`dbn.engine.fit_loop` applies it once per fit (so every trainer uses it: CD/PCD,
-    the denoising autoencoder, fine-tuning, sharded or not); the estimators apply it around
-    their transform and predict paths; the harness and the CLI run through them (the CLI's
-    ``--threads`` is an explicit :class:`threads` override). Nothing runs per mini-batch, and
-    torch's global setting is put back when the fit ends, also after an exception.
+    :func:`dbn.engine.fit_loop` applies it once per fit and refreshes it before every epoch
+    inside ``threads("auto")`` (so every trainer uses it: CD/PCD, the denoising autoencoder,
+    fine-tuning, sharded or not); the estimators apply it around their transform and predict
+    paths; the harness and the CLI run through them (the CLI's ``--threads N|auto`` is a
+    :class:`threads` override). Nothing runs per mini-batch, and torch's global setting is put
+    back when the fit ends, also after an exception.
 """
 
 from __future__ import annotations
@@ -68,11 +74,11 @@ __all__ = [
 
 #: ``batch_size * (weight sizes)`` below which a CD/PCD mini-batch runs on one thread (see the
 #: module docstring for the measurement).
-MIN_PARALLEL_WORK = 500_000
+MIN_PARALLEL_WORK = 1_000_000
 
 #: The same for the back-propagation trainers (fine-tuning and the denoising autoencoder),
 #: whose steps run several times as many small operators per product.
-MIN_PARALLEL_WORK_BACKPROP = 500_000
+MIN_PARALLEL_WORK_BACKPROP = 5_000_000
 
 #: The user's choice: None (the automatic size rule), a count, or "auto" (the size rule capped
 #: by the idle cores).

@@ -9,7 +9,7 @@ import torch
 
 import dbn
 from dbn import _threads
-from dbn._threads import MIN_PARALLEL_WORK, batch_work, fit_threads, policy_threads
+from dbn._threads import MIN_PARALLEL_WORK, MIN_PARALLEL_WORK_BACKPROP, batch_work, fit_threads, policy_threads
 from dbn.engine import fit_loop
 
 
@@ -189,3 +189,22 @@ def test_auto_counts_only_other_processes(monkeypatch, tmp_path):
     assert _threads.idle_cores() == 1  # never below one
     loadavg.unlink()
     assert _threads.idle_cores() == 4  # no /proc: all the usable cores
+
+
+def test_backprop_trainers_have_their_own_crossover(two_threads):
+    """A work between the two crossovers: two threads for CD, one for back-propagation."""
+    assert MIN_PARALLEL_WORK < MIN_PARALLEL_WORK_BACKPROP
+    n_in, n_hidden, batch = 64, 256, 100  # 1.6e6
+    assert MIN_PARALLEL_WORK <= batch * n_in * n_hidden < MIN_PARALLEL_WORK_BACKPROP
+    X = _data(200, n_in)
+    g = torch.Generator().manual_seed(0)
+    seen = {}
+    record = lambda key: lambda *args: seen.setdefault(key, torch.get_num_threads())  # noqa: E731
+    dbn.train_rbm(dbn.RBM(n_in, n_hidden), X, n_epochs=1, batch_size=batch, generator=g, callbacks=[record("cd")])
+    dae = dbn.DenoisingAutoencoder(n_in, n_hidden, generator=g)
+    dbn.train_autoencoder(dae, X, n_epochs=1, batch_size=batch, generator=g, callbacks=[record("dae")])
+    net = torch.nn.Sequential(torch.nn.Linear(n_in, n_hidden), torch.nn.Sigmoid(), torch.nn.Linear(n_hidden, 2))
+    y = (X[:, 0] > 0).long()
+    dbn.fit_network(net, X, y, max_iter=1, batch_size=batch, generator=g, callbacks=[record("fit")])
+    assert seen == {"cd": 2, "dae": 1, "fit": 1}
+    assert torch.get_num_threads() == 2
