@@ -265,6 +265,34 @@ def test_fast_update_equals_the_reference_formula(visible):
     assert torch.allclose(rbm.hidden_bias, c, atol=1e-6)
 
 
+@pytest.mark.parametrize("persistent", [False, True])
+def test_update_without_momentum_equals_the_velocity_update(digits, persistent):
+    """momentum=0.0 takes the velocity-free path; a (0, 0, 0) schedule the velocity one."""
+    models = []
+    for momentum in (0.0, (0.0, 0.0, 0)):
+        g = torch.Generator().manual_seed(3)
+        rbm = RBM(64, 16, generator=g)
+        trainer = CDTrainer(
+            rbm,
+            learning_rate=0.05,
+            batch_size=20,
+            momentum=momentum,
+            weight_decay=1e-3,
+            persistent=persistent,
+            generator=g,
+        )
+        trainer.partial_fit(digits[:200])
+        trainer.partial_fit(digits[:200])
+        models.append(rbm)
+        if momentum == 0.0:
+            assert not trainer._vel_w.any()  # no velocity is kept
+    fast, reference = models
+    assert torch.allclose(fast.weight, reference.weight, atol=1e-5)
+    assert torch.allclose(fast.visible_bias, reference.visible_bias, atol=1e-5)
+    assert torch.allclose(fast.hidden_bias, reference.hidden_bias, atol=1e-5)
+    assert not torch.equal(fast.weight, RBM(64, 16, generator=torch.Generator().manual_seed(3)).weight)
+
+
 def test_training_on_another_rbms_features_is_warning_free():
     """Features computed with grad enabled (``hidden_probs`` of a module) are valid input."""
     import warnings
