@@ -32,6 +32,10 @@ Parts (``--parts``, default ``gallery mnist finetune``):
     ``batch * weight sizes``: where a second thread starts to pay (the measurements behind
     ``dbn._threads.MIN_PARALLEL_WORK`` and ``MIN_PARALLEL_WORK_BACKPROP``).
 
+``profile``
+    microseconds per operation of one CD-1 step at MNIST's size (the products, the sampling,
+    the passes over the weights), on the threads the policy gives it.
+
 With ``--auto`` a third half runs beside the competing process inside ``dbn.threads("auto")``
 (the study with ``--threads auto``): the automatic policy capped by the idle cores.
 
@@ -290,12 +294,49 @@ def part_crossover(args) -> dict[str, float]:
     return out
 
 
+def part_profile(args) -> dict[str, float]:
+    """Microseconds per operation of one CD-1 step at MNIST's size (batch 100, 784 -> 500)."""
+    from dbn._linalg import _product, bernoulli_sample
+
+    g = torch.Generator().manual_seed(0)
+    B, nv, nh = 100, 784, 500
+    trainer = dbn.CDTrainer(dbn.RBM(nv, nh, generator=g), batch_size=B, momentum=0.5, weight_decay=2e-4, generator=g)
+    W, b, c = trainer.rbm.weight, trainer.rbm.visible_bias, trainer.rbm.hidden_bias
+    v, h, vel = (torch.rand(B, nv, generator=g) < 0.13).float(), torch.rand(B, nh, generator=g), torch.zeros_like(W)
+    n = 50 if args.quick else 200
+    ops = {
+        "whole CD-1 step": lambda: trainer.step(v, 0.01, 0.5),
+        "product v -> h with sigmoid": lambda: _product(v, W.t(), c, "sigmoid"),
+        "product h -> v with sigmoid": lambda: _product(h, W, b, "sigmoid"),
+        "weight statistics (addmm_ into the velocity)": lambda: vel.addmm_(h.t(), v, beta=0.5, alpha=0.01),
+        "hidden samples (uniform draws and compare)": lambda: bernoulli_sample(h, g),
+        "W += velocity": lambda: W.add_(vel, alpha=0.0),
+        "velocity -= decay * W": lambda: vel.add_(W, alpha=-1e-9),
+    }
+    out = {}
+    with fit_threads(B * nv * nh), torch.no_grad():
+        for key, op in ops.items():
+            best = float("inf")
+            for _ in range(args.repeats + 2):
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    op()
+                best = min(best, time.perf_counter() - t0)
+            out[f"{key} (us)"] = best / n * 1e6
+    flops = 2 * B * nv * nh
+    for key in list(out):
+        if "product" in key or "statistics" in key:
+            out[key.replace("(us)", "(GFLOP/s)")] = flops / out[key] / 1e3
+    return out
+
+
 PARTS = {
     "gallery": part_gallery,
     "mnist": part_mnist,
     "finetune": part_finetune,
     "study": part_study,
     "crossover": part_crossover,
+    "profile": part_profile,
 }
 
 
