@@ -54,12 +54,14 @@ DEFAULT_ARMS = ("cd1", "cdk", "pcd", "pcd-centered", "pcd-pt")
 
 #: Published average test log-probabilities of 500-hidden RBMs on binarised MNIST (nats), with
 #: their source (marks as in ANCHORS.md: (P) primary, (S) secondary, (M) commonly quoted).
+#: Salakhutdinov & Murray binarise stochastically; PyDeep's ``load_mnist(path, True)``
+#: thresholds at 0.5 (compare with ``--binarize threshold``).
 PUBLISHED = (
     ("CD-25, Salakhutdinov & Murray 2008 (S)", -86.34, None),
     ("CD-3, Salakhutdinov & Murray 2008 (M)", -105.50, None),
     ("CD-1, Salakhutdinov & Murray 2008 (M)", -125.53, None),
-    ("centred PCD-1, 200 epochs, PyDeep tutorial (P)", -84.86, -96.61),
-    ("plain PCD-1, 200 epochs, PyDeep tutorial (P)", -130.81, -130.43),
+    ("centred PCD-1, 200 epochs, PyDeep tutorial, MNIST thresholded at 0.5 (P)", -84.86, -96.61),
+    ("plain PCD-1, 200 epochs, PyDeep tutorial, MNIST thresholded at 0.5 (P)", -130.81, -130.43),
 )
 
 
