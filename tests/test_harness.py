@@ -909,3 +909,16 @@ def test_migrate_study_rewrites_absolute_paths_and_keys(tmp_path):
     with open(tmp_path / "runs.csv", newline="") as f:
         assert next(csv.DictReader(f))["dataset"] == "digits"
     assert run_study(cfg, tmp_path, progress=False).n_run == 0  # the migrated study resumes
+
+
+def test_literature_trend_reads_the_whole_sequence_and_compares_with_the_expected_direction():
+    from dbn.harness.report import _trend
+
+    def e(mean, half=0.1):
+        return {"mean": mean, "low": mean - half, "high": mean + half}
+
+    assert _trend([e(-0.5), e(0.4), e(1.3)], "grows") == "grows: **agrees** with it"
+    assert _trend([e(-0.5), e(-0.6), e(-0.1)], "shrinks") == "grows, not monotone: **disagrees** with it"
+    assert _trend([e(-0.6), e(0.1), e(-0.03)], "grows") == "grows, not monotone: **agrees** with it"
+    assert _trend([e(0.4), e(0.35)], "shrinks") == "shrinks, within the intervals: inconclusive"
+    assert _trend([e(0.4), {"mean": 0.2}], "shrinks").endswith("inconclusive")

@@ -1153,16 +1153,27 @@ def _best_random(ev: _Evidence, valid: dict, cell: Cell) -> str | None:
     return min(plain, key=lambda a: float(np.nanmean(list(valid[(a, cell)].values()))))
 
 
-def _trend(first: dict[str, float], last: dict[str, float], up: str, down: str) -> str:
-    """How an effect moves from ``first`` to ``last`` (paired intervals), and whether the move is
-    beyond both intervals."""
-    word = up if last["mean"] > first["mean"] else down if last["mean"] < first["mean"] else "unchanged"
+def _trend(seq: Sequence[dict[str, float]], expected: str) -> str:
+    """How an effect moves along ``seq`` (paired intervals) and whether that agrees with the
+    literature's ``expected`` direction (``"grows"`` or ``"shrinks"``).
+
+    The direction is read from the first to the last value; a sequence that turns on the way is
+    called "not monotone", and a move whose end points' intervals overlap is called
+    "within the intervals" (no verdict either way).
+    """
+    first, last = seq[0], seq[-1]
+    word = "grows" if last["mean"] > first["mean"] else "shrinks" if last["mean"] < first["mean"] else "unchanged"
+    steps = [b["mean"] - a["mean"] for a, b in zip(seq[:-1], seq[1:], strict=True)]
+    monotone = all(x >= 0 for x in steps) or all(x <= 0 for x in steps)
     apart = (
         math.isfinite(first.get("low", math.nan))
         and math.isfinite(last.get("low", math.nan))
         and (last["low"] > first["high"] or last["high"] < first["low"])
     )
-    return word + ("" if apart else ", within the intervals")
+    out = word + ("" if monotone else ", not monotone")
+    if not apart:
+        return out + ", within the intervals: inconclusive"
+    return out + (": **agrees** with it" if word == expected else ": **disagrees** with it")
 
 
 def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) -> list[str]:
@@ -1213,7 +1224,7 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
                 parts.append(
                     f"{n} labels: {', '.join(_pp(v['mean']) for v in seq)} pp at depths "
                     f"{[d for d in depths if (d, n) in effects]} "
-                    f"({_trend(seq[0], seq[-1], 'grows', 'shrinks')})"
+                    f"(the advantage {_trend(seq, 'grows')})"
                 )
         lines += [
             "- Erhan et al. (2010): pretraining's advantage grows with depth. Here, against the best random-init "
@@ -1228,7 +1239,7 @@ def _literature_section(runs: Sequence[dict[str, Any]], baseline: str | None) ->
                 parts.append(
                     f"depth {d}: {', '.join(_pp(v['mean']) for v in seq)} pp at "
                     f"{[n for n in sizes if (d, n) in effects]} labels "
-                    f"({_trend(seq[0], seq[-1], 'grows', 'shrinks')})"
+                    f"(the advantage {_trend(seq, 'shrinks')})"
                 )
         lines += [
             "- Erhan et al. (2010) and the yell/boltzmann-machines table (+5.68 pp at 100 labels, "
