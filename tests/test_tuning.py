@@ -335,3 +335,27 @@ def test_min_updates_gives_small_labelled_sets_more_epochs():
     rows = runner.run_one(cfg, cfg.run_specs()[0], runner.prepare_data(load_dataset("digits"), size=60, seed=0))
     assert rows[-1]["epoch"] == 4 and rows[0]["n_epochs"] == 4
     assert cfg.protocol_hash("relu-he") != cfg.replace(min_updates=0).protocol_hash("relu-he")
+
+
+def test_report_does_not_call_an_interrupted_tuning_failed():
+    from dbn.harness.report import _tuning_section, _tuning_summary
+
+    def rows(arm, depth, settings, error):
+        return [
+            {"run_key": f"{arm}{depth}{s}", "stage": "tune", "setting": s, "arm": arm, "dataset": "d",
+             "depth": depth, "width": 8, "size": 100, "epoch": e, "selected": e == 1,
+             "valid_error": error if e else 0.9, "valid_loss": 1.0, "diverged": False, "finetune_time": 0.5}
+            for s in settings for e in (0, 1)
+        ]  # fmt: skip
+
+    done = rows("a", 1, ["lr1", "lr2"], 0.2)
+    # the next cell's tuning was interrupted after one setting, which left the net at chance
+    running = rows("a", 2, ["lr1"], 0.9)
+    summary = " ".join(_tuning_summary(done + running))
+    assert "Failed under every setting" not in summary
+    assert "in progress" in summary and "(1 of 2 settings)" in summary
+    section = "\n".join(_tuning_section(done + running, []))
+    assert "Failed under every setting" not in section and "in progress" in section
+    # once every setting was tried at chance, the failure is reported
+    failed = rows("a", 2, ["lr1", "lr2"], 0.9)
+    assert "Failed under every setting" in " ".join(_tuning_summary(done + failed))

@@ -1052,6 +1052,25 @@ def tuning_table(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, Cell], dict[
     return groups
 
 
+def _split_in_progress(
+    table: dict[tuple[str, Cell], dict[str, Any]],
+) -> tuple[dict[tuple[str, Cell], dict[str, Any]], list[str]]:
+    """Separate the tunings that tried every setting of the grid from those still running.
+
+    Every arm gets the same grid, so an (arm, cell) with fewer settings than the largest group is
+    an interrupted study's tuning in progress: it has no choice yet, and "failed under every
+    setting" would be premature.
+    """
+    n = max((len(g["results"]) for g in table.values()), default=0)
+    done = {k: g for k, g in table.items() if len(g["results"]) == n}
+    running = [
+        f"{arm} at {_cell_name(cell)} ({len(g['results'])} of {n} settings)"
+        for (arm, cell), g in table.items()
+        if len(g["results"]) < n
+    ]
+    return done, running
+
+
 def _fmt_valid(result: Any, chosen: bool) -> str:
     if not math.isfinite(result.valid_error):
         return "-"
@@ -1061,7 +1080,7 @@ def _fmt_valid(result: Any, chosen: bool) -> str:
 
 def _tuning_summary(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The summary's line on the tuning: how settings were chosen and which arms failed under all."""
-    table = tuning_table(rows)
+    table, running = _split_in_progress(tuning_table(rows))
     if not table:
         return []
     n = max(len(g["results"]) for g in table.values())
@@ -1072,12 +1091,14 @@ def _tuning_summary(rows: Sequence[dict[str, Any]]) -> list[str]:
     )
     if failed:
         text += " Failed under every setting (at chance or diverged): " + "; ".join(failed) + "."
+    if running:
+        text += " Tuning still in progress (not analysed): " + "; ".join(running) + "."
     return [text]
 
 
 def _tuning_section(rows: Sequence[dict[str, Any]], final_runs: Sequence[dict[str, Any]]) -> list[str]:
     """Per cell and arm: the chosen setting, every setting's validation error, the tuning time."""
-    table = tuning_table(rows)
+    table, running = _split_in_progress(tuning_table(rows))
     if not table:
         return []
     settings: list[str] = []
@@ -1118,6 +1139,8 @@ def _tuning_section(rows: Sequence[dict[str, Any]], final_runs: Sequence[dict[st
         _table(["depth", "width", "labels", "arm", "chosen", *settings, "spread (pp)", "tuning (s)"], lines),
         "",
     ]
+    if running:
+        out += ["Tuning still in progress (an interrupted study; not analysed): " + "; ".join(running) + ".", ""]
     if failed:
         out += [
             "**Failed under every setting of the grid** (reported, not tuned away): "
