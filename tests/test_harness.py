@@ -738,6 +738,28 @@ def test_figures_leave_out_diverged_arms_and_clip_axes(tmp_path):
     assert "not shown" in captions["train_vs_test.png"]
 
 
+def test_figures_of_an_unfinished_study_use_the_largest_size_each_depth_has(tmp_path):
+    # depth 1 finished with 100 and 1000 labels, depth 2 only with 100: the deepest figures must
+    # show depth 2 at 100 labels, not an empty (depth 2, 1000) cell called "diverged"
+    pytest.importorskip("matplotlib")
+    from dbn.harness.figures import _largest_size
+
+    rows, runs = [], []
+    for depth, size in ((1, 100), (1, 1000), (2, 100)):
+        for seed in range(2):
+            key = f"d{depth}-n{size}-{seed}"
+            common = {"run_key": key, "arm": "relu-he", "depth": depth, "width": 8, "size": size}
+            runs.append({**common, "seed": seed, "n_train": size, "test_error": 0.1, "gap": 0.05})
+            for epoch in range(4):
+                errors = {"train_error": 0.1, "valid_error": 0.1, "test_error": 0.1}
+                losses = {"train_loss": 1.0 / (epoch + 1), "test_loss": 1.2 / (epoch + 1)}
+                rows.append({**common, "epoch": epoch, "selected": epoch == 3, **errors, **losses})
+    assert _largest_size(runs, 1) == 1000 and _largest_size(runs, 2) == 100
+    captions = figs.make_figures(rows, runs, tmp_path)
+    assert "Left out" not in captions["learning_curves.png"]
+    assert "depth 2, 100 labels" in captions["learning_curves.png"]
+
+
 # -- portable results (issue 15) ---------------------------------------------------------------
 
 

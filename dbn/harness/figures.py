@@ -71,13 +71,22 @@ def _save(fig, path: Path, title: str) -> None:
     _pyplot().close(fig)
 
 
+def _largest_size(runs, depth: int, width: int | None = None) -> Any:
+    """The largest labelled size with runs at ``depth`` (and ``width``): an unfinished study may
+    have more labels at shallower depths only."""
+    return max(
+        (r["size"] for r in runs if int(r["depth"]) == depth and (width is None or int(r["width"]) == width)),
+        key=_size_key,
+    )
+
+
 def _learning_curves(rows, runs, path: Path, colors) -> str:
     """One panel per arm that has finite errors after training started at the deepest, narrowest,
     largest-size cell; arms without any (every run diverged at once) are left out and named in the caption."""
     plt = _pyplot()
     dmax = max(int(r["depth"]) for r in runs)
-    size = max((r["size"] for r in runs), key=_size_key)
-    width = min(int(r["width"]) for r in runs)
+    width = min(int(r["width"]) for r in runs if int(r["depth"]) == dmax)
+    size = _largest_size(runs, dmax, width)
     curves = {}
     for arm in _arms(runs):
         sel = [
@@ -110,7 +119,7 @@ def _learning_curves(rows, runs, path: Path, colors) -> str:
 def _gradient_norms(rows, runs, path: Path, colors) -> str:
     plt = _pyplot()
     dmax = max(int(r["depth"]) for r in runs)
-    size = max((r["size"] for r in runs), key=_size_key)
+    size = _largest_size(runs, dmax)
     names = [f"L{i}" for i in range(1, dmax + 1)] + ["out"]
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharex=True)
     for col, (label, pick) in enumerate(
@@ -200,13 +209,13 @@ def _error_vs_size(runs, path: Path, colors) -> str:
 def _train_vs_test(rows, runs, path: Path, colors) -> str:
     plt = _pyplot()
     depths = sorted({int(r["depth"]) for r in runs})
-    size = max((r["size"] for r in runs), key=_size_key)
     fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.8), squeeze=False)
     by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_run[r["run_key"]].append(r)
     clipped = False
     for ax, depth in zip(axes[0], depths, strict=True):
+        size = _largest_size(runs, depth)
         labelled = set()
         xs: list[float] = []
         ys: list[float] = []
