@@ -8,7 +8,9 @@ Protocol:
 * data: ``mnist.pkl.gz``; binarised stochastically (each pixel is 1 with probability equal to its
   grey level, drawn once with ``--binarize-seed``), as in Salakhutdinov & Murray 2008
   (``--binarize threshold``: pixel >= 0.5, as PyDeep's tutorial loads it; a different, easier
-  dataset, so its figures compare only with PyDeep's);
+  dataset, so its figures compare only with PyDeep's; ``--binarize dynamic``: the same test set
+  as ``stochastic``, but the training images are binarised afresh before every epoch, so the
+  model never sees the same binary sample twice: a regulariser, not a different test problem);
   training on the 60,000 training + validation images (``--train-set 50k``: the 50,000 only), as
   PyDeep's tutorial; the AIS base rate is fitted to the training images;
 * arms (``--arms``): ``cd1`` (CD-1), ``cdk`` (CD-``--cd-k``), ``pcd`` (PCD-1), ``pcd-centered``
@@ -65,18 +67,37 @@ PUBLISHED = (
 )
 
 
-def load_binarized(path: str, train_set: str, seed: int, how: str = "stochastic") -> tuple[torch.Tensor, torch.Tensor]:
+def load_binarized(
+    path: str, train_set: str, seed: int, how: str = "stochastic"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Binary training and test images and the training grey levels; ``dynamic`` gives the
+    ``stochastic`` images (resample the training ones with :func:`resample_each_epoch`)."""
     split = load_mnist(path)  # reads arrays only
     x_train = torch.from_numpy(split.X_train)
     if train_set == "60k":
         x_train = torch.cat([x_train, torch.from_numpy(split.X_valid)])
     x_test = torch.from_numpy(split.X_test)
     if how == "threshold":  # PyDeep's io.load_mnist(path, True): pixel >= 0.5
-        return (x_train >= 0.5).float(), (x_test >= 0.5).float()
+        return (x_train >= 0.5).float(), (x_test >= 0.5).float(), x_train
     g = torch.Generator().manual_seed(seed)
     train = (torch.rand(x_train.shape, generator=g) < x_train).float()
     test = (torch.rand(x_test.shape, generator=g) < x_test).float()
-    return train, test
+    return train, test, x_train
+
+
+def resample_each_epoch(X: torch.Tensor, grey: torch.Tensor, seed: int):
+    """A :func:`dbn.rbm.train_rbm` callback that redraws the binary training images ``X`` in
+    place from their grey levels after every epoch (the trainer reads ``X`` itself: float32 on
+    the model's device is used without a copy, which the callback checks)."""
+    g = torch.Generator(device=X.device).manual_seed(seed)
+    pointer = X.data_ptr()
+
+    def callback(rbm: RBM, record: dict) -> None:
+        if X.data_ptr() != pointer:
+            raise RuntimeError("the training tensor moved; dynamic binarisation cannot update it in place")
+        torch.bernoulli(grey, generator=g, out=X)
+
+    return callback
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -111,10 +132,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--binarize-seed", type=int, default=0)
     p.add_argument(
         "--binarize",
-        choices=("stochastic", "threshold"),
+        choices=("stochastic", "threshold", "dynamic"),
         default="stochastic",
         help="stochastic (Salakhutdinov & Murray 2008) or a 0.5 threshold (PyDeep's tutorial); "
-        "the two give different datasets, so compare figures only within one",
+        "the two give different datasets, so compare figures only within one; dynamic: the "
+        "stochastic test set, training images binarised afresh every epoch",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -239,9 +261,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    X, X_test = load_binarized(args.data, args.train_set, args.binarize_seed, args.binarize)
+    X, X_test, grey_train = load_binarized(args.data, args.train_set, args.binarize_seed, args.binarize)
+    grey = grey_train if args.binarize == "dynamic" else None
+    del grey_train
     if args.train_size:
         X = X[: args.train_size]
+        grey = None if grey is None else grey[: args.train_size]
     print(
         f"MNIST binarised ({args.binarize}): train {tuple(X.shape)}, test {tuple(X_test.shape)}; "
         f"reverse AIS ~{0.06 * args.raise_betas * min(args.raise_rows, 10000) / 1000:.0f} s per arm on one core"
@@ -256,7 +281,8 @@ def main(argv=None) -> int:
         g = torch.Generator().manual_seed(args.seed)
         rbm = RBM(X.shape[1], args.hidden, generator=g)
         t0 = time.perf_counter()
-        history = train_rbm(rbm, X, validation_data=X_test[:1000], **arm_options(arm, args, g))
+        callbacks = [] if grey is None else [resample_each_epoch(X, grey, args.binarize_seed + 1)]
+        history = train_rbm(rbm, X, validation_data=X_test[:1000], callbacks=callbacks, **arm_options(arm, args, g))
         train_time = time.perf_counter() - t0
         row = {"epochs": len(history), "train_seconds": train_time, "final_epoch": dict(history[-1])}
         row.update(evaluate(rbm, X, X_test, args, g))
