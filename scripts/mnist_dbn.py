@@ -14,6 +14,9 @@ conjugate gradients; dropout fine-tuning after Srivastava et al. 2014):
   is the selected fine-tuning length, and its weights give the "validation-selected" test error;
 * 60k: the same arm is fine-tuned again from the same starting point on all 60,000 training +
   validation images for exactly ``E`` epochs, and its test error is reported as well;
+* ``--head-epochs N`` (pretrained arms): the output layer is first trained alone for ``N``
+  epochs, the pretrained layers frozen (as Hinton & Salakhutdinov's code trains the top layer
+  for its first 6 epochs), in both the selection and the 60k runs;
 * arms: ``dbn`` (pretrained, sigmoid, plain backprop: SGD, momentum 0.9), ``dbn-dropout`` (the
   same stack, dropout fine-tuning as Srivastava et al.: keep probability 0.8 on the inputs and
   0.5 on the hidden units, momentum rising linearly from 0.5 to 0.95 over ``--momentum-epochs``,
@@ -49,6 +52,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import dbn  # noqa: E402
 from dbn.datasets import load_mnist  # noqa: E402
 from dbn.export import to_torch  # noqa: E402
+from dbn.network import hidden_linear_layers  # noqa: E402
 from dbn.stack import pretrain_stack  # noqa: E402
 from dbn.training import build_mlp, evaluate, fit_network  # noqa: E402
 
@@ -90,6 +94,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=["constant", "cosine"],
         default="constant",
         help="learning-rate schedule of every arm (cosine: annealed to 0 over the run's epochs)",
+    )
+    p.add_argument(
+        "--head-epochs",
+        type=int,
+        default=0,
+        help="pretrained arms: first train the output layer alone for N epochs, the hidden layers "
+        "frozen (Hinton & Salakhutdinov's code: 6 of its 200 CG epochs), then fine-tune everything",
     )
     p.add_argument("--no-60k", dest="full", action="store_false", help="skip the 60k fine-tuning runs")
     p.add_argument("--stack", default=None, help="save the pretrained stack here, or load it if the file exists")
@@ -153,6 +164,8 @@ def build(arm: str, stack, args: argparse.Namespace, g: torch.Generator) -> tupl
         max_iter=args.epochs,
         patience=args.patience,
     )
+    if arm.startswith("dbn"):
+        settings["head_epochs"] = args.head_epochs
     if arm == "dbn":
         net = to_torch(stack, head="softmax", n_outputs=10, generator=g)
     elif arm == "dbn-gentle":
@@ -191,6 +204,24 @@ def finetune(net, X, y, settings: dict, args, g: torch.Generator, *, max_iter: i
         if validation is not None
         else {}
     )
+    head = settings.get("head_epochs", 0)
+    if head:  # the output layer alone first, on the same settings, without early stopping
+        with RisingMomentum(0.5, 0.5, 1) if momentum is not None else contextlib.nullcontext():
+            fit_network(
+                net,
+                X,
+                y,
+                optimizer="sgd",
+                learning_rate=settings["lr"],
+                momentum=0.9,
+                weight_decay=settings["l2"],
+                batch_size=args.batch_size,
+                max_norm=settings["max_norm"],
+                max_iter=head,
+                freeze=range(len(hidden_linear_layers(net))),
+                generator=g,
+                verbose=True,
+            )
     with momentum if momentum is not None else contextlib.nullcontext():
         return fit_network(
             net,
