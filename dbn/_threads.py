@@ -17,15 +17,23 @@ The policy (:func:`policy_threads`)
       forward-and-backward pass, below :data:`MIN_PARALLEL_WORK` for CD/PCD and
       :data:`MIN_PARALLEL_WORK_BACKPROP` for fine-tuning and the denoising autoencoder) runs
       on one thread;
-    * otherwise torch's current count, and inside ``threads("auto")`` that count capped,
-      before every epoch, by the cores no other process is running on (:func:`idle_cores`).
+    * otherwise torch's current count, capped before every epoch by the cores no other
+      process is running on (:func:`idle_cores`): inside ``threads("auto")`` always, and by
+      default where the fit's probe shows the smaller count gives the same result (below).
 
-    By default the count depends on the problem's size only, never on the machine's load: some
-    torch operators round differently on one thread than on two (the weight gradient of a
-    10-unit output layer, whose small products MKL splits along the batch; CD steps of
-    784 x 10 RBMs and of odd batch sizes: measured on this project's machine), so a
-    load-dependent count would make a fit's result depend on what else the machine was doing.
-    ``threads("auto")`` makes that trade for users on a busy machine who prefer speed.
+    By default the count depends on the problem's size, and on the machine's load only where
+    following the load cannot change the result: some torch operators round differently on
+    one thread than on two (the weight gradient of a 10-unit output layer, whose small
+    products MKL splits along the batch; CD steps of 784 x 10 RBMs and of odd batch sizes:
+    measured on this project's machine), so a load-dependent count could make a fit's result
+    depend on what else the machine was doing. A trainer may hand the policy a *probe* (a
+    function that runs its first mini-batch step and monitors on a scratch copy and returns
+    the resulting tensors; the CD/PCD trainer does). When, before an epoch, other jobs hold
+    some of the cores, the policy runs the probe on the fit's count and on the count the idle
+    cores allow, and uses the smaller count only if the two results are equal bit for bit
+    (verdicts are kept for the rest of the fit; a quiet machine never runs the probe). Fits
+    without a probe, or whose probe differs, keep their count. ``threads("auto")`` follows the
+    load always, for users on a busy machine who prefer speed to bit-reproducibility.
 
     The crossovers, measured on the project's machine (2-core AMD EPYC with AVX-512 under KVM,
     torch 2.13, quiet, best of 3, ``benchmarks/bench_speed.py --parts crossover``, 30 Nov
@@ -53,7 +61,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -67,6 +75,7 @@ __all__ = [
     "fit_threads",
     "refresh_threads",
     "idle_cores",
+    "Probe",
     "batch_work",
     "MIN_PARALLEL_WORK",
     "MIN_PARALLEL_WORK_BACKPROP",
@@ -84,6 +93,9 @@ MIN_PARALLEL_WORK_BACKPROP = 5_000_000
 #: by the idle cores).
 _Choice = int | Literal["auto"] | None
 _OVERRIDE: contextvars.ContextVar[tuple[_Choice]] = contextvars.ContextVar("dbn_threads", default=(None,))
+#: A fit's probe: runs a scratch copy of one step (and its monitors) and returns the tensors
+#: the step produced; equal tensors on two thread counts mean the count cannot change the fit.
+Probe = Callable[[], Sequence[torch.Tensor]]
 _PROC_LOADAVG = "/proc/loadavg"
 _PROC_SELF_TASKS = "/proc/self/task"
 
@@ -132,7 +144,9 @@ class threads(contextlib.ContextDecorator):
     the cores no other job is running on (:func:`idle_cores`): the choice for a busy machine,
     where threads that wait for each other on cores another job holds make a fit several times
     slower. The price is reproducibility: some torch operators round differently on one thread
-    than on two, so a fit's result may then depend on what else the machine was doing.
+    than on two, so a fit's result may then depend on what else the machine was doing. (Without
+    an override, a fit follows the load only where its probe shows that the result stays the
+    same bit for bit: see the module's documentation.)
 
     Parameters
     ----------
@@ -236,12 +250,14 @@ def policy_threads(
 def refresh_threads(
     work: int | None, device: torch.device | str | None = None, min_work: int = MIN_PARALLEL_WORK
 ) -> None:
-    """Inside ``dbn.threads("auto")`` and a :func:`fit_threads` block, follow the load.
+    """Inside a :func:`fit_threads` block, follow the machine's load where the policy allows.
 
-    Sets the count to the size rule capped by :func:`idle_cores` again, below the count torch
-    had when the fit started. The epoch loop calls it before every epoch so that a long fit
-    follows the machine's load; outside ``threads("auto")`` it does nothing (a fit's count then
-    depends on its size alone).
+    Inside ``dbn.threads("auto")`` sets the count to the size rule capped by
+    :func:`idle_cores`, below the count torch had when the fit started. By default (no
+    override) does the same only for a fit with a probe, and only when the probe gives the
+    same tensors on the smaller count as on the fit's own (:class:`_LoadFollower`); otherwise
+    the fit's count stays. Inside ``dbn.threads(n)`` it does nothing. The epoch loop calls it
+    before every epoch, so that a long fit follows the load.
 
     Examples
     --------
@@ -252,25 +268,80 @@ def refresh_threads(
     """
     (override,) = _OVERRIDE.get()
     ceiling = _FIT_CEILING.get()
-    if override != "auto" or ceiling is None:
+    if isinstance(override, int) or ceiling is None:
         return
     if device is not None and torch.device(device).type != "cpu":
         return
-    n = _size_rule(work, min_work, ceiling)
-    if n > 1:
-        n = min(n, idle_cores())
+    if override == "auto":
+        n = _size_rule(work, min_work, ceiling)
+        if n > 1:
+            n = min(n, idle_cores())
+    else:
+        follower = _FOLLOWER.get()
+        if follower is None:
+            return
+        n = follower.count
+        if n > 1:
+            idle = min(n, idle_cores())
+            if idle < n and follower.allows(idle):
+                n = idle
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
 
 
+class _LoadFollower:
+    """The thread counts a fit may use without changing its result, found by its probe.
+
+    ``count`` is the fit's own count (the size rule's); :meth:`allows` runs the probe on
+    ``count`` threads (once) and on the asked count (once per count) and says whether the two
+    results are equal bit for bit.
+    """
+
+    def __init__(self, probe: Probe, count: int) -> None:
+        self.probe, self.count = probe, count
+        self.reference: list[torch.Tensor] | None = None
+        # a probe may carry a dict in which verdicts outlive the fit (keyed by both counts)
+        self.verdicts: dict[tuple[int, int], bool] = getattr(probe, "verdicts", {})
+
+    def _run(self, n: int) -> list[torch.Tensor]:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            return [t.detach().clone() for t in self.probe()]
+        finally:
+            torch.set_num_threads(previous)
+
+    def allows(self, n: int) -> bool:
+        if n == self.count:
+            return True
+        key = (self.count, n)
+        if key not in self.verdicts:
+            if self.reference is None:
+                self.reference = self._run(self.count)
+            result = self._run(n)
+            self.verdicts[key] = len(result) == len(self.reference) and all(
+                a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+                for a, b in zip(result, self.reference, strict=True)
+            )
+        return self.verdicts[key]
+
+
 _FIT_CEILING: contextvars.ContextVar[int | None] = contextvars.ContextVar("dbn_fit_ceiling", default=None)
+_FOLLOWER: contextvars.ContextVar[_LoadFollower | None] = contextvars.ContextVar("dbn_follower", default=None)
 
 
 @contextlib.contextmanager
 def fit_threads(
-    work: int | None, device: torch.device | str | None = None, min_work: int = MIN_PARALLEL_WORK
+    work: int | None,
+    device: torch.device | str | None = None,
+    min_work: int = MIN_PARALLEL_WORK,
+    probe: Probe | None = None,
 ) -> Iterator[int]:
     """Run the block on :func:`policy_threads` threads and restore torch's count afterwards.
+
+    ``probe`` (optional): the fit's :data:`Probe`; with it, and without an override, the
+    block's :func:`refresh_threads` calls may lower the count where other jobs hold cores
+    and the probe shows that the lower count gives the same result.
 
     Examples
     --------
@@ -285,10 +356,15 @@ def fit_threads(
     n = policy_threads(work, device, min_work)
     if n != previous:
         torch.set_num_threads(n)
+    (override,) = _OVERRIDE.get()
+    cpu = device is None or torch.device(device).type == "cpu"
+    follower = _LoadFollower(probe, n) if probe is not None and override is None and cpu and n > 1 else None
     token = _FIT_CEILING.set(previous)
+    follower_token = _FOLLOWER.set(follower)
     try:
         yield n
     finally:
+        _FOLLOWER.reset(follower_token)
         _FIT_CEILING.reset(token)
         if torch.get_num_threads() != previous:
             torch.set_num_threads(previous)

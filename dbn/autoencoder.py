@@ -9,6 +9,7 @@ an RBM does. :func:`train_autoencoder` trains one with a torch optimizer over mi
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -541,7 +542,36 @@ def train_autoencoder(
         work=batch_work(batch_size, dae),
         device=X.device,
         min_work=MIN_PARALLEL_WORK_BACKPROP,
+        probe=_thread_probe(dae, opt, gen, X, batch_size),
     )
+
+
+def _thread_probe(
+    dae: DenoisingAutoencoder, opt: torch.optim.Optimizer, gen: torch.Generator, X: torch.Tensor, batch_size: int
+) -> Callable[[], list]:
+    """The thread policy's probe (:func:`dbn._threads.fit_threads`): scratch copies of the
+    autoencoder, its optimizer and its generator take the first mini-batch step and the last,
+    shorter one when there is one; returns the losses, the parameters and the optimizer's
+    state. The originals are untouched."""
+    n = X.shape[0]
+    size = min(batch_size, n)
+    sizes = ([size] if n else []) + ([n % size] if n > size and n % size else [])
+
+    def probe() -> list:
+        model, optimizer, g = copy.deepcopy((dae, opt, gen))
+        out: list = []
+        with torch.enable_grad():
+            for rows in sizes:
+                loss = model._loss(take_rows(X, slice(0, rows), sparse_buffer(X, rows)), g)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                out.append(loss.detach())
+        out.extend(p.detach() for p in model.parameters())
+        out.extend(t for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor))
+        return out
+
+    return probe
 
 
 @torch.no_grad()

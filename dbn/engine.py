@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from ._shard import Shard, owned_batches
-from ._threads import MIN_PARALLEL_WORK, fit_threads, refresh_threads
+from ._threads import MIN_PARALLEL_WORK, Probe, fit_threads, refresh_threads
 from ._validation import DivergenceError, check_finite_parameters
 
 __all__ = [
@@ -158,6 +158,7 @@ def fit_loop(
     work: int | None = None,
     device: torch.device | str | None = None,
     min_work: int = MIN_PARALLEL_WORK,
+    probe: Probe | None = None,
 ) -> list:
     """Run ``run_epoch(epoch)`` for each epoch; the one epoch loop of the package.
 
@@ -169,8 +170,9 @@ def fit_loop(
     The whole loop (epochs, callbacks and pieces) runs under the package's thread policy
     (:func:`dbn._threads.fit_threads`): one thread when ``work`` is small, torch's count
     otherwise, exactly ``n`` inside ``dbn.threads(n)``, and inside ``dbn.threads("auto")``
-    capped before every epoch by the cores other jobs leave idle; torch's thread count is
-    restored afterwards, also when an epoch raises.
+    capped before every epoch by the cores other jobs leave idle (by default too, when a
+    ``probe`` shows the capped count gives the same result); torch's thread count is restored
+    afterwards, also when an epoch raises.
 
     Parameters
     ----------
@@ -193,6 +195,10 @@ def fit_loop(
         The model's device (the policy leaves the thread count alone off the CPU).
     min_work : int, default=MIN_PARALLEL_WORK
         The trainer's crossover for the thread policy (less ``work`` runs on one thread).
+    probe : callable, optional
+        ``probe() -> tensors``: one step (and monitors) on a scratch copy of the trainer; the
+        thread policy may follow the machine's load when its results on two thread counts are
+        equal bit for bit (:func:`dbn._threads.fit_threads`). It must not touch the trainer.
 
     Returns
     -------
@@ -205,7 +211,7 @@ def fit_loop(
     [{'epoch': 1}, {'epoch': 2}]
     """
     records = [] if records is None else records
-    with fit_threads(work, device, min_work):
+    with fit_threads(work, device, min_work, probe):
         refresh = functools.partial(refresh_threads, work, device, min_work)
         _run_epochs(model, epochs, run_epoch, callbacks, pieces, records, refresh)
     return records

@@ -9,6 +9,7 @@ a sparsity target and a learning-rate schedule, and keeps a per-epoch history;
 
 from __future__ import annotations
 
+import copy
 import functools
 import time
 from collections.abc import Callable, Sequence
@@ -1136,7 +1137,38 @@ class CDTrainer:
             pieces=pieces,
             work=self.batch_size * self.rbm.weight.numel(),
             device=self.rbm.weight.device,
+            probe=self._thread_probe(X, validation_data) if self._single_process(shard) else None,
         )
+
+    def _single_process(self, shard: Shard | None) -> bool:
+        return shard is None and self.world_size == 1 and self.all_reduce is None
+
+    def _thread_probe(self, X: torch.Tensor, validation_data: torch.Tensor | None) -> Callable[[], list]:
+        """The thread policy's probe (:func:`dbn._threads.fit_threads`): a scratch copy of the
+        trainer (generator, velocities and chains included) runs the first mini-batch of ``X``,
+        the last, shorter one when there is one, and the monitors; returns every tensor of its
+        state and the monitors' values. The trainer itself is untouched."""
+        n = X.shape[0]
+        size = min(self.batch_size, n)
+        sizes = ([size] if n else []) + ([n % size] if n > size and n % size else [])
+        lr = self.learning_rate * lr_factor(self.lr_schedule, self.lr_decay, self.epoch)
+        mom = momentum_at(self.momentum, self.epoch)
+
+        @torch.no_grad()
+        def probe() -> list:
+            scratch = copy.deepcopy(self, memo={id(self.history): []})
+            for rows in sizes:
+                scratch.step(next(iter(batch_rows(X, [slice(0, rows)]))), lr, mom)
+            monitors = scratch.monitor(X, validation_data) if n else {}
+            out = [*scratch.rbm.state_dict().values(), torch.tensor(list(monitors.values()), dtype=torch.float64)]
+            for value in scratch.state_dict().values():
+                out.extend(v for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, torch.Tensor))
+            return out
+
+        # verdicts hold for later fits of the same shapes and code path (repeated partial_fit)
+        key = (tuple(X.shape), None if validation_data is None else tuple(validation_data.shape), mom == 0.0)
+        probe.verdicts = self.__dict__.setdefault("_thread_verdicts", {}).setdefault(key, {})  # type: ignore[attr-defined]
+        return probe
 
 
 def train_rbm(
