@@ -301,6 +301,19 @@ def test_auto_counts_only_other_processes(monkeypatch, tmp_path):
     assert _threads.idle_cores() == 4  # no /proc: all the usable cores
 
 
+def test_idle_cores_ignores_a_process_seen_for_an_instant(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    readings = iter([1, 1, 2, 1])
+    monkeypatch.setattr(_threads, "_idle_once", lambda cores: next(readings))
+    assert _threads.idle_cores(samples=4, interval=0.0) == 2  # the most idle reading
+    readings = iter([1, 1, 1, 1])
+    assert _threads.idle_cores(samples=4, interval=0.0) == 1  # a job seen in every reading
+    readings = iter([1, 2])
+    assert _threads.idle_cores(samples=1, interval=0.0) == 1
+    readings = iter([None])
+    assert _threads.idle_cores(samples=3, interval=0.0) == 2  # no /proc: all the usable cores
+
+
 def test_backprop_trainers_have_their_own_crossover(two_threads, monkeypatch):
     """A work between the two crossovers: two threads for CD, one for back-propagation."""
     monkeypatch.setattr(_threads, "idle_cores", lambda: 2)  # a quiet machine
