@@ -26,6 +26,7 @@ This module depends on torch and tqdm only; conversion from numpy lives in the e
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import numbers
 import os
@@ -39,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checkpoint import fingerprint, load_checkpoint, plain, save_checkpoint, settings_text
+from ._invariant import SequentialForward
 from ._options import FIT_LR_SCHEDULES as LR_SCHEDULES
 from ._options import (
     LOSSES,
@@ -53,7 +55,7 @@ from ._options import (
 from ._options import FitLRSchedule as LRSchedule
 from ._random import check_generator_device as _check_generator_device
 from ._shard import Shard
-from ._threads import MIN_PARALLEL_WORK_BACKPROP, batch_work
+from ._threads import MIN_PARALLEL_WORK_BACKPROP, Probe, batch_work
 from ._validation import (
     DivergenceError,
     check_choice,
@@ -360,6 +362,9 @@ class _StepConfig:
     clip_grad_norm: float | None
     max_norm: float | None
     max_norm_weights: list[torch.Tensor]
+    # the network's thread-count-invariant forward (dbn._invariant), set by fit_network for
+    # CPU fits that may run on several threads; None: ``net(x)``
+    forward: SequentialForward | None = None
 
 
 def _loss_fn(loss: str) -> Callable[..., torch.Tensor]:
@@ -383,7 +388,7 @@ def _train_step(
     synchronisation).
     """
     optimizer.zero_grad(set_to_none=True)
-    out = net(X_batch)
+    out = net(X_batch) if cfg.forward is None else cfg.forward(X_batch)
     if sum_scale is None:
         loss = _loss_fn(cfg.loss)(out, y_batch)
     else:
@@ -664,6 +669,16 @@ def fit_network(
     DivergenceError
         When the training loss or a parameter becomes NaN or infinite.
 
+    Notes
+    -----
+    The fit runs under the package's thread policy (:class:`dbn.threads`): one thread for
+    small networks and batches, torch's count otherwise, fewer where other processes hold
+    cores and a probe step on a scratch copy shows the smaller count gives the same result
+    bit for bit. For that, a plain ``nn.Sequential`` on the CPU that may use several threads
+    is run with its ``nn.Sigmoid`` layers and its ``nn.Linear`` layers of fewer than 16
+    outputs in forms that round alike on any thread count (the same values up to rounding);
+    its hooks, if any, disable this.
+
     Examples
     --------
     >>> g = torch.Generator().manual_seed(0)
@@ -709,6 +724,11 @@ def fit_network(
     X, y = data.X, data.y
     batch_size = min(opts.batch_size, data.n_train)
     params = _parameter_groups(net, data.layers, data.frozen, opts)
+    work = batch_work(batch_size, net)
+    if X.device.type == "cpu" and shard is None and torch.get_num_threads() > 1 and work >= MIN_PARALLEL_WORK_BACKPROP:
+        # may run on several threads and, under load, on fewer: use the forms whose result
+        # does not depend on the count (dbn._invariant), so that the probe can agree
+        params.step.forward = SequentialForward.of(net)
     opt = make_optimizer(
         opts.optimizer, params.groups, learning_rate=opts.learning_rate, momentum=opts.momentum, nesterov=opts.nesterov
     )
@@ -768,15 +788,60 @@ def fit_network(
                 callbacks=opts.callbacks,
                 pieces=pieces(),
                 records=history,
-                work=batch_work(batch_size, net),
+                work=work,
                 device=X.device,
                 min_work=MIN_PARALLEL_WORK_BACKPROP,
+                probe=None if shard is not None else _thread_probe(net, opt, params.step, data, batch_size, opts),
             )
     finally:
         for p in net.parameters():
             p.requires_grad_(previous_requires_grad.get(id(p), True))
     stopping.restore(net)
     return history
+
+
+def _thread_probe(
+    net: nn.Module, opt: torch.optim.Optimizer, cfg: _StepConfig, data: _Data, batch_size: int, opts: _Options
+) -> Probe:
+    """The thread policy's probe (:func:`dbn._threads.fit_threads`) for :func:`fit_network`.
+
+    Scratch copies of the network, its optimizer and the step's settings take a step on the
+    first ``batch_size`` training rows and one on the last, shorter batch when there is one,
+    then run the validation pass on the first evaluation batch and the last, shorter one;
+    returns the losses, outputs, parameters and the optimizer's state. The global random
+    state (dropout's) is restored afterwards, so the fit and both runs of the probe draw the
+    same masks; the originals are untouched.
+    """
+    n = data.n_train
+    sizes = [batch_size] + ([n % batch_size] if n > batch_size and n % batch_size else [])
+    evals: list[slice] = []
+    if data.X_val is not None:
+        n_val, size = data.X_val.shape[0], chunk_rows(data.X_val, opts.eval_batch_size)
+        evals = [slice(0, size)] + ([slice(n_val - n_val % size, n_val)] if n_val > size and n_val % size else [])
+
+    def rows(size: int) -> torch.Tensor | slice:
+        return slice(0, size) if data.train_index is None else data.train_index[:size]
+
+    def probe() -> list[torch.Tensor]:
+        with torch.random.fork_rng(devices=[]):
+            model, optimizer, step = copy.deepcopy((net, opt, cfg))
+            forward = model if step.forward is None else step.forward
+            out: list[torch.Tensor] = []
+            with torch.enable_grad():
+                for size in sizes:
+                    r = rows(size)
+                    X_batch = take_rows(data.X, r, sparse_buffer(data.X, size))
+                    out.extend(_train_step(model, optimizer, X_batch, data.y[r], step))
+            if data.X_val is not None:
+                model.eval()
+                with torch.no_grad():
+                    for part in evals:
+                        out.append(forward(take_rows(data.X_val, part, sparse_buffer(data.X_val, part.stop))))
+        out.extend(p.detach() for p in model.parameters())
+        out.extend(t for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor))
+        return out
+
+    return probe
 
 
 def _epoch_runner(
@@ -811,8 +876,8 @@ def _epoch_runner(
         )
         valid_loss = valid_score = None
         if data.X_val is not None and data.y_val is not None:
-            valid_loss, valid_score = evaluate(
-                net, data.X_val, data.y_val, loss=opts.loss, batch_size=opts.eval_batch_size
+            valid_loss, valid_score = _evaluate(
+                net, data.X_val, data.y_val, opts.loss, chunk_rows(data.X_val, opts.eval_batch_size), cfg.forward
             )
         return {
             "epoch": epoch,
@@ -1344,7 +1409,18 @@ def evaluate(
     check_choice("loss", loss, LOSSES)
     X = _check_inputs(net, X)
     y = _check_targets(y, X, loss)
-    batch_size = chunk_rows(X, check_int("batch_size", batch_size, low=1))
+    return _evaluate(net, X, y, loss, chunk_rows(X, check_int("batch_size", batch_size, low=1)))
+
+
+def _evaluate(
+    net: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    loss: str,
+    batch_size: int,
+    forward: SequentialForward | None = None,
+) -> tuple[float, float]:
+    """:func:`evaluate` on checked inputs, with ``forward`` (default ``net``) for the passes."""
     was_training = net.training
     net.eval()
     loss_fn = _loss_fn(loss)
@@ -1355,7 +1431,7 @@ def evaluate(
         with torch.no_grad():
             for s in range(0, X.shape[0], batch_size):
                 X_batch, y_batch = take_rows(X, slice(s, s + batch_size), buffer), y[s : s + batch_size]
-                out = net(X_batch)
+                out = net(X_batch) if forward is None else forward(X_batch)
                 if loss != "cross_entropy" and out.shape != y_batch.shape:
                     raise ValueError(
                         f"The network outputs shape {tuple(out.shape[1:])} per sample but y has "

@@ -332,3 +332,127 @@ def test_backprop_trainers_have_their_own_crossover(two_threads, monkeypatch):
     dbn.fit_network(net, X, y, max_iter=1, batch_size=batch, generator=g, callbacks=[record("fit")])
     assert seen == {"cd": 2, "dae": 1, "fit": 1}
     assert torch.get_num_threads() == 2
+
+
+def test_invariant_sigmoid_is_torch_sigmoid_on_any_thread_count(two_threads):
+    """dbn._invariant.sigmoid: on one thread it is torch.sigmoid bit for bit; on two it gives
+    the same bits (chunk borders on multiples of the vector step), forward and backward."""
+    from dbn._invariant import aligned_prefix, sigmoid
+
+    for shape in [(100, 500), (200, 500), (37, 1001), (100, 2000), (10, 64)]:
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) * 4
+        grads, outs = [], []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            leaf = x.clone().requires_grad_(True)
+            y = sigmoid(leaf)
+            y.backward(torch.ones_like(y))
+            outs.append(y.detach())
+            grads.append(leaf.grad)
+            if n == 1:
+                assert torch.equal(y, torch.sigmoid(x))
+        assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
+    for n, threads in [(50_000, 2), (50_000, 1), (32_769, 2), (200_000, 4), (65, 3)]:
+        m = aligned_prefix(n, threads)
+        chunks = max(1, min(threads, -(-m // 32768)))
+        assert m <= n and m % 32 == 0 and (m // chunks) % 32 == 0 and m % chunks == 0 and n - m < 32 * threads
+
+
+def test_invariant_linear_gradients_match_autograd():
+    from dbn._invariant import linear
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 5, generator=g, requires_grad=True)
+    w = torch.randn(3, 5, generator=g, requires_grad=True)
+    b = torch.randn(3, generator=g, requires_grad=True)
+    upstream = torch.randn(7, 3, generator=g)
+    linear(x, w, b).backward(upstream)
+    ours = [t.grad.clone() for t in (x, w, b)]
+    for t in (x, w, b):
+        t.grad = None
+    torch.nn.functional.linear(x, w, b).backward(upstream)
+    assert all(torch.allclose(a, t.grad, atol=1e-6) for a, t in zip(ours, (x, w, b), strict=True))
+    assert ours[1].shape == w.shape
+
+
+def test_sequential_forward_only_for_plain_sequentials_without_hooks():
+    from dbn._invariant import SequentialForward
+
+    net = dbn.build_mlp(6, (40,), 3, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(5, 6)
+    forward = SequentialForward.of(net)
+    assert forward is not None and torch.allclose(forward(x), net(x))
+    assert SequentialForward.of(torch.nn.Linear(6, 3)) is None
+    handle = net[0].register_forward_hook(lambda module, inputs, output: output * 2)
+    assert SequentialForward.of(net) is None  # the hook would be skipped
+    handle.remove()
+    assert SequentialForward.of(net) is not None
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_fine_tuning_under_load_equals_the_quiet_fit(two_threads, monkeypatch, dropout):
+    """fit_network's probe: following the load never changes the result. A 500-unit sigmoid
+    layer at batch 100 and a 10-unit output layer are the two cases that round differently on
+    one thread than on two with torch's own forms; with the invariant ones the probe agrees
+    (asserted on AVX-512, where it was measured) and the loaded fit runs on one thread."""
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.rand(1050, 784, generator=g), torch.randint(0, 10, (1050,), generator=g)
+
+    def fit(idle):
+        monkeypatch.setattr(_threads, "idle_cores", lambda: idle)
+        net = dbn.build_mlp(784, (500,), 10, dropout=dropout, generator=torch.Generator().manual_seed(0))
+        assert batch_work(100, net) >= MIN_PARALLEL_WORK_BACKPROP
+        used: list[int] = []
+        history = dbn.fit_network(
+            net,
+            X,
+            y,
+            max_iter=2,
+            batch_size=100,
+            learning_rate=0.1,
+            early_stopping=True,
+            generator=torch.Generator().manual_seed(1),
+            callbacks=[lambda model, record: used.append(torch.get_num_threads())],
+        )
+        return net, [{k: v for k, v in r.items() if k != "time"} for r in history], used
+
+    quiet, quiet_history, quiet_used = fit(2)
+    loaded, loaded_history, loaded_used = fit(1)
+    assert quiet_used == [2, 2]
+    assert all(
+        torch.equal(a, b) for a, b in zip(quiet.state_dict().values(), loaded.state_dict().values(), strict=True)
+    )
+    assert quiet_history == loaded_history
+    if torch.backends.cpu.get_cpu_capability() == "AVX512":
+        assert loaded_used == [1, 1]
+
+
+def test_fine_tuning_probe_leaves_the_fit_untouched(two_threads, monkeypatch):
+    """The probe fit_network hands the thread policy runs on scratch copies: the network, the
+    optimizer and the global random state (dropout's) are as before, and two runs agree."""
+    from dbn import training
+
+    checked = []
+
+    def fit_loop(net, epochs, run_epoch, *, probe, **kw):
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        rng = torch.get_rng_state()
+        first, second = probe(), probe()
+        n_params = len(list(net.parameters()))
+        # (loss, output) of a full and a last short batch, two validation outputs, the
+        # parameters and the momentum buffers
+        assert len(first) == 2 * 2 + 2 + 2 * n_params
+        assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+        assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+        assert torch.equal(torch.get_rng_state(), rng)
+        checked.append(True)
+        return real(net, epochs, run_epoch, probe=probe, **kw)
+
+    real = training.fit_loop
+    monkeypatch.setattr(training, "fit_loop", fit_loop)
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.rand(250, 64, generator=g), torch.randint(0, 3, (250,), generator=g)
+    net = dbn.build_mlp(64, (32,), 3, dropout=0.5, generator=torch.Generator().manual_seed(0))
+    X_val, y_val = torch.rand(50, 64, generator=g), torch.randint(0, 3, (50,), generator=g)
+    dbn.fit_network(net, X, y, max_iter=1, batch_size=100, validation_data=(X_val, y_val), eval_batch_size=20)
+    assert checked == [True]
