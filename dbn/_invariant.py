@@ -10,14 +10,13 @@ step, the optimizers' included, was equal bit for bit):
   the flattened tensor and runs each chunk's vectorised loop with a scalar tail, and the
   scalar sigmoid rounds differently from the vectorised one. A chunk border that is not a
   multiple of the vector step moves a few elements into a scalar tail (100 x 500 on two
-  threads: 2 of 50,000 elements differ). :func:`sigmoid` runs the operator on a prefix whose
-  chunk borders fall on multiples of :data:`VECTOR_STEP` and on the short rest, so the same
-  elements take the scalar path on any thread count (on one thread it equals
-  ``torch.sigmoid`` bit for bit); its backward is ATen's ``sigmoid_backward``, which is
-  invariant.
-* the weight gradient ``grad_out.T @ x`` of a layer with a few outputs (5, 9, 10 or 11
-  here), which MKL splits along the batch: :func:`linear` computes it as ``(x.T @ grad_out).T``,
-  invariant at every shape measured, for layers with fewer than :data:`NARROW` outputs.
+  threads: 2 of 50,000 elements differ). :func:`sigmoid` runs ``torch.sigmoid`` and then
+  recomputes, on one thread, the few elements around each chunk's end, so that every element
+  takes the path it takes on one thread; its backward (ATen's ``sigmoid_backward``, pure
+  arithmetic) is invariant.
+* the products of the backward pass of a layer with a few outputs (the weight gradient
+  ``grad_out.T @ x`` of 5, 9, 10 or 11 outputs here, which MKL splits along the batch):
+  :func:`linear` runs them on one thread, which costs nothing at these sizes.
 
 :class:`SequentialForward` is ``nn.Sequential.forward`` with those two substitutions. The
 fine-tuning probe (``dbn.training``) still checks every fit's first step on both counts;
@@ -39,49 +38,27 @@ GRAIN = 32768
 #: Elements per iteration of ATen's widest vectorised loop (two AVX-512 float vectors).
 VECTOR_STEP = 32
 
-#: Layers with fewer outputs than this get the invariant weight-gradient form.
+#: Layers with fewer outputs than this get :func:`linear`.
 NARROW = 16
 
 
-def aligned_prefix(n: int, threads: int) -> int:
-    """The longest prefix of ``n`` elements whose ATen chunks on ``threads`` threads all end
-    on a multiple of :data:`VECTOR_STEP`.
-
-    Examples
-    --------
-    >>> aligned_prefix(50_000, 2), aligned_prefix(50_000, 1)
-    (49984, 49984)
-    """
-    m = n - n % VECTOR_STEP
-    while True:
-        chunks = max(1, min(threads, -(-m // GRAIN)))  # ATen: min(threads, ceil(m / grain))
-        aligned = m - m % (VECTOR_STEP * chunks)
-        if aligned == m:
-            return m
-        m = aligned
-
-
-class _Sigmoid(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        x = x.contiguous()
-        y = torch.empty_like(x)
-        flat_x, flat_y = x.view(-1), y.view(-1)
-        m = aligned_prefix(flat_x.numel(), torch.get_num_threads())
-        torch.sigmoid(flat_x[:m], out=flat_y[:m])
-        if m < flat_x.numel():
-            torch.sigmoid(flat_x[m:], out=flat_y[m:])
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.sigmoid_backward(grad, y)
+def _chunk_borders(n: int, threads: int) -> list[int]:
+    """Where ATen's ``parallel_for`` splits ``n`` elements with the elementwise grain."""
+    chunks = max(1, min(threads, -(-n // GRAIN)))  # min(threads, ceil(n / grain))
+    size = -(-n // chunks)
+    return [k * size for k in range(1, chunks) if k * size < n]
 
 
 def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """``torch.sigmoid(x)`` with the same bits on any thread count (CPU float tensors).
+    """``torch.sigmoid(x)`` with the bits it has on one thread, on any thread count (CPU).
+
+    ``torch.sigmoid`` runs first, on torch's threads; then the few elements whose path
+    (vectorised or scalar) differs from the one-thread layout are computed again on one
+    thread: every chunk's tail (a slice of at most 64 elements starting on a multiple of
+    :data:`VECTOR_STEP` around each chunk's end). They
+    are written into the result in place of autograd's record (``.data``), which the backward,
+    ATen's ``sigmoid_backward`` of the result, then reads: it is invariant, so the gradient
+    is too.
 
     Examples
     --------
@@ -89,9 +66,19 @@ def sigmoid(x: torch.Tensor) -> torch.Tensor:
     >>> torch.equal(sigmoid(x), torch.sigmoid(x)) or torch.get_num_threads() > 1
     True
     """
-    if x.device.type != "cpu" or x.numel() <= GRAIN:
-        return torch.sigmoid(x)
-    return _Sigmoid.apply(x)
+    y = torch.sigmoid(x)
+    n, threads = y.numel(), torch.get_num_threads()
+    if threads == 1 or n <= GRAIN or y.device.type != "cpu" or not (x.is_contiguous() and y.is_contiguous()):
+        return y
+    flat_x, flat_y = x.detach().view(-1), y.data.view(-1)
+    step = VECTOR_STEP
+    # every chunk's scalar tail starts at most step - 1 elements before the chunk's end; a
+    # slice starting on a multiple of step runs vectorised up to the same element as the
+    # whole tensor does on one thread, so recomputing it gives the one-thread bits
+    for end in [*_chunk_borders(n, threads), n]:
+        start, stop = max(0, (end - step + 1) // step * step), min(-(-end // step) * step, n)
+        torch.sigmoid(flat_x[start:stop], out=flat_y[start:stop])
+    return y
 
 
 class _Linear(torch.autograd.Function):
@@ -104,14 +91,25 @@ class _Linear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        grad_x = grad @ weight if ctx.needs_input_grad[0] else None
-        grad_w = (x.t() @ grad).t() if ctx.needs_input_grad[1] else None
+        threads = torch.get_num_threads()
+        if threads > 1 and grad.device.type == "cpu":
+            torch.set_num_threads(1)
+        try:
+            grad_x = grad @ weight if ctx.needs_input_grad[0] else None
+            grad_w = grad.t() @ x if ctx.needs_input_grad[1] else None
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
         grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear`` whose weight gradient is computed as ``(x.T @ grad).T`` (2-D ``x``).
+    """``F.linear`` whose backward products run on one thread (2-D ``x``; CPU).
+
+    For layers of a few outputs these products are too small to gain from more threads (on
+    the project's machine a 100 x 2000 -> 10 layer's backward took 136 us on two threads and
+    129 us on one), and MKL splits the weight gradient along the batch on several.
 
     Examples
     --------

@@ -335,27 +335,22 @@ def test_backprop_trainers_have_their_own_crossover(two_threads, monkeypatch):
 
 
 def test_invariant_sigmoid_is_torch_sigmoid_on_any_thread_count(two_threads):
-    """dbn._invariant.sigmoid: on one thread it is torch.sigmoid bit for bit; on two it gives
-    the same bits (chunk borders on multiples of the vector step), forward and backward."""
-    from dbn._invariant import aligned_prefix, sigmoid
+    """dbn._invariant.sigmoid has the bits torch.sigmoid has on one thread, on 2, 3 and 4
+    threads too (chunk borders off the vector step are where torch's own differ), forward
+    and backward."""
+    from dbn._invariant import sigmoid
 
-    for shape in [(100, 500), (200, 500), (37, 1001), (100, 2000), (10, 64)]:
+    for shape in [(100, 500), (200, 500), (37, 1001), (100, 2000), (1000, 100), (10, 64), (3, 33000)]:
         x = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) * 4
-        grads, outs = [], []
-        for n in (1, 2):
+        torch.set_num_threads(1)
+        reference = torch.sigmoid(x)
+        for n in (1, 2, 3, 4):
             torch.set_num_threads(n)
             leaf = x.clone().requires_grad_(True)
             y = sigmoid(leaf)
             y.backward(torch.ones_like(y))
-            outs.append(y.detach())
-            grads.append(leaf.grad)
-            if n == 1:
-                assert torch.equal(y, torch.sigmoid(x))
-        assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1])
-    for n, threads in [(50_000, 2), (50_000, 1), (32_769, 2), (200_000, 4), (65, 3)]:
-        m = aligned_prefix(n, threads)
-        chunks = max(1, min(threads, -(-m // 32768)))
-        assert m <= n and m % 32 == 0 and (m // chunks) % 32 == 0 and m % chunks == 0 and n - m < 32 * threads
+            assert torch.equal(y.detach(), reference), (shape, n)
+            assert torch.equal(leaf.grad, reference * (1 - reference)), (shape, n)
 
 
 def test_invariant_linear_gradients_match_autograd():
