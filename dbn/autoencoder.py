@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._invariant import sigmoid as invariant_sigmoid
 from ._options import CORRUPTIONS, OPTIMIZERS, VISIBLE_TYPES, CorruptionName, OptimizerName
 from ._options import VisibleType as AEVisibleName
 from ._random import make_generator, resolve_device
@@ -330,13 +331,18 @@ class DenoisingAutoencoder(nn.Module):
     def _loss(self, x: torch.Tensor, generator: torch.Generator | None, corrupted: bool = True) -> torch.Tensor:
         # no data checks here: the training loop checks the whole data set once
         x_tilde = self.corrupt(x, generator) if corrupted and self.corruption_level > 0 else x
+        # the sigmoid whose bits do not depend on the thread count (dbn._invariant), so that
+        # the thread policy's probe can agree
         a = F.linear(
-            torch.sigmoid(F.linear(x_tilde, self.weight, self.hidden_bias)), self._decoder_matrix(), self.visible_bias
+            invariant_sigmoid(F.linear(x_tilde, self.weight, self.hidden_bias)),
+            self._decoder_matrix(),
+            self.visible_bias,
         )
+        # row sums first: torch's sum of a large tensor rounds differently on each thread count
         if self.visible == "bernoulli":
-            total = F.binary_cross_entropy_with_logits(a, x, reduction="sum")
+            total = F.binary_cross_entropy_with_logits(a, x, reduction="none").sum(dim=1).sum()
         else:
-            total = F.mse_loss(a, x, reduction="sum")
+            total = F.mse_loss(a, x, reduction="none").sum(dim=1).sum()
         return total / x.shape[0]
 
     def reconstruction_loss(

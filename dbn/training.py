@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _invariant as invariant
 from ._checkpoint import fingerprint, load_checkpoint, plain, save_checkpoint, settings_text
 from ._invariant import SequentialForward
 from ._options import FIT_LR_SCHEDULES as LR_SCHEDULES
@@ -368,9 +369,20 @@ class _StepConfig:
 
 
 def _loss_fn(loss: str) -> Callable[..., torch.Tensor]:
-    if loss == "binary_cross_entropy":
-        return F.binary_cross_entropy_with_logits  # log-sum-exp form: stable for any logit
-    return F.cross_entropy if loss == "cross_entropy" else F.mse_loss
+    if loss == "cross_entropy":
+        return F.cross_entropy  # its reduction is over one value per sample: a short sum
+    # log-sum-exp form for binary cross-entropy: stable for any logit
+    base = F.binary_cross_entropy_with_logits if loss == "binary_cross_entropy" else F.mse_loss
+
+    def loss_fn(out: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        if out.dim() != 2 or out.numel() <= invariant.GRAIN or out.shape != target.shape:
+            return base(out, target, reduction=reduction)
+        # row sums first: torch's sum of a large tensor splits it over the threads and rounds
+        # differently on each count, a row sum does not (dbn._invariant)
+        total = base(out, target, reduction="none").sum(dim=1).sum()
+        return total if reduction == "sum" else total / out.numel()
+
+    return loss_fn
 
 
 def _train_step(
