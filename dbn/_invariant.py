@@ -2,8 +2,8 @@
 torch's thread count, so that the thread policy may follow the machine's load without
 changing a fit's result (:mod:`dbn._threads`).
 
-Two operations of a sigmoid network's back-propagation step round differently on one thread
-than on two (measured on the project's machine, torch 2.13, MKL; every other operation of the
+Two kinds of operations of a sigmoid network's back-propagation step round differently on
+one thread than on two (measured on the project's machine, torch 2.13, MKL; every other operation of the
 step, the optimizers' included, was equal bit for bit):
 
 * ``torch.sigmoid``: ATen splits an elementwise operator over the threads in equal chunks of
@@ -14,9 +14,10 @@ step, the optimizers' included, was equal bit for bit):
   recomputes, on one thread, the few elements around each chunk's end, so that every element
   takes the path it takes on one thread; its backward (ATen's ``sigmoid_backward``, pure
   arithmetic) is invariant.
-* the products of the backward pass of a layer with a few outputs (the weight gradient
-  ``grad_out.T @ x`` of 5, 9, 10 or 11 outputs here, which MKL splits along the batch):
-  :func:`linear` runs them on one thread, which costs nothing at these sizes.
+* the products of a layer with a few outputs (the weight gradient ``grad_out.T @ x`` of
+  5-11 outputs here, which MKL splits along the batch) and of a batch of a few rows (the
+  forward and input-gradient products of 5, 6, 7, 9, 10 or 11 rows: the last, shorter batch
+  of an epoch): :func:`linear` runs them on one thread, which costs nothing at these sizes.
 
 :class:`SequentialForward` is ``nn.Sequential.forward`` with those two substitutions. The
 fine-tuning probe (``dbn.training``) still checks every fit's first step on both counts;
@@ -25,6 +26,8 @@ these forms only make that check pass where it otherwise would not.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -38,7 +41,7 @@ GRAIN = 32768
 #: Elements per iteration of ATen's widest vectorised loop (two AVX-512 float vectors).
 VECTOR_STEP = 32
 
-#: Layers with fewer outputs than this get :func:`linear`.
+#: Layers with fewer outputs than this, and batches with fewer rows, get :func:`linear`.
 NARROW = 16
 
 
@@ -81,35 +84,49 @@ def sigmoid(x: torch.Tensor) -> torch.Tensor:
     return y
 
 
+@contextlib.contextmanager
+def _one_thread(device: torch.device) -> Iterator[None]:
+    """Torch's operators on one thread inside the block (CPU), the count restored after."""
+    threads = torch.get_num_threads()
+    if threads > 1 and device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
+        if x.shape[0] < NARROW:
+            with _one_thread(x.device):
+                return F.linear(x, weight, bias)
         return F.linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        threads = torch.get_num_threads()
-        if threads > 1 and grad.device.type == "cpu":
-            torch.set_num_threads(1)
-        try:
+        with _one_thread(grad.device):
             grad_x = grad @ weight if ctx.needs_input_grad[0] else None
             grad_w = grad.t() @ x if ctx.needs_input_grad[1] else None
-        finally:
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
         grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear`` whose backward products run on one thread (2-D ``x``; CPU).
+    """``F.linear`` whose backward products run on one thread, and its forward too for
+    batches of fewer than :data:`NARROW` rows (2-D ``x``; CPU).
 
-    For layers of a few outputs these products are too small to gain from more threads (on
-    the project's machine a 100 x 2000 -> 10 layer's backward took 136 us on two threads and
-    129 us on one), and MKL splits the weight gradient along the batch on several.
+    For layers of a few outputs, and for batches of a few rows, these products are too small
+    to gain from more threads (on the project's machine a 100 x 2000 -> 10 layer's backward
+    took 136 us on two threads and 129 us on one), and MKL splits them along the inner
+    dimension on several: ``grad.T @ x`` of 5-11 outputs, and the forward and input-gradient
+    products of batches of 5, 6, 7, 9, 10 or 11 rows, rounded differently on one thread than
+    on two.
 
     Examples
     --------
@@ -144,7 +161,8 @@ def _global_hooks() -> bool:
 class SequentialForward:
     """The forward pass of a plain ``nn.Sequential`` with :func:`sigmoid` for its
     ``nn.Sigmoid`` layers and :func:`linear` for its ``nn.Linear`` layers of fewer than
-    :data:`NARROW` outputs; every other layer is called as the ``nn.Sequential`` calls it.
+    :data:`NARROW` outputs (all of them on batches of fewer rows); every other layer is called
+    as the ``nn.Sequential`` calls it.
 
     Use :meth:`of` to build one: it returns ``None`` for anything but an ``nn.Sequential``
     (subclasses have their own forward) or when hooks are registered (they would be skipped).
@@ -171,7 +189,7 @@ class SequentialForward:
             kind = type(layer)
             if kind is nn.Sigmoid:
                 x = sigmoid(x)
-            elif kind is nn.Linear and isinstance(layer, nn.Linear) and layer.out_features < NARROW:
+            elif kind is nn.Linear and isinstance(layer, nn.Linear) and min(layer.out_features, len(x)) < NARROW:
                 x = linear(x, layer.weight, layer.bias)
             else:
                 x = layer(x)

@@ -687,9 +687,9 @@ def fit_network(
     small networks and batches, torch's count otherwise, fewer where other processes hold
     cores and a probe step on a scratch copy shows the smaller count gives the same result
     bit for bit. For that, a plain ``nn.Sequential`` on the CPU that may use several threads
-    is run with its ``nn.Sigmoid`` layers and its ``nn.Linear`` layers of fewer than 16
-    outputs in forms that round alike on any thread count (the same values up to rounding);
-    its hooks, if any, disable this.
+    is run with its ``nn.Sigmoid`` layers, its ``nn.Linear`` layers of fewer than 16 outputs
+    and every layer on batches of fewer than 16 rows in forms that round alike on any thread
+    count (the same values up to rounding); its hooks, if any, disable this.
 
     Examples
     --------

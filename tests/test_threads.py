@@ -425,18 +425,36 @@ def test_sequential_forward_only_for_plain_sequentials_without_hooks():
     assert SequentialForward.of(net) is not None
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.5])
-def test_fine_tuning_under_load_equals_the_quiet_fit(two_threads, monkeypatch, dropout):
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"hidden": (500,), "kw": {}},
+        {"hidden": (500,), "dropout": 0.5, "kw": {"max_norm": 3.0}},
+        # a validation split: the epoch's last batch has 45 rows, the validation pass 105
+        {"hidden": (300,), "n": 1050, "kw": {"early_stopping": True, "validation_fraction": 0.1}},
+        # last batch of 10 rows (MKL's small-row products differ on two threads)
+        {"hidden": (300,), "n": 910, "kw": {}},
+        # mse over 400 outputs: a loss summed over more than torch's grain
+        {"hidden": (300,), "outputs": 400, "kw": {"loss": "mse", "optimizer": "adam", "learning_rate": 1e-3}},
+    ],
+    ids=["sigmoid", "dropout", "validation-split", "batch-of-10", "mse-400"],
+)
+def test_fine_tuning_under_load_equals_the_quiet_fit(two_threads, monkeypatch, case):
     """fit_network's probe: following the load never changes the result. A 500-unit sigmoid
-    layer at batch 100 and a 10-unit output layer are the two cases that round differently on
-    one thread than on two with torch's own forms; with the invariant ones the probe agrees
-    (asserted on AVX-512, where it was measured) and the loaded fit runs on one thread."""
+    layer at batch 100, a 10-unit output layer and batches of a few rows are the cases that
+    round differently on one thread than on two with torch's own forms; with the invariant
+    ones the probe agrees (asserted on AVX-512, where it was measured) and the loaded fit
+    runs on one thread."""
     g = torch.Generator().manual_seed(0)
-    X, y = torch.rand(1050, 784, generator=g), torch.randint(0, 10, (1050,), generator=g)
+    n, n_out = case.get("n", 1000), case.get("outputs", 10)
+    X = torch.rand(n, 784, generator=g)
+    y = torch.rand(n, n_out, generator=g) if n_out != 10 else torch.randint(0, 10, (n,), generator=g)
 
     def fit(idle):
         monkeypatch.setattr(_threads, "idle_cores", lambda: idle)
-        net = dbn.build_mlp(784, (500,), 10, dropout=dropout, generator=torch.Generator().manual_seed(0))
+        net = dbn.build_mlp(
+            784, case["hidden"], n_out, dropout=case.get("dropout", 0.0), generator=torch.Generator().manual_seed(0)
+        )
         assert batch_work(100, net) >= MIN_PARALLEL_WORK_BACKPROP
         used: list[int] = []
         history = dbn.fit_network(
@@ -445,10 +463,9 @@ def test_fine_tuning_under_load_equals_the_quiet_fit(two_threads, monkeypatch, d
             y,
             max_iter=2,
             batch_size=100,
-            learning_rate=0.1,
-            early_stopping=True,
             generator=torch.Generator().manual_seed(1),
             callbacks=[lambda model, record: used.append(torch.get_num_threads())],
+            **{"learning_rate": 0.1, **case["kw"]},
         )
         return net, [{k: v for k, v in r.items() if k != "time"} for r in history], used
 
