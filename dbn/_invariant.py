@@ -85,7 +85,7 @@ def sigmoid(x: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _one_thread(device: torch.device) -> Iterator[None]:
+def one_thread(device: torch.device) -> Iterator[None]:
     """Torch's operators on one thread inside the block (CPU), the count restored after."""
     threads = torch.get_num_threads()
     if threads > 1 and device.type == "cpu":
@@ -103,14 +103,14 @@ class _Linear(torch.autograd.Function):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         if x.shape[0] < NARROW:
-            with _one_thread(x.device):
+            with one_thread(x.device):
                 return F.linear(x, weight, bias)
         return F.linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        with _one_thread(grad.device):
+        with one_thread(grad.device):
             grad_x = grad @ weight if ctx.needs_input_grad[0] else None
             grad_w = grad.t() @ x if ctx.needs_input_grad[1] else None
         grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None

@@ -25,16 +25,18 @@ The policy (:func:`policy_threads`)
     following the load cannot change the result: some torch operators round differently on
     one thread than on two (the weight gradient of a 10-unit output layer, whose small
     products MKL splits along the batch; ``torch.sigmoid`` where a thread's chunk of the
-    tensor does not end on a multiple of the vector step; CD steps of 784 x 10 RBMs and of
-    odd batch sizes: measured on this project's machine), so a load-dependent count could make
-    a fit's result depend on what else the machine was doing. A trainer may hand the policy a
-    *probe* (a function that runs its first mini-batch step and monitors on a scratch copy and
-    returns the resulting tensors): the CD/PCD trainer, the denoising autoencoder and
-    ``fit_network`` do (fine-tuning runs a plain ``nn.Sequential``'s sigmoid layers and narrow
-    output layer in forms whose result does not depend on the count, :mod:`dbn._invariant`,
-    so that its probe can agree). When, before an epoch, other jobs hold some of the cores,
-    the policy runs the probe on the fit's count and on the count the idle cores allow, and
-    uses the smaller count only if the two results are equal bit for bit
+    tensor does not end on a multiple of the vector step; products of batches of 5-11 rows;
+    CD steps of 784 x 10 RBMs: measured on this project's machine), so a load-dependent count
+    could make a fit's result depend on what else the machine was doing. A trainer may hand
+    the policy a *probe* (a function that runs its first mini-batch step and monitors on a
+    scratch copy and returns the resulting tensors): the CD/PCD trainer, the denoising
+    autoencoder and ``fit_network`` do. Fine-tuning runs a plain ``nn.Sequential``'s sigmoid
+    layers, its narrow output layer and batches of fewer than 16 rows in forms whose result
+    does not depend on the count (:mod:`dbn._invariant`), the autoencoder its sigmoid, and
+    the CD step batches of fewer than 16 rows on one thread, so that the probes can agree.
+    When, before an epoch, other jobs hold some of the cores, the policy runs the probe on the
+    fit's count and on the count the idle cores allow, and uses the smaller count only if the
+    two results are equal bit for bit
     (verdicts are kept for the rest of the fit; a quiet machine never runs the probe). Fits
     without a probe, or whose probe differs, keep their count. ``threads("auto")`` follows the
     load always, for users on a busy machine who prefer speed to bit-reproducibility.

@@ -9,6 +9,7 @@ an RBM does. :func:`train_autoencoder` trains one with a torch optimizer over mi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._invariant import NARROW, one_thread
 from ._invariant import sigmoid as invariant_sigmoid
 from ._options import CORRUPTIONS, OPTIMIZERS, VISIBLE_TYPES, CorruptionName, OptimizerName
 from ._options import VisibleType as AEVisibleName
@@ -497,11 +499,7 @@ def train_autoencoder(
         buffer = sparse_buffer(X, batch_size)  # a sparse X is densified one batch at a time, into it
         for rows in batches.rows:
             xb = take_rows(X, rows, buffer)
-            loss = dae._loss(xb, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * xb.shape[0]
+            total += _train_step(dae, opt, xb, gen) * xb.shape[0]
         mean_loss = float(total) / X.shape[0]  # one host sync per epoch
         return {"epoch": epoch, "loss": mean_loss, "time": time.perf_counter() - start}
 
@@ -552,6 +550,20 @@ def train_autoencoder(
     )
 
 
+def _train_step(
+    dae: DenoisingAutoencoder, opt: torch.optim.Optimizer, xb: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
+    """One optimizer step on the batch ``xb``; returns the detached loss. A batch of fewer than
+    16 rows (an epoch's last, shorter one) runs on one thread: MKL rounds products of 5-11
+    rows differently on one thread than on two (:mod:`dbn._invariant`)."""
+    with one_thread(xb.device) if xb.shape[0] < NARROW else contextlib.nullcontext():
+        loss = dae._loss(xb, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return loss.detach()
+
+
 def _thread_probe(
     dae: DenoisingAutoencoder, opt: torch.optim.Optimizer, gen: torch.Generator, X: torch.Tensor, batch_size: int
 ) -> Callable[[], list]:
@@ -568,11 +580,7 @@ def _thread_probe(
         out: list = []
         with torch.enable_grad():
             for rows in sizes:
-                loss = model._loss(take_rows(X, slice(0, rows), sparse_buffer(X, rows)), g)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                out.append(loss.detach())
+                out.append(_train_step(model, optimizer, take_rows(X, slice(0, rows), sparse_buffer(X, rows)), g))
         out.extend(p.detach() for p in model.parameters())
         out.extend(t for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor))
         return out

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import functional as Fn
+from ._invariant import NARROW, one_thread
 from ._linalg import _product, bernoulli_sample, outer_accumulate_
 from ._options import RBM_LR_SCHEDULES, RBM_SAMPLERS, RBMLRSchedule, RBMSampler, VisibleType
 from ._random import make_generator, resolve_device
@@ -734,7 +735,25 @@ class CDTrainer:
         rows, at positions ``rows`` in it; every random draw is made for the whole global batch
         (as one process would) and this process uses its rows, so the update equals the
         single-process one up to float rounding.
+
+        A batch of fewer than 16 rows (an epoch's last, shorter one) runs on one thread: MKL
+        rounds products of 5-11 rows differently on one thread than on two, and so small a
+        step gains nothing from a second one (see :mod:`dbn._invariant`).
         """
+        if v0.shape[0] < NARROW and torch.get_num_threads() > 1:
+            with one_thread(v0.device):
+                return self._step(v0, learning_rate, momentum, rows=rows, n_rows=n_rows)
+        return self._step(v0, learning_rate, momentum, rows=rows, n_rows=n_rows)
+
+    def _step(
+        self,
+        v0: torch.Tensor,
+        learning_rate: float,
+        momentum: float,
+        *,
+        rows: torch.Tensor | None = None,
+        n_rows: int | None = None,
+    ) -> None:
         rbm = self.rbm
         W, b, c = rbm.weight, rbm.visible_bias, rbm.hidden_bias
         if rows is None and self.world_size > 1:

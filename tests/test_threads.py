@@ -264,12 +264,44 @@ def test_rbm_fit_under_load_equals_the_quiet_fit(two_threads, monkeypatch, n_vis
     assert torch.equal(loaded.generator.get_state(), generator_state) and len(loaded.history) == epochs
 
 
-@pytest.mark.parametrize("n_visible, n_hidden, batch_size", [(64, 256, 400), (784, 500, 100)])
-def test_autoencoder_fit_under_load_equals_the_quiet_fit(two_threads, monkeypatch, n_visible, n_hidden, batch_size):
+@pytest.mark.parametrize("n_samples", [905, 910, 1037])
+def test_rbm_fit_with_a_short_last_batch_follows_the_load(two_threads, monkeypatch, n_samples):
+    """A last batch of 5 or 10 rows (MKL rounds such products differently on two threads)
+    runs on one thread, so the probe agrees (asserted on AVX-512, where it was measured) and
+    the loaded fit equals the quiet one."""
+    X = _data(n_samples, 784, seed=1)
+
+    def fit(idle):
+        monkeypatch.setattr(_threads, "idle_cores", lambda: idle)
+        g = torch.Generator().manual_seed(0)
+        trainer = dbn.CDTrainer(dbn.RBM(784, 500, generator=g), batch_size=100, momentum=0.5, generator=g)
+        used: list[int] = []
+        trainer.fit(X, 2, callbacks=[lambda model, record: used.append(torch.get_num_threads())])
+        return trainer, used
+
+    (quiet, quiet_used), (loaded, loaded_used) = fit(2), fit(1)
+    assert quiet_used == [2, 2]
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(quiet.rbm.state_dict().values(), loaded.rbm.state_dict().values(), strict=True)
+    )
+    assert [r["reconstruction_error"] for r in quiet.history] == [r["reconstruction_error"] for r in loaded.history]
+    if torch.backends.cpu.get_cpu_capability() == "AVX512":
+        assert loaded_used == [1, 1]
+
+
+@pytest.mark.parametrize(
+    "n_visible, n_hidden, batch_size, n_samples",
+    # the last: an epoch's last batch of 10 rows, which the step runs on one thread
+    [(64, 256, 400, 900), (784, 500, 100, 900), (784, 500, 100, 910)],
+)
+def test_autoencoder_fit_under_load_equals_the_quiet_fit(
+    two_threads, monkeypatch, n_visible, n_hidden, batch_size, n_samples
+):
     """784-500 at batch 100 rounded differently on one thread than on two before the
     autoencoder used the invariant sigmoid and row-wise loss sums; now its probe agrees
     (asserted on AVX-512, where it was measured) and the losses and weights are the same."""
-    X = _data(900, n_visible, seed=3)
+    X = _data(n_samples, n_visible, seed=3)
 
     def fit(idle):
         monkeypatch.setattr(_threads, "idle_cores", lambda: idle)
