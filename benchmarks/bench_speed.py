@@ -34,7 +34,9 @@ Parts (``--parts``, default ``gallery mnist finetune``):
 
 ``profile``
     microseconds per operation of one CD-1 step at MNIST's size (the products, the sampling,
-    the passes over the weights), on the threads the policy gives it.
+    the passes over the weights), on the threads the policy gives it; and the step's five
+    products run back to back with nothing else, as a percentage of the best measured product
+    peak: the ceiling of the epoch's % of peak, whatever the rest of the step costs.
 
 With ``--auto`` a third half runs beside the competing process inside ``dbn.threads("auto")``
 (the study with ``--threads auto``): the automatic policy capped by the idle cores.
@@ -296,6 +298,8 @@ def part_crossover(args) -> dict[str, float]:
 
 def part_profile(args) -> dict[str, float]:
     """Microseconds per operation of one CD-1 step at MNIST's size (batch 100, 784 -> 500)."""
+    import bench_rbm
+
     from dbn._linalg import _product, bernoulli_sample
 
     g = torch.Generator().manual_seed(0)
@@ -304,8 +308,17 @@ def part_profile(args) -> dict[str, float]:
     W, b, c = trainer.rbm.weight, trainer.rbm.visible_bias, trainer.rbm.hidden_bias
     v, h, vel = (torch.rand(B, nv, generator=g) < 0.13).float(), torch.rand(B, nh, generator=g), torch.zeros_like(W)
     n = 50 if args.quick else 200
+    vel_stats = torch.zeros_like(W)
+
+    def products_only():  # the step's five products back to back, nothing else: its ceiling
+        h0 = _product(v, W.t(), c, "sigmoid")
+        vk = _product(h0, W, b, "sigmoid")
+        hk = _product(vk, W.t(), c, "sigmoid")
+        vel_stats.addmm_(h0.t(), v, beta=0.5, alpha=1e-6).addmm_(hk.t(), vk, alpha=-1e-6)
+
     ops = {
         "whole CD-1 step": lambda: trainer.step(v, 0.01, 0.5),
+        "the step's five products alone": products_only,
         "product v -> h with sigmoid": lambda: _product(v, W.t(), c, "sigmoid"),
         "product h -> v with sigmoid": lambda: _product(h, W, b, "sigmoid"),
         "weight statistics (addmm_ into the velocity)": lambda: vel.addmm_(h.t(), v, beta=0.5, alpha=0.01),
@@ -325,8 +338,14 @@ def part_profile(args) -> dict[str, float]:
             out[f"{key} (us)"] = best / n * 1e6
     flops = 2 * B * nv * nh
     for key in list(out):
-        if "product" in key or "statistics" in key:
-            out[key.replace("(us)", "(GFLOP/s)")] = flops / out[key] / 1e3
+        if "product" in key or "statistics" in key or "step" in key:
+            per_call = 5 * flops if "step" in key else flops
+            out[key.replace("(us)", "(GFLOP/s)")] = per_call / out[key] / 1e3
+    with fit_threads(B * nv * nh):
+        peak = max(bench_rbm.gemm_peaks(nv, nh, B, 3 if args.quick else 7).values())
+    out["best measured product peak (GFLOP/s)"] = peak
+    for key in ("whole CD-1 step", "the step's five products alone"):
+        out[f"{key} (% of peak)"] = 100 * out[f"{key} (GFLOP/s)"] / peak
     return out
 
 
