@@ -1,23 +1,26 @@
-"""Thread-count-invariant forms of the few fine-tuning operations whose result depends on
-torch's thread count, so that the thread policy may follow the machine's load without
-changing a fit's result (:mod:`dbn._threads`).
+"""Thread-count-invariant forms of the few network operations whose result depends on
+torch's thread count (so that the thread policy may follow the machine's load without
+changing a fit's result, :mod:`dbn._threads`) or a sample's result on the batch around it
+(so that a prediction does not depend on how the data were batched).
 
-Two kinds of operations of a sigmoid network's back-propagation step round differently on
-one thread than on two (measured on the project's machine, torch 2.13, MKL; every other operation of the
-step, the optimizers' included, was equal bit for bit):
+Two kinds of operations of a sigmoid network's forward and back-propagation pass round
+differently on one thread than on two, or for a batch than for one of its rows (measured
+with torch 2.13 on the project's AMD EPYC and Intel Xeon machines, both with AVX-512; every
+other operation of the step, the optimizers' included, was equal bit for bit):
 
 * ``torch.sigmoid``: ATen splits an elementwise operator over the threads in equal chunks of
   the flattened tensor and runs each chunk's vectorised loop with a scalar tail, and the
   scalar sigmoid rounds differently from the vectorised one. A chunk border that is not a
   multiple of the vector step moves a few elements into a scalar tail (100 x 500 on two
-  threads: 2 of 50,000 elements differ). :func:`sigmoid` runs ``torch.sigmoid`` and then
-  recomputes, on one thread, the few elements around each chunk's end, so that every element
-  takes the path it takes on one thread; its backward (ATen's ``sigmoid_backward``, pure
-  arithmetic) is invariant.
-* the products of a layer with a few outputs (the weight gradient ``grad_out.T @ x`` of
-  5-11 outputs here, which MKL splits along the batch) and of a batch of a few rows (the
-  forward and input-gradient products of 5, 6, 7, 9, 10 or 11 rows: the last, shorter batch
-  of an epoch): :func:`linear` runs them on one thread, which costs nothing at these sizes.
+  threads: 2 of 50,000 elements differ), and the tensor's own tail depends on its size.
+  :func:`sigmoid` runs ``torch.sigmoid`` and then recomputes the few scalar elements by the
+  vectorised loop; its backward (ATen's ``sigmoid_backward``, pure arithmetic) is invariant.
+* the matrix products: MKL splits some along their inner dimension on several threads (on the
+  AMD machine the weight gradient of a layer of 5-11 outputs and the products of batches of
+  5-11 rows; on the Intel machine about a third of the forward and input-gradient products
+  tried) and picks its kernels by the row count. :func:`linear` runs the forward and
+  input-gradient products in oneDNN, which is invariant in both, and the weight gradient in
+  MKL, on one thread for narrow layers and short batches.
 
 :class:`SequentialForward` is ``nn.Sequential.forward`` with those two substitutions. The
 fine-tuning probe (``dbn.training``) still checks every fit's first step on both counts;
@@ -33,6 +36,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import _linalg
 
 #: ATen's grain for elementwise operators (``at::internal::GRAIN_SIZE``): a tensor with at
 #: most this many elements runs on one thread.
@@ -53,34 +58,41 @@ def _chunk_borders(n: int, threads: int) -> list[int]:
 
 
 def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """``torch.sigmoid(x)`` with the bits it has on one thread, on any thread count (CPU).
+    """``torch.sigmoid(x)`` with every element computed by the vectorised loop (CPU): the same
+    bits on any thread count, and for an element whatever the tensor around it.
 
-    ``torch.sigmoid`` runs first, on torch's threads; then the few elements whose path
-    (vectorised or scalar) differs from the one-thread layout are computed again on one
-    thread: every chunk's tail (a slice of at most 64 elements starting on a multiple of
-    :data:`VECTOR_STEP` around each chunk's end). They
-    are written into the result in place of autograd's record (``.data``), which the backward,
-    ATen's ``sigmoid_backward`` of the result, then reads: it is invariant, so the gradient
-    is too.
+    ``torch.sigmoid`` runs first, on torch's threads; then the elements that took the scalar
+    path are computed again, on one thread, by the vectorised one: every thread chunk's tail
+    (a slice of at most 64 elements starting on a multiple of :data:`VECTOR_STEP` around each
+    chunk's end, which then runs vectorised up to the same element as the whole tensor does on
+    one thread) and the tensor's own last ``numel % VECTOR_STEP`` elements (through a zero-padded
+    block of :data:`VECTOR_STEP`). They are written into the result in place of autograd's
+    record (``.data``), which the backward, ATen's ``sigmoid_backward`` of the result, then
+    reads: it is invariant, so the gradient is too.
 
     Examples
     --------
-    >>> x = torch.randn(100, 500)
-    >>> torch.equal(sigmoid(x), torch.sigmoid(x)) or torch.get_num_threads() > 1
+    >>> x = torch.randn(7, 5)
+    >>> torch.equal(sigmoid(x)[3], sigmoid(x[3:4])[0])
+    True
+    >>> torch.allclose(sigmoid(x), torch.sigmoid(x))
     True
     """
     y = torch.sigmoid(x)
-    n, threads = y.numel(), torch.get_num_threads()
-    if threads == 1 or n <= GRAIN or y.device.type != "cpu" or not (x.is_contiguous() and y.is_contiguous()):
+    if y.device.type != "cpu" or not (x.is_contiguous() and y.is_contiguous()):
         return y
+    n, threads, step = y.numel(), torch.get_num_threads(), VECTOR_STEP
     flat_x, flat_y = x.detach().view(-1), y.data.view(-1)
-    step = VECTOR_STEP
-    # every chunk's scalar tail starts at most step - 1 elements before the chunk's end; a
-    # slice starting on a multiple of step runs vectorised up to the same element as the
-    # whole tensor does on one thread, so recomputing it gives the one-thread bits
-    for end in [*_chunk_borders(n, threads), n]:
-        start, stop = max(0, (end - step + 1) // step * step), min(-(-end // step) * step, n)
-        torch.sigmoid(flat_x[start:stop], out=flat_y[start:stop])
+    if threads > 1 and n > GRAIN:
+        for end in [*_chunk_borders(n, threads), n]:  # every chunk's end, the last one's too
+            start, stop = max(0, (end - step + 1) // step * step), min(-(-end // step) * step, n)
+            torch.sigmoid(flat_x[start:stop], out=flat_y[start:stop])
+    tail = n % step
+    if tail:  # the scalar tail of the one-thread loop, computed vectorised in a padded block
+        start = n - tail
+        block = flat_x.new_zeros(step)
+        block[:tail] = flat_x[start:]
+        flat_y[start:] = torch.sigmoid(block)[:tail]
     return y
 
 
@@ -97,11 +109,22 @@ def one_thread(device: torch.device) -> Iterator[None]:
             torch.set_num_threads(threads)
 
 
+def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x @ weight.T + bias`` by oneDNN; a one-row ``x`` is computed as two rows (oneDNN
+    takes another path for a single row, which rounds differently)."""
+    op = _linalg._LINEAR_POINTWISE
+    if x.shape[0] == 1:
+        return op(x.expand(2, -1).contiguous(), weight, bias, "none", [], "")[:1]
+    return op(x, weight, bias, "none", [], "")
+
+
 class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
+        if _linalg.onednn_applies(x, weight, bias):
+            return _onednn_linear(x, weight, bias)
         if x.shape[0] < NARROW:
             with one_thread(x.device):
                 return F.linear(x, weight, bias)
@@ -110,29 +133,47 @@ class _Linear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        with one_thread(grad.device):
-            grad_x = grad @ weight if ctx.needs_input_grad[0] else None
-            grad_w = grad.t() @ x if ctx.needs_input_grad[1] else None
+        narrow = min(grad.shape) < NARROW  # few rows or few outputs
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            if _linalg.onednn_applies(grad, weight):
+                grad_x = _onednn_linear(grad, weight.t(), None)
+            else:
+                with one_thread(grad.device) if narrow else contextlib.nullcontext():
+                    grad_x = grad @ weight
+        if ctx.needs_input_grad[1]:
+            with one_thread(grad.device) if narrow else contextlib.nullcontext():
+                grad_w = grad.t() @ x
         grad_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear`` whose backward products run on one thread, and its forward too for
-    batches of fewer than :data:`NARROW` rows (2-D ``x``; CPU).
+    """``F.linear`` whose result does not depend on the thread count, nor a row's on the
+    number of rows (2-D ``x``; CPU float32 with oneDNN).
 
-    For layers of a few outputs, and for batches of a few rows, these products are too small
-    to gain from more threads (on the project's machine a 100 x 2000 -> 10 layer's backward
-    took 136 us on two threads and 129 us on one), and MKL splits them along the inner
-    dimension on several: ``grad.T @ x`` of 5-11 outputs, and the forward and input-gradient
-    products of batches of 5, 6, 7, 9, 10 or 11 rows, rounded differently on one thread than
-    on two.
+    The forward and the input-gradient products run in oneDNN (``_linear_pointwise`` on the
+    dense tensors), which computes each output element the same way on any thread count and
+    for any number of rows from two up (a single row is computed as two). MKL, torch's default
+    for ``F.linear``, does neither: it splits some products along their inner dimension on
+    several threads and picks its kernels by the row count. On the project's Intel Xeon
+    (AVX-512, torch 2.13) 125 of 360 shapes (batch 10-200, 20-784 inputs, 5-2000 outputs) gave
+    different bits on one and two threads for a forward or input-gradient product with MKL and
+    none with oneDNN; a row's forward result differed between a batch of 50 rows and the row
+    alone at 35 of 35 shapes with MKL and at none with oneDNN from two rows up. The weight
+    gradient ``grad.T @ x`` stays with MKL, which was invariant at every one of those shapes,
+    on one thread for layers of fewer than :data:`NARROW` outputs and batches of fewer rows
+    (which MKL splits along the batch on the project's AMD EPYC; so small a product gains
+    nothing from a second thread). Without oneDNN (CUDA, float64, oneDNN disabled) the
+    products are MKL's, the narrow and short ones on one thread.
 
     Examples
     --------
     >>> x, w = torch.randn(4, 3), torch.randn(2, 3, requires_grad=True)
     >>> linear(x, w).sum().backward()
     >>> torch.allclose(w.grad, torch.ones(4, 2).t() @ x)
+    True
+    >>> torch.equal(linear(x[:1], w.detach()), linear(x, w.detach())[:1])
     True
     """
     if x.dim() != 2:
@@ -160,9 +201,9 @@ def _global_hooks() -> bool:
 
 class SequentialForward:
     """The forward pass of a plain ``nn.Sequential`` with :func:`sigmoid` for its
-    ``nn.Sigmoid`` layers and :func:`linear` for its ``nn.Linear`` layers of fewer than
-    :data:`NARROW` outputs (all of them on batches of fewer rows); every other layer is called
-    as the ``nn.Sequential`` calls it.
+    ``nn.Sigmoid`` layers and :func:`linear` for its ``nn.Linear`` layers; every other layer is
+    called as the ``nn.Sequential`` calls it. On the CPU in float32 a sigmoid or ReLU network's
+    outputs then do not depend on the thread count, nor a sample's on the batch around it.
 
     Use :meth:`of` to build one: it returns ``None`` for anything but an ``nn.Sequential``
     (subclasses have their own forward) or when hooks are registered (they would be skipped).
@@ -189,7 +230,7 @@ class SequentialForward:
             kind = type(layer)
             if kind is nn.Sigmoid:
                 x = sigmoid(x)
-            elif kind is nn.Linear and isinstance(layer, nn.Linear) and min(layer.out_features, len(x)) < NARROW:
+            elif kind is nn.Linear and isinstance(layer, nn.Linear):
                 x = linear(x, layer.weight, layer.bias)
             else:
                 x = layer(x)

@@ -13,8 +13,12 @@ oneDNN's operator costs 20-40 us per call before any arithmetic; MKL's ``addmm``
 in-place sigmoid cost a few. Measured on the project's 2-core AMD EPYC (one thread, best of 5,
 ``batch x n_in x n_out``): addmm + sigmoid took 0.38x oneDNN's time at 20 x 64 x 100
 (scikit-learn's digits gallery), 0.70x at 100 x 100 x 100, 0.92-0.94x at 4-5e6, about 1.0x at
-7.8e6 and oneDNN won from 9e6 up (1.07x faster at MNIST's 100 x 784 x 500). Hence
-:data:`ONEDNN_MIN_WORK`.
+7.8e6 and oneDNN won from 9e6 up (1.07x faster at MNIST's 100 x 784 x 500); on the Intel Xeon
+the two were within 5% of each other from 1e6 up. oneDNN also computes every output element
+the same way on any thread count, which MKL does not (on the Intel machine MKL's forward
+products of 20 x 784 x 100 and 200 x 64 x 100 differed on one and two threads), so
+:data:`ONEDNN_MIN_WORK` is the size from which a CD product may run on several threads
+(``dbn._threads.MIN_PARALLEL_WORK``): smaller ones run on one thread, in MKL.
 
 The gradient products ``a.T @ b`` accumulate straight into the momentum buffer with
 ``Tensor.addmm_`` (MKL): measured on the 2-core machine they run as fast as oneDNN does at
@@ -54,8 +58,9 @@ def _onednn_op():
 _LINEAR_POINTWISE = _onednn_op()
 
 #: ``batch * n_in * n_out`` from which the oneDNN product is used (smaller ones go to MKL's
-#: ``addmm``, whose per-call cost is lower; see the module docstring).
-ONEDNN_MIN_WORK = 6_000_000
+#: ``addmm``, whose per-call cost is lower; see the module docstring). Equal to
+#: ``dbn._threads.MIN_PARALLEL_WORK``: every product that may run on several threads is oneDNN's.
+ONEDNN_MIN_WORK = 1_000_000
 _MKLDNN_BUILT = _LINEAR_POINTWISE is not None and torch.backends.mkldnn.is_available()
 _FLOAT32 = torch.float32
 _STRIDED = torch.strided
@@ -247,10 +252,16 @@ def outer_accumulate_(
     alpha: float = 1.0,
     beta: float = 1.0,
 ) -> torch.Tensor:
-    """In place ``acc = beta * acc + alpha * a.T @ b`` (one GEMM, no temporary).
+    """In place ``acc = beta * acc + alpha * a.T @ b`` (one GEMM into ``acc``).
 
     This is the CD statistic ``h.T @ v`` summed over a batch, accumulated straight into a
-    weight-shaped buffer (the gradient or the momentum buffer).
+    weight-shaped buffer (the gradient or the momentum buffer). ``beta`` is applied by an
+    in-place ``mul_`` and ``alpha`` to the smaller operand (a batch-sized temporary), and the
+    product accumulates with MKL's ``alpha = beta = 1``: with other scalars MKL rounds the
+    product differently on one thread than on two at about 60% of the CD shapes tried on the
+    project's Intel machine, with these at none, so the result does not depend on the thread
+    count (:mod:`dbn._threads` may then follow the machine's load). It is also no slower: the
+    scaling inside the GEMM cost more than the separate pass at MNIST's 100 x 784 x 500.
 
     Parameters
     ----------
@@ -277,7 +288,16 @@ def outer_accumulate_(
             f"outer_accumulate_ needs a (n, p), b (n, q) and acc (p, q); got a "
             f"{tuple(a.shape)}, b {tuple(b.shape)}, acc {tuple(acc.shape)}."
         )
-    return acc.addmm_(a.t(), b, beta=beta, alpha=alpha)
+    if beta == 0.0:
+        acc.zero_()
+    elif beta != 1.0:
+        acc.mul_(beta)
+    if alpha != 1.0:
+        if a.shape[1] <= b.shape[1]:
+            a = a * alpha
+        else:
+            b = b * alpha
+    return acc.addmm_(a.t(), b)
 
 
 def bernoulli_sample(

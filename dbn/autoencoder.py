@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._invariant import NARROW, one_thread
+from ._invariant import linear as invariant_linear
 from ._invariant import sigmoid as invariant_sigmoid
 from ._options import CORRUPTIONS, OPTIMIZERS, VISIBLE_TYPES, CorruptionName, OptimizerName
 from ._options import VisibleType as AEVisibleName
@@ -330,13 +331,17 @@ class DenoisingAutoencoder(nn.Module):
         """
         return corrupt(x, self.corruption, self.corruption_level, generator=generator)
 
-    def _loss(self, x: torch.Tensor, generator: torch.Generator | None, corrupted: bool = True) -> torch.Tensor:
+    def _loss(
+        self, x: torch.Tensor, generator: torch.Generator | None, corrupted: bool = True, invariant: bool = False
+    ) -> torch.Tensor:
         # no data checks here: the training loop checks the whole data set once
         x_tilde = self.corrupt(x, generator) if corrupted and self.corruption_level > 0 else x
-        # the sigmoid whose bits do not depend on the thread count (dbn._invariant), so that
-        # the thread policy's probe can agree
-        a = F.linear(
-            invariant_sigmoid(F.linear(x_tilde, self.weight, self.hidden_bias)),
+        # the sigmoid whose bits do not depend on the thread count (dbn._invariant), and with
+        # ``invariant`` the products too (a fit that may run on several threads), so that the
+        # thread policy's probe can agree
+        product = invariant_linear if invariant else F.linear
+        a = product(
+            invariant_sigmoid(product(x_tilde, self.weight, self.hidden_bias)),
             self._decoder_matrix(),
             self.visible_bias,
         )
@@ -491,6 +496,11 @@ def train_autoencoder(
         optimizer, list(dae.parameters()), learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay
     )
     history, first = _resume(state, opt, gen, n_epochs)
+    work = batch_work(min(batch_size, max(X.shape[0], 1)), dae)
+    # a fit that may run on several threads, and under load on fewer, uses the products whose
+    # result does not depend on the count (dbn._invariant); small fits stay with F.linear,
+    # whose per-call cost is lower
+    invariant = X.device.type == "cpu" and torch.get_num_threads() > 1 and work >= MIN_PARALLEL_WORK_BACKPROP
 
     def run_epoch(epoch: int) -> dict:
         start = time.perf_counter()
@@ -499,7 +509,7 @@ def train_autoencoder(
         buffer = sparse_buffer(X, batch_size)  # a sparse X is densified one batch at a time, into it
         for rows in batches.rows:
             xb = take_rows(X, rows, buffer)
-            total += _train_step(dae, opt, xb, gen) * xb.shape[0]
+            total += _train_step(dae, opt, xb, gen, invariant) * xb.shape[0]
         mean_loss = float(total) / X.shape[0]  # one host sync per epoch
         return {"epoch": epoch, "loss": mean_loss, "time": time.perf_counter() - start}
 
@@ -546,18 +556,23 @@ def train_autoencoder(
         work=batch_work(batch_size, dae),
         device=X.device,
         min_work=MIN_PARALLEL_WORK_BACKPROP,
-        probe=_thread_probe(dae, opt, gen, X, batch_size),
+        probe=_thread_probe(dae, opt, gen, X, batch_size, invariant),
     )
 
 
 def _train_step(
-    dae: DenoisingAutoencoder, opt: torch.optim.Optimizer, xb: torch.Tensor, gen: torch.Generator
+    dae: DenoisingAutoencoder,
+    opt: torch.optim.Optimizer,
+    xb: torch.Tensor,
+    gen: torch.Generator,
+    invariant: bool = False,
 ) -> torch.Tensor:
-    """One optimizer step on the batch ``xb``; returns the detached loss. A batch of fewer than
-    16 rows (an epoch's last, shorter one) runs on one thread: MKL rounds products of 5-11
-    rows differently on one thread than on two (:mod:`dbn._invariant`)."""
+    """One optimizer step on the batch ``xb``; returns the detached loss. ``invariant``: the
+    products of :func:`dbn._invariant.linear`. A batch of fewer than 16 rows (an epoch's last,
+    shorter one) runs on one thread: MKL rounds products of 5-11 rows differently on one
+    thread than on two (:mod:`dbn._invariant`)."""
     with one_thread(xb.device) if xb.shape[0] < NARROW else contextlib.nullcontext():
-        loss = dae._loss(xb, gen)
+        loss = dae._loss(xb, gen, invariant=invariant)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -565,7 +580,12 @@ def _train_step(
 
 
 def _thread_probe(
-    dae: DenoisingAutoencoder, opt: torch.optim.Optimizer, gen: torch.Generator, X: torch.Tensor, batch_size: int
+    dae: DenoisingAutoencoder,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    X: torch.Tensor,
+    batch_size: int,
+    invariant: bool = False,
 ) -> Callable[[], list]:
     """The thread policy's probe (:func:`dbn._threads.fit_threads`): scratch copies of the
     autoencoder, its optimizer and its generator take the first mini-batch step and the last,
@@ -580,7 +600,8 @@ def _thread_probe(
         out: list = []
         with torch.enable_grad():
             for rows in sizes:
-                out.append(_train_step(model, optimizer, take_rows(X, slice(0, rows), sparse_buffer(X, rows)), g))
+                xb = take_rows(X, slice(0, rows), sparse_buffer(X, rows))
+                out.append(_train_step(model, optimizer, xb, g, invariant))
         out.extend(p.detach() for p in model.parameters())
         out.extend(t for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor))
         return out

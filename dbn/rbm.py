@@ -891,7 +891,8 @@ class CDTrainer:
         self._vel_vb.addmv_(v0.t(), ones_n, beta=momentum, alpha=a).addmv_(vk.t(), ones_m, alpha=b)
         h0t, hkt = h0.t(), hk.t()
         self._vel_hb.addmv_(h0t, ones_n, beta=momentum, alpha=a).addmv_(hkt, ones_m, alpha=b)
-        self._vel_w.addmm_(h0t, v0, beta=momentum, alpha=a).addmm_(hkt, vk, alpha=b)
+        outer_accumulate_(self._vel_w, h0, v0, alpha=a, beta=momentum)
+        outer_accumulate_(self._vel_w, hk, vk, alpha=b)
         if not self._sparse:
             return None, None
         return _mean0(v0), _mean0(h0)
@@ -908,9 +909,8 @@ class CDTrainer:
         rbm.visible_bias.addmv_(v0.t(), ones_n, alpha=a).addmv_(vk.t(), ones_m, alpha=b)
         rbm.hidden_bias.addmv_(h0t, ones_n, alpha=a).addmv_(hkt, ones_m, alpha=b)
         W = rbm.weight
-        if self.weight_decay:
-            W.mul_(1.0 - lr * self.weight_decay)
-        W.addmm_(h0t, v0, alpha=a).addmm_(hkt, vk, alpha=b)
+        outer_accumulate_(W, h0, v0, alpha=a, beta=1.0 - lr * self.weight_decay)
+        outer_accumulate_(W, hk, vk, alpha=b)
 
     def _ones(self, n: int, like: torch.Tensor) -> torch.Tensor:
         """A cached vector of ``n`` ones (the batch sums as matrix-vector products)."""

@@ -1342,7 +1342,11 @@ def _restore_fit_state(
 def predict_logits(net: nn.Module, X: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
     """Outputs of ``net`` on ``X`` in eval mode, in batches, without autograd.
 
-    The network's training/eval mode is restored afterwards.
+    The network's training/eval mode is restored afterwards. On the CPU a plain
+    ``nn.Sequential`` (without hooks) runs its ``nn.Linear`` layers through oneDNN and its
+    ``nn.Sigmoid`` layers through the vectorised loop only (:mod:`dbn._invariant`): in float32
+    a sample's output is then the same, bit for bit, whatever the batch it comes in and the
+    thread count (within float32 rounding of ``net(X)``).
 
     Parameters
     ----------
@@ -1362,15 +1366,23 @@ def predict_logits(net: nn.Module, X: torch.Tensor, *, batch_size: int = 1000) -
     >>> out = predict_logits(net, torch.ones(10, 3), batch_size=4)
     >>> out.shape, bool(torch.allclose(out, predict_logits(net, torch.ones(10, 3))))
     (torch.Size([10, 2]), True)
+    >>> X = torch.randn(7, 3)
+    >>> torch.equal(predict_logits(net, X)[4], predict_logits(net, X[4:5])[0])
+    True
     """
     X = _check_inputs(net, X)
     batch_size = chunk_rows(X, check_int("batch_size", batch_size, low=1))
+    # on the CPU a plain nn.Sequential runs its linear and sigmoid layers in the forms whose
+    # result does not depend on the thread count, nor a sample's on the batch (dbn._invariant)
+    forward = (SequentialForward.of(net) if X.device.type == "cpu" else None) or net
     was_training = net.training
     net.eval()
     try:
         with torch.no_grad():
             buffer = sparse_buffer(X, batch_size)
-            outputs = [net(take_rows(X, slice(s, s + batch_size), buffer)) for s in range(0, X.shape[0], batch_size)]
+            outputs = [
+                forward(take_rows(X, slice(s, s + batch_size), buffer)) for s in range(0, X.shape[0], batch_size)
+            ]
     finally:
         net.train(was_training)
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)

@@ -348,7 +348,7 @@ def test_large_loss_sums_do_not_depend_on_the_thread_count(two_threads):
                     for name in ("mse", "binary_cross_entropy")
                     for r in ("mean", "sum")
                 ]
-                + [dae._loss(target, None, corrupted=False)]
+                + [dae._loss(target, None, corrupted=False, invariant=True)]
             )
         assert all(torch.equal(a, b) for a, b in zip(*values, strict=True))
         assert torch.allclose(values[0][0], torch.nn.functional.mse_loss(out, target))
@@ -407,16 +407,21 @@ def test_backprop_trainers_have_their_own_crossover(two_threads, monkeypatch):
     assert torch.get_num_threads() == 2
 
 
-def test_invariant_sigmoid_is_torch_sigmoid_on_any_thread_count(two_threads):
-    """dbn._invariant.sigmoid has the bits torch.sigmoid has on one thread, on 2, 3 and 4
-    threads too (chunk borders off the vector step are where torch's own differ), forward
-    and backward."""
-    from dbn._invariant import sigmoid
+def test_invariant_sigmoid_is_the_vectorised_sigmoid_on_any_thread_count(two_threads):
+    """dbn._invariant.sigmoid has, for every element, the bits of torch.sigmoid's vectorised
+    loop on one thread (a zero-padded tensor of a multiple of 32 elements), on 1-4 threads
+    (chunk borders off the vector step are where torch's own differ), forward and backward,
+    and within 2 ulp of torch.sigmoid itself."""
+    from dbn._invariant import VECTOR_STEP, sigmoid
 
-    for shape in [(100, 500), (200, 500), (37, 1001), (100, 2000), (1000, 100), (10, 64), (3, 33000)]:
+    for shape in [(100, 500), (200, 500), (37, 1001), (100, 2000), (1000, 100), (10, 64), (3, 33000), (7, 5)]:
         x = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) * 4
         torch.set_num_threads(1)
-        reference = torch.sigmoid(x)
+        n_elements = x.numel()
+        padded = torch.zeros(-(-n_elements // VECTOR_STEP) * VECTOR_STEP)
+        padded[:n_elements] = x.view(-1)
+        reference = torch.sigmoid(padded)[:n_elements].view(shape)
+        assert torch.allclose(reference, torch.sigmoid(x), rtol=3e-7, atol=0)
         for n in (1, 2, 3, 4):
             torch.set_num_threads(n)
             leaf = x.clone().requires_grad_(True)
@@ -441,6 +446,59 @@ def test_invariant_linear_gradients_match_autograd():
     torch.nn.functional.linear(x, w, b).backward(upstream)
     assert all(torch.allclose(a, t.grad, atol=1e-6) for a, t in zip(ours, (x, w, b), strict=True))
     assert ours[1].shape == w.shape
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (100, 784), (64, 500), (20, 2000)])
+def test_invariant_linear_products_do_not_depend_on_threads_or_rows(two_threads, shape):
+    """dbn._invariant.linear: the forward and both gradients have the same bits on 1 and 2
+    threads, and a row's forward result is the same in any batch of 1-100 rows (MKL's
+    F.linear does neither on the project's Intel machine)."""
+    from dbn._invariant import linear
+
+    n_in, n_out = shape
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100, n_in, generator=g)
+    w = (torch.randn(n_out, n_in, generator=g) * 0.1).requires_grad_(True)
+    b = torch.randn(n_out, generator=g).requires_grad_(True)
+    upstream = torch.randn(100, n_out, generator=g)
+    runs = []
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        leaf = x.clone().requires_grad_(True)
+        w.grad = b.grad = None
+        out = linear(leaf, w, b)
+        out.backward(upstream)
+        runs.append([out.detach(), leaf.grad, w.grad.clone(), b.grad.clone()])
+    assert all(torch.equal(p, q) for p, q in zip(*runs, strict=True))
+    with torch.no_grad():
+        full = linear(x, w, b)
+        for start, rows in ((0, 1), (3, 1), (10, 2), (17, 7), (40, 33)):
+            assert torch.equal(linear(x[start : start + rows], w, b), full[start : start + rows]), (start, rows)
+    assert torch.allclose(full, torch.nn.functional.linear(x, w, b), atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_predictions_do_not_depend_on_the_batch(activation):
+    """predict_logits (every estimator's predict) gives a sample the same output, bit for bit,
+    alone, in a small batch or in the whole set (scikit-learn's subset-invariance check asks
+    for 1e-7, which float32 products with MKL's row-dependent kernels missed by 2e-6)."""
+    from dbn.training import predict_logits
+
+    net = dbn.build_mlp(
+        13,
+        (50, 30),
+        3,
+        activation=activation,
+        init="he" if activation == "relu" else "xavier",
+        generator=torch.Generator().manual_seed(0),
+    )
+    X = torch.randn(40, 13, generator=torch.Generator().manual_seed(1))
+    full = predict_logits(net, X)
+    alone = torch.cat([predict_logits(net, X[i : i + 1]) for i in range(40)])
+    assert torch.equal(full, alone)
+    assert torch.equal(predict_logits(net, X, batch_size=7), full)
+    with torch.no_grad():
+        assert torch.allclose(full, net(X), atol=1e-5)
 
 
 def test_sequential_forward_only_for_plain_sequentials_without_hooks():
@@ -541,3 +599,43 @@ def test_fine_tuning_probe_leaves_the_fit_untouched(two_threads, monkeypatch):
     X_val, y_val = torch.rand(50, 64, generator=g), torch.randint(0, 3, (50,), generator=g)
     dbn.fit_network(net, X, y, max_iter=1, batch_size=100, validation_data=(X_val, y_val), eval_batch_size=20)
     assert checked == [True]
+
+
+def test_products_that_may_run_on_two_threads_are_onednns():
+    from dbn._linalg import ONEDNN_MIN_WORK
+
+    assert ONEDNN_MIN_WORK == MIN_PARALLEL_WORK
+
+
+@pytest.mark.parametrize(("n_visible", "n_hidden", "batch"), [(784, 100, 20), (64, 100, 200), (100, 100, 100)])
+@pytest.mark.parametrize("momentum", [0.5, 0.0])
+def test_cd_fits_above_the_crossover_do_not_depend_on_the_thread_count(
+    two_threads, n_visible, n_hidden, batch, momentum
+):
+    """CD epochs of sizes that run on two threads give the same weights on one: their forward
+    products are oneDNN's and the weight statistics accumulate with MKL's alpha = beta = 1
+    (on the project's Intel machine MKL's addmm_ with other scalars, and its forward products
+    at these sizes, differed on one and two threads)."""
+    assert batch * n_visible * n_hidden >= MIN_PARALLEL_WORK
+    X = (torch.rand(300, n_visible, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    weights = []
+    for n in (1, 2):
+        with dbn.threads(n):
+            rbm = dbn.RBM(n_visible, n_hidden, generator=torch.Generator().manual_seed(0))
+            dbn.train_rbm(
+                rbm, X, n_epochs=1, batch_size=batch, momentum=momentum, generator=torch.Generator().manual_seed(1)
+            )
+        weights.append([p.detach().clone() for p in rbm.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights, strict=True))
+
+
+def test_outer_accumulate_matches_the_formula():
+    from dbn._linalg import outer_accumulate_
+
+    g = torch.Generator().manual_seed(0)
+    acc, a, b = torch.randn(5, 7, generator=g), torch.randn(4, 5, generator=g), torch.randn(4, 7, generator=g)
+    for alpha, beta in ((1.0, 1.0), (0.25, 0.5), (-0.1, 1.0), (2.0, 0.0)):
+        expected = beta * acc + alpha * a.t() @ b
+        assert torch.allclose(outer_accumulate_(acc.clone(), a, b, alpha=alpha, beta=beta), expected, atol=1e-6)
+    nan = torch.full((5, 7), float("nan"))
+    assert torch.isfinite(outer_accumulate_(nan, a, b, beta=0.0)).all()  # beta = 0 overwrites, as BLAS does
