@@ -255,13 +255,15 @@ def outer_accumulate_(
     """In place ``acc = beta * acc + alpha * a.T @ b`` (one GEMM into ``acc``).
 
     This is the CD statistic ``h.T @ v`` summed over a batch, accumulated straight into a
-    weight-shaped buffer (the gradient or the momentum buffer). ``beta`` is applied by an
-    in-place ``mul_`` and ``alpha`` to the smaller operand (a batch-sized temporary), and the
-    product accumulates with MKL's ``alpha = beta = 1``: with other scalars MKL rounds the
-    product differently on one thread than on two at about 60% of the CD shapes tried on the
-    project's Intel machine, with these at none, so the result does not depend on the thread
-    count (:mod:`dbn._threads` may then follow the machine's load). It is also no slower: the
-    scaling inside the GEMM cost more than the separate pass at MNIST's 100 x 784 x 500.
+    weight-shaped buffer (the gradient or the momentum buffer). From :data:`ONEDNN_MIN_WORK`
+    up (products that may run on several threads) ``beta`` is applied by an in-place ``mul_``
+    and ``alpha`` to the smaller operand (a batch-sized temporary), and the product
+    accumulates with MKL's ``alpha = beta = 1``: with other scalars MKL rounds the product
+    differently on one thread than on two at about 60% of the CD shapes tried on the project's
+    Intel machine, with these at none, so the result does not depend on the thread count
+    (:mod:`dbn._threads` may then follow the machine's load); nor is it slower there (the
+    scaling inside the GEMM cost more than the separate pass at MNIST's 100 x 784 x 500).
+    Smaller products, which run on one thread, keep the single ``addmm_``.
 
     Parameters
     ----------
@@ -283,17 +285,20 @@ def outer_accumulate_(
     tensor([[4., 4., 4.],
             [4., 4., 4.]])
     """
-    if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[0] or acc.shape != (a.shape[1], b.shape[1]):
+    sa, sb = a.shape, b.shape  # read once: this runs twice per CD step, often on tiny batches
+    if len(sa) != 2 or len(sb) != 2 or sa[0] != sb[0] or acc.shape != (sa[1], sb[1]):
         raise ValueError(
             f"outer_accumulate_ needs a (n, p), b (n, q) and acc (p, q); got a "
-            f"{tuple(a.shape)}, b {tuple(b.shape)}, acc {tuple(acc.shape)}."
+            f"{tuple(sa)}, b {tuple(sb)}, acc {tuple(acc.shape)}."
         )
+    if sa[0] * sa[1] * sb[1] < ONEDNN_MIN_WORK:  # one thread: the fewest operators
+        return acc.addmm_(a.t(), b, beta=beta, alpha=alpha)
     if beta == 0.0:
         acc.zero_()
     elif beta != 1.0:
         acc.mul_(beta)
     if alpha != 1.0:
-        if a.shape[1] <= b.shape[1]:
+        if sa[1] <= sb[1]:
             a = a * alpha
         else:
             b = b * alpha

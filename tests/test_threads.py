@@ -639,3 +639,14 @@ def test_outer_accumulate_matches_the_formula():
         assert torch.allclose(outer_accumulate_(acc.clone(), a, b, alpha=alpha, beta=beta), expected, atol=1e-6)
     nan = torch.full((5, 7), float("nan"))
     assert torch.isfinite(outer_accumulate_(nan, a, b, beta=0.0)).all()  # beta = 0 overwrites, as BLAS does
+    # above the crossover: the scalars applied outside the product
+    acc, a, b = (
+        torch.randn(500, 784, generator=g),
+        torch.randn(100, 500, generator=g),
+        torch.randn(100, 784, generator=g),
+    )
+    for alpha, beta in ((0.25, 0.5), (-0.1, 1.0), (2.0, 0.0)):
+        expected = beta * acc + alpha * a.t() @ b
+        assert torch.allclose(outer_accumulate_(acc.clone(), a, b, alpha=alpha, beta=beta), expected, atol=1e-4)
+    nan = torch.full((500, 784), float("nan"))
+    assert torch.isfinite(outer_accumulate_(nan, a, b, beta=0.0)).all()
