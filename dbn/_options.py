@@ -8,7 +8,7 @@ Examples
 --------
 >>> from dbn._options import OPTIMIZERS
 >>> OPTIMIZERS
-('sgd', 'adam', 'rmsprop', 'adagrad', 'adadelta')
+('sgd', 'adam', 'rmsprop', 'adagrad', 'adadelta', 'lbfgs')
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ __all__ = [
 Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu", "maxout"]
 Init = Literal["normal", "xavier", "he"]
 Loss = Literal["cross_entropy", "mse", "binary_cross_entropy"]
-OptimizerName = Literal["sgd", "adam", "rmsprop", "adagrad", "adadelta"]
+OptimizerName = Literal["sgd", "adam", "rmsprop", "adagrad", "adadelta", "lbfgs"]
 FitLRSchedule = Literal["constant", "step", "exponential", "cosine"]
 Monitor = Literal["valid_loss", "valid_score"]
 VisibleType = Literal["bernoulli", "gaussian"]

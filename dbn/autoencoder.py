@@ -426,7 +426,8 @@ def train_autoencoder(
     optimizer : {"sgd", "adam", "rmsprop", "adagrad", "adadelta"} or callable, default="sgd"
         A torch optimizer by name (:func:`dbn.optim.make_optimizer`, shared with
         :func:`dbn.training.fit_network`), or a callable ``params -> torch.optim.Optimizer``
-        (then ``learning_rate``, ``momentum`` and ``weight_decay`` are ignored).
+        (then ``learning_rate``, ``momentum`` and ``weight_decay`` are ignored). Not
+        ``"lbfgs"``: each evaluation of the loss draws a new corruption.
     momentum : float, default=0.0
         Momentum of ``"sgd"`` / ``"rmsprop"``; a nonzero value with another named optimizer
         raises ``ValueError``.
@@ -487,6 +488,11 @@ def train_autoencoder(
     gen = make_generator(generator, X.device)
     if not callable(optimizer):
         check_choice("optimizer", optimizer, OPTIMIZERS)
+        if optimizer == "lbfgs":
+            raise ValueError(
+                "train_autoencoder does not support optimizer='lbfgs' (each evaluation of its "
+                "loss draws a new corruption); choose 'sgd', 'adam', 'rmsprop', 'adagrad' or 'adadelta'."
+            )
         if momentum != 0.0 and optimizer not in MOMENTUM_OPTIMIZERS:
             raise ValueError(
                 f"The 'momentum' parameter only applies to optimizer='sgd' or 'rmsprop'; got "

@@ -17,10 +17,15 @@ import torch
 from ._options import OPTIMIZERS, OptimizerName
 from ._validation import check_choice
 
-__all__ = ["make_optimizer", "MOMENTUM_OPTIMIZERS", "OptimizerName", "OPTIMIZERS"]
+__all__ = ["make_optimizer", "MOMENTUM_OPTIMIZERS", "OptimizerName", "OPTIMIZERS", "LBFGS_ITERATIONS", "LBFGS_HISTORY"]
 
 #: the optimizers that take a ``momentum``
 MOMENTUM_OPTIMIZERS: tuple[str, ...] = ("sgd", "rmsprop")
+#: ``"lbfgs"``: iterations (each with a strong-Wolfe line search) per mini-batch, as Hinton and
+#: Salakhutdinov (2006) ran three line searches of conjugate gradients per mini-batch
+LBFGS_ITERATIONS = 3
+#: ``"lbfgs"``: curvature pairs kept (two parameter-sized vectors each)
+LBFGS_HISTORY = 10
 
 
 def make_optimizer(
@@ -36,9 +41,14 @@ def make_optimizer(
 
     Parameters
     ----------
-    name : {"sgd", "adam", "rmsprop", "adagrad", "adadelta"} or callable
+    name : {"sgd", "adam", "rmsprop", "adagrad", "adadelta", "lbfgs"} or callable
         The optimizer, or a callable ``params -> Optimizer`` (then the other settings are
-        ignored).
+        ignored). ``"lbfgs"`` is ``torch.optim.LBFGS`` with :data:`LBFGS_ITERATIONS`
+        iterations per step, each with a strong-Wolfe line search, and :data:`LBFGS_HISTORY`
+        curvature pairs; its ``step`` needs a closure that re-evaluates the loss, and it has
+        no weight decay of its own (put the penalty in the closure's loss), so every group
+        must have ``weight_decay=0``. Its learning rate is the line search's first step
+        (``1.0`` is usual).
     params : iterable of Parameter or of param-group dicts
         Param groups may set their own ``weight_decay``.
     learning_rate : float
@@ -63,6 +73,8 @@ def make_optimizer(
     if callable(name):
         return name(params)
     check_choice("optimizer", name, OPTIMIZERS)
+    if name == "lbfgs":
+        return _lbfgs(params, learning_rate, weight_decay)
     if name == "sgd":
         return torch.optim.SGD(
             params, lr=learning_rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
@@ -74,3 +86,17 @@ def make_optimizer(
     if name == "adagrad":
         return torch.optim.Adagrad(params, lr=learning_rate, weight_decay=weight_decay)
     return torch.optim.Adadelta(params, lr=learning_rate, weight_decay=weight_decay)
+
+
+def _lbfgs(params: Iterable[Any], learning_rate: float, weight_decay: float) -> torch.optim.LBFGS:
+    """``torch.optim.LBFGS`` over every parameter of ``params`` (it takes one group)."""
+    groups = list(params)
+    if weight_decay or any(isinstance(g, dict) and g.get("weight_decay", 0.0) for g in groups):
+        raise ValueError(
+            "optimizer='lbfgs' has no weight decay of its own: add the L2 penalty to the loss "
+            "of its closure and pass weight_decay=0 (fit_network does this for you)."
+        )
+    flat = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+    return torch.optim.LBFGS(
+        flat, lr=learning_rate, max_iter=LBFGS_ITERATIONS, history_size=LBFGS_HISTORY, line_search_fn="strong_wolfe"
+    )

@@ -366,6 +366,11 @@ class _StepConfig:
     # the network's thread-count-invariant forward (dbn._invariant), set by fit_network for
     # CPU fits that may run on several threads; None: ``net(x)``
     forward: SequentialForward | None = None
+    # optimizers that re-evaluate the loss (L-BFGS) step with a closure whose loss carries the
+    # L2 and L1 penalties (``weight_decay / 2 * ||w||^2 + l1 * |w|`` over ``l1_weights``), so
+    # that the line search sees the objective whose gradient it follows
+    closure: bool = False
+    weight_decay: float = 0.0
 
 
 def _loss_fn(loss: str) -> Callable[..., torch.Tensor]:
@@ -396,9 +401,41 @@ def _train_step(
     """One optimizer step: forward, loss, backward, L1 subgradient, clipping, step, max-norm.
 
     With ``sum_scale`` (data-parallel runs) the loss is the sum over the batch times
-    ``sum_scale`` instead of the mean. Returns the detached loss and outputs (no host
-    synchronisation).
+    ``sum_scale`` instead of the mean. With ``cfg.closure`` (L-BFGS) the optimizer evaluates
+    the loss as often as its line searches need. Returns the detached loss and outputs of the
+    step's first evaluation, at the parameters it started from (no host synchronisation).
     """
+    if not cfg.closure:
+        loss, out = _loss_and_gradient(net, optimizer, X_batch, y_batch, cfg, sum_scale)
+        optimizer.step()
+    else:
+        first: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def closure() -> float:  # the line search reads the objective on the host anyway
+            loss, out = _loss_and_gradient(net, optimizer, X_batch, y_batch, cfg, sum_scale)
+            if not first:
+                first.append((loss, out))
+            return float(loss + _penalty(cfg) if cfg.l1 or cfg.weight_decay else loss)
+
+        optimizer.step(closure)
+        loss, out = first[0]
+    if cfg.max_norm is not None:
+        with torch.no_grad():
+            for weight in cfg.max_norm_weights:
+                weight.renorm_(2, 0, cfg.max_norm)
+    return loss.detach(), out.detach()
+
+
+def _loss_and_gradient(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    X_batch: torch.Tensor,
+    y_batch: torch.Tensor,
+    cfg: _StepConfig,
+    sum_scale: float | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, loss, backward, the penalties' gradients and clipping; returns the (data)
+    loss and the outputs."""
     optimizer.zero_grad(set_to_none=True)
     out = net(X_batch) if cfg.forward is None else cfg.forward(X_batch)
     if sum_scale is None:
@@ -410,14 +447,22 @@ def _train_step(
         for w in cfg.l1_weights:
             if w.grad is not None:
                 w.grad.add_(torch.sign(w.detach()), alpha=cfg.l1)
+    if cfg.closure and cfg.weight_decay > 0:  # the other optimizers add it themselves
+        for w in cfg.l1_weights:
+            if w.grad is not None:
+                w.grad.add_(w.detach(), alpha=cfg.weight_decay)
     if cfg.clip_grad_norm is not None:
         nn.utils.clip_grad_norm_(cfg.params, cfg.clip_grad_norm)
-    optimizer.step()
-    if cfg.max_norm is not None:
-        with torch.no_grad():
-            for weight in cfg.max_norm_weights:
-                weight.renorm_(2, 0, cfg.max_norm)
     return loss.detach(), out.detach()
+
+
+@torch.no_grad()
+def _penalty(cfg: _StepConfig) -> torch.Tensor | float:
+    """``weight_decay / 2 * sum ||w||^2 + l1 * sum |w|`` over the decayed weights."""
+    total: torch.Tensor | float = 0.0
+    for w in cfg.l1_weights:
+        total = total + cfg.weight_decay / 2 * w.pow(2).sum() + cfg.l1 * w.abs().sum()
+    return total
 
 
 def _run_epoch(
@@ -567,9 +612,15 @@ def fit_network(
         samples and outputs) or ``F.binary_cross_entropy_with_logits`` (one independent
         sigmoid per output, on logits: no sigmoid in the network; mean over samples and
         labels).
-    optimizer : {"sgd", "adam", "rmsprop", "adagrad", "adadelta"}, default="sgd"
+    optimizer : {"sgd", "adam", "rmsprop", "adagrad", "adadelta", "lbfgs"}, default="sgd"
         The ``torch.optim`` class with its default settings apart from ``lr`` (Adadelta is
-        usually run with ``learning_rate=1.0``).
+        usually run with ``learning_rate=1.0``). ``"lbfgs"``: ``torch.optim.LBFGS`` taking a
+        few iterations with strong-Wolfe line searches per mini-batch
+        (:func:`dbn.optim.make_optimizer`), as Hinton and Salakhutdinov (2006) fine-tuned
+        with conjugate gradients on batches of 1,000; usually run with
+        ``learning_rate=1.0`` and large batches. Its line searches evaluate the loss several
+        times per batch on the same rows, with the L2 and L1 penalties included; with
+        dropout every evaluation draws its own mask.
     learning_rate : float, default=0.01
         Initial learning rate.
     momentum : float, default=0.9
@@ -1138,6 +1189,11 @@ def _check_data(
             raise ValueError("Data-parallel training (shard) needs validation_data for early stopping.")
         if data.frozen:
             raise ValueError("Data-parallel training (shard) does not support frozen layers; set freeze=().")
+        if opts.optimizer == "lbfgs":
+            raise ValueError(
+                "Data-parallel training (shard) does not support optimizer='lbfgs' (each process's "
+                "line search would see its own rows' loss); choose a first-order optimizer."
+            )
     if opts.early_stopping and validation_data is None:
         _split_validation(data, opts.validation_fraction, generator)
     data.n_train = (
@@ -1186,7 +1242,9 @@ def _parameter_groups(net: nn.Module, layers: list[nn.Linear], frozen: set[int],
     linear_weights = {id(layer.weight) for layer in layers}
     decayed = [p for p in trainable if id(p) in linear_weights]
     others = [p for p in trainable if id(p) not in linear_weights]
-    groups = [{"params": decayed, "weight_decay": opts.weight_decay}, {"params": others, "weight_decay": 0.0}]
+    closure = opts.optimizer == "lbfgs"  # no weight decay of its own: the step adds it
+    decay = 0.0 if closure else opts.weight_decay
+    groups = [{"params": decayed, "weight_decay": decay}, {"params": others, "weight_decay": 0.0}]
     trainable_ids = {id(p) for p in trainable}
     step = _StepConfig(
         loss=opts.loss,
@@ -1196,6 +1254,8 @@ def _parameter_groups(net: nn.Module, layers: list[nn.Linear], frozen: set[int],
         clip_grad_norm=opts.clip_grad_norm,
         max_norm=opts.max_norm,
         max_norm_weights=[layer.weight for layer in hidden_linear_layers(net) if id(layer.weight) in trainable_ids],
+        closure=closure,
+        weight_decay=opts.weight_decay if closure else 0.0,
     )
     return _Parameters([g for g in groups if g["params"]], frozen_ids, step)
 

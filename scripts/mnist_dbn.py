@@ -2,7 +2,8 @@
 same network randomly initialised, under the published protocol as far as this machine allows.
 
 Protocol (after Hinton & Salakhutdinov 2006 and their released code, with SGD in place of
-conjugate gradients; dropout fine-tuning after Srivastava et al. 2014):
+conjugate gradients, or L-BFGS in the ``dbn-lbfgs`` arm; dropout fine-tuning after Srivastava
+et al. 2014):
 
 * data: the classic 50,000 / 10,000 / 10,000 split of ``mnist.pkl.gz`` (pixels in [0, 1));
 * pretraining: three RBMs 784-500, 500-500, 500-2000, CD-1, ``--pretrain-epochs`` (50) each, batch
@@ -22,7 +23,11 @@ conjugate gradients; dropout fine-tuning after Srivastava et al. 2014):
   0.5 on the hidden units, momentum rising linearly from 0.5 to 0.95 over ``--momentum-epochs``,
   max-norm ``--max-norm`` on each hidden unit's incoming weights), ``relu`` (random init, He
   normal, the same selection); optional ``dbn-gentle`` (smaller learning rate ``--gentle-lr``
-  and L2 ``--gentle-l2``) and ``sigmoid`` (random init, Glorot uniform).
+  and L2 ``--gentle-l2``), ``dbn-lbfgs`` (the stack fine-tuned as Hinton & Salakhutdinov's
+  code does, with L-BFGS in place of their conjugate gradients: batches of ``--lbfgs-batch-size``
+  (1,000), three iterations with strong-Wolfe line searches per batch, the output layer alone
+  for the first ``--lbfgs-head-epochs`` (6) epochs, at most ``--lbfgs-epochs`` (200) epochs,
+  patience ``--lbfgs-patience``) and ``sigmoid`` (random init, Glorot uniform).
 
 The rising momentum is set before every optimizer step by a torch optimizer step pre-hook.
 ``--stack PATH`` saves the pretrained stack there (or loads it, when the file exists).
@@ -57,7 +62,7 @@ from dbn.stack import pretrain_stack  # noqa: E402
 from dbn.training import build_mlp, evaluate, fit_network  # noqa: E402
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "mnist.pkl.gz")
-ARMS = ("dbn", "dbn-gentle", "dbn-dropout", "sigmoid", "relu")
+ARMS = ("dbn", "dbn-gentle", "dbn-dropout", "dbn-lbfgs", "sigmoid", "relu")
 DEFAULT_ARMS = ("dbn", "dbn-dropout", "relu")
 
 
@@ -102,6 +107,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="pretrained arms: first train the output layer alone for N epochs, the hidden layers "
         "frozen (Hinton & Salakhutdinov's code: 6 of its 200 CG epochs), then fine-tune everything",
     )
+    p.add_argument("--lbfgs-batch-size", type=int, default=1000, help="batch size of the dbn-lbfgs arm (H&S: 1000)")
+    p.add_argument("--lbfgs-epochs", type=int, default=200, help="maximum epochs of the dbn-lbfgs arm (H&S: 200)")
+    p.add_argument("--lbfgs-patience", type=int, default=30, help="patience of the dbn-lbfgs arm")
+    p.add_argument(
+        "--lbfgs-head-epochs", type=int, default=6, help="dbn-lbfgs: epochs of the output layer alone (H&S: 6)"
+    )
     p.add_argument("--no-60k", dest="full", action="store_false", help="skip the 60k fine-tuning runs")
     p.add_argument("--stack", default=None, help="save the pretrained stack here, or load it if the file exists")
     p.add_argument("--batch-size", type=int, default=100)
@@ -120,6 +131,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.quick:
         args.sizes, args.pretrain_epochs, args.epochs, args.train_size = [100, 100, 200], 1, 2, 3000
         args.momentum_epochs = 2
+        args.lbfgs_epochs, args.lbfgs_head_epochs = 2, 1
     return args
 
 
@@ -163,10 +175,22 @@ def build(arm: str, stack, args: argparse.Namespace, g: torch.Generator) -> tupl
         rising_momentum=False,
         max_iter=args.epochs,
         patience=args.patience,
+        optimizer="sgd",
+        batch_size=args.batch_size,
     )
     if arm.startswith("dbn"):
         settings["head_epochs"] = args.head_epochs
     if arm == "dbn":
+        net = to_torch(stack, head="softmax", n_outputs=10, generator=g)
+    elif arm == "dbn-lbfgs":
+        settings.update(
+            lr=1.0,
+            optimizer="lbfgs",
+            batch_size=args.lbfgs_batch_size,
+            head_epochs=args.lbfgs_head_epochs,
+            max_iter=args.lbfgs_epochs,
+            patience=args.lbfgs_patience,
+        )
         net = to_torch(stack, head="softmax", n_outputs=10, generator=g)
     elif arm == "dbn-gentle":
         settings.update(lr=args.gentle_lr, l2=args.gentle_l2)
@@ -211,11 +235,11 @@ def finetune(net, X, y, settings: dict, args, g: torch.Generator, *, max_iter: i
                 net,
                 X,
                 y,
-                optimizer="sgd",
+                optimizer=settings["optimizer"],
                 learning_rate=settings["lr"],
                 momentum=0.9,
                 weight_decay=settings["l2"],
-                batch_size=args.batch_size,
+                batch_size=settings["batch_size"],
                 max_norm=settings["max_norm"],
                 max_iter=head,
                 freeze=range(len(hidden_linear_layers(net))),
@@ -227,11 +251,11 @@ def finetune(net, X, y, settings: dict, args, g: torch.Generator, *, max_iter: i
             net,
             X,
             y,
-            optimizer="sgd",
+            optimizer=settings["optimizer"],
             learning_rate=settings["lr"],
             momentum=0.9,
             weight_decay=settings["l2"],
-            batch_size=args.batch_size,
+            batch_size=settings["batch_size"],
             lr_schedule=None if args.schedule == "constant" else "cosine",
             max_norm=settings["max_norm"],
             max_iter=max_iter,

@@ -275,7 +275,7 @@ def test_gaussian_corruption_level_may_exceed_one():
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"momentum": 1.0}, "momentum"),
         ({"weight_decay": -1.0}, "weight_decay"),
-        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"optimizer": "newton"}, "optimizer"),
         ({"optimizer": "adam", "momentum": 0.5}, "momentum"),
         ({"callbacks": (1,)}, "callbacks"),
         ({"generator": "seed"}, "random_state"),

@@ -22,7 +22,7 @@ from dbn.training import (
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "maxout")
 INITS = ("normal", "xavier", "he")
-OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "adadelta")
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "adadelta", "lbfgs")
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -160,7 +160,7 @@ def test_build_mlp_bad_arguments(kwargs, name):
 def test_each_optimizer_decreases_loss(optimizer):
     X, y = blobs()
     net = build_mlp(5, (16,), 3, activation="tanh", init="xavier", generator=gen())
-    lr = {"sgd": 0.05, "adam": 0.01, "rmsprop": 0.01, "adagrad": 0.05, "adadelta": 1.0}[optimizer]
+    lr = {"sgd": 0.05, "adam": 0.01, "rmsprop": 0.01, "adagrad": 0.05, "adadelta": 1.0, "lbfgs": 1.0}[optimizer]
     history = fit_network(
         net,
         X,
@@ -176,6 +176,68 @@ def test_each_optimizer_decreases_loss(optimizer):
     assert losses[-1] < 0.5 * losses[0]
     assert history[-1]["train_score"] > 0.9
     assert history.score_name == "accuracy"
+
+
+def test_lbfgs_line_searches_one_batch_and_reports_the_loss_before_the_step():
+    X, y = blobs(n=64)
+    net = build_mlp(5, (8,), 3, activation="tanh", init="xavier", generator=gen())
+    with torch.no_grad():
+        before = nn.functional.cross_entropy(net(X), y).item()
+    history = fit_network(net, X, y, optimizer="lbfgs", learning_rate=1.0, max_iter=1, batch_size=64, generator=gen())
+    with torch.no_grad():
+        after = nn.functional.cross_entropy(net(X), y).item()
+    assert history[0]["train_loss"] == pytest.approx(before, rel=1e-5)  # the first evaluation's loss
+    assert after < 0.7 * before  # three line-searched iterations on the one batch
+
+
+def test_lbfgs_is_reproducible_and_its_penalties_shrink_the_weights():
+    X, y = blobs()
+
+    def fit(**kw):
+        net = build_mlp(5, (16,), 3, activation="sigmoid", init="xavier", generator=gen())
+        fit_network(net, X, y, optimizer="lbfgs", learning_rate=1.0, max_iter=4, batch_size=100, generator=gen(), **kw)
+        return flat_params(net)
+
+    plain = fit()
+    assert torch.equal(plain, fit())
+    assert fit(weight_decay=0.1).norm() < 0.8 * plain.norm()  # the L2 term is in the line search's loss
+    assert fit(l1=0.01).abs().sum() < 0.8 * plain.abs().sum()
+
+
+def test_lbfgs_penalty_enters_the_objective_and_its_gradient():
+    from dbn.training import _loss_and_gradient, _penalty, _StepConfig
+
+    X, y = blobs(n=20)
+    net = build_mlp(5, (4,), 3, activation="tanh", init="xavier", generator=gen())
+    weights = [m.weight for m in linear_layers(net)]
+    cfg = _StepConfig(
+        "cross_entropy", list(net.parameters()), 0.01, weights, None, None, [], closure=True, weight_decay=0.3
+    )
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    loss, _ = _loss_and_gradient(net, opt, X, y, cfg, None)
+    grads = [w.grad.clone() for w in weights]
+    objective = nn.functional.cross_entropy(net(X), y) + sum(
+        0.15 * w.pow(2).sum() + 0.01 * w.abs().sum() for w in weights
+    )
+    expected = torch.autograd.grad(objective, weights)
+    assert (loss + _penalty(cfg)).item() == pytest.approx(objective.item(), rel=1e-6)
+    for got, want in zip(grads, expected, strict=True):
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_lbfgs_refuses_what_it_cannot_do():
+    from dbn._shard import Shard
+    from dbn.autoencoder import DenoisingAutoencoder, train_autoencoder
+    from dbn.optim import make_optimizer
+
+    with pytest.raises(ValueError, match="weight_decay=0"):
+        make_optimizer("lbfgs", nn.Linear(2, 1).parameters(), learning_rate=1.0, weight_decay=0.1)
+    with pytest.raises(ValueError, match="lbfgs"):
+        train_autoencoder(DenoisingAutoencoder(4, 2, generator=gen()), torch.rand(10, 4), optimizer="lbfgs")
+    X, y = blobs(n=20)
+    net = build_mlp(5, (4,), 3, generator=gen())
+    with pytest.raises(ValueError, match="shard"):
+        fit_network(net, X, y, optimizer="lbfgs", shard=Shard(0, 20, 1, lambda t: None), validation_data=(X, y))
 
 
 def test_sgd_nesterov_and_no_shuffle_train():
@@ -518,7 +580,7 @@ def test_verbose_progress_bar(capsys):
     "kwargs, name",
     [
         ({"loss": "hinge"}, "loss"),
-        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"optimizer": "newton"}, "optimizer"),
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"momentum": 1.0}, "momentum"),
         ({"nesterov": True, "momentum": 0.0}, "nesterov"),

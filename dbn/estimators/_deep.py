@@ -871,7 +871,9 @@ class DBNClassifier(ClassifierMixin, _DeepNetwork):
     corruption, corruption_level
         Denoising-autoencoder options.
     propagate : {"probs", "samples"}, default="probs"
-    solver : {"sgd", "adam", "rmsprop", "adagrad", "adadelta"}, default="adam"
+    solver : {"sgd", "adam", "rmsprop", "adagrad", "adadelta", "lbfgs"}, default="adam"
+        ``"lbfgs"`` (a few L-BFGS iterations with line searches per mini-batch, see
+        :func:`dbn.fit_network`) wants ``learning_rate_init=1.0`` and large batches.
         The defaults (Adam at 1e-3, mini-batches of 32, 200 epochs) were chosen from
         ``benchmarks/bench_defaults.py``: at least as accurate as scikit-learn's
         ``MLPClassifier()`` on digits, iris, wine and breast cancer.
