@@ -888,6 +888,10 @@ def _thread_probe(
     def probe() -> list[torch.Tensor]:
         with torch.random.fork_rng(devices=[]):
             model, optimizer, step = copy.deepcopy((net, opt, cfg))
+            if isinstance(optimizer, torch.optim.LBFGS):
+                # a copied optimizer keeps its groups and state only; LBFGS also caches its
+                # parameter list at construction
+                optimizer._params, optimizer._numel_cache = optimizer.param_groups[0]["params"], None
             forward = model if step.forward is None else step.forward
             out: list[torch.Tensor] = []
             with torch.enable_grad():

@@ -62,6 +62,8 @@ from dbn import RBM, DBNClassifier, DBNRegressor, DBNTransformer
         DBNClassifier((8,), n_iter=2, random_state=0),
         DBNRegressor((8,), n_iter=2, random_state=0),
         DBNClassifier((8,), pretrain="dae", n_iter=2, random_state=0),
+        # L-BFGS fine-tuning (a closure per step)
+        DBNClassifier((8,), n_iter=2, solver="lbfgs", learning_rate_init=1.0, max_iter=10, random_state=0),
     ]
 )
 def test_sklearn_compatible(estimator, check):
@@ -115,6 +117,17 @@ def test_random_init_relu_and_pretrained_sigmoid_are_one_estimator(digits):
     assert relu.stack_ is None and relu.pretrain_history_ == []
     assert isinstance(relu.network_[1], torch.nn.ReLU)
     assert relu.score(Xte, yte) > 0.9
+
+
+def test_lbfgs_fine_tuning_of_a_pretrained_net(digits):
+    Xtr, ytr, Xte, yte = digits
+    params = dict(n_iter=20, pretrain_learning_rate=0.05, max_iter=15, batch_size=650, random_state=0)
+    clf = DBNClassifier((100,), solver="lbfgs", learning_rate_init=1.0, **params).fit(Xtr, ytr)
+    assert clf.score(Xte, yte) > 0.9
+    losses = [r["train_loss"] for r in clf.history_]
+    assert losses[-1] < 0.2 * losses[0]
+    again = DBNClassifier((100,), solver="lbfgs", learning_rate_init=1.0, **params).fit(Xtr, ytr)
+    np.testing.assert_array_equal(clf.predict_proba(Xte), again.predict_proba(Xte))
 
 
 def test_transformer_transform_equals_exported_network(digits):

@@ -526,8 +526,10 @@ def test_sequential_forward_only_for_plain_sequentials_without_hooks():
         {"hidden": (300,), "n": 910, "kw": {}},
         # mse over 400 outputs: a loss summed over more than torch's grain
         {"hidden": (300,), "outputs": 400, "kw": {"loss": "mse", "optimizer": "adam", "learning_rate": 1e-3}},
+        # L-BFGS: the probe steps a copied optimizer with its closure
+        {"hidden": (500,), "kw": {"optimizer": "lbfgs", "learning_rate": 1.0, "weight_decay": 1e-4}},
     ],
-    ids=["sigmoid", "dropout", "validation-split", "batch-of-10", "mse-400"],
+    ids=["sigmoid", "dropout", "validation-split", "batch-of-10", "mse-400", "lbfgs"],
 )
 def test_fine_tuning_under_load_equals_the_quiet_fit(two_threads, monkeypatch, case):
     """fit_network's probe: following the load never changes the result. A 500-unit sigmoid
