@@ -135,13 +135,15 @@ def test_checkpoint_refuses_code_in_pickles(tmp_path):
     [
         dict(optimizer="adam", lr_schedule="cosine", early_stopping=True, n_iter_no_change=2, tol=0.02),
         dict(optimizer="sgd", lr_schedule="step", lr_step_size=2, momentum=0.9, nesterov=True),
+        # L-BFGS: its curvature pairs are part of the optimizer state
+        dict(optimizer="lbfgs", learning_rate=0.5, weight_decay=1e-3),
     ],
 )
 def test_fit_network_resumes_exactly(tmp_path, options):
     g = torch.Generator().manual_seed(0)
     X = torch.randn(300, 6, generator=g)
     y = (X[:, 0] + X[:, 1] > 0).long()
-    kwargs = dict(max_iter=7, batch_size=32, learning_rate=0.05, **options)
+    kwargs = {"max_iter": 7, "batch_size": 32, "learning_rate": 0.05, **options}
 
     def run(directory=None, stop_at=None, seed=1):
         gen = torch.Generator().manual_seed(seed)
